@@ -1,0 +1,83 @@
+"""MRC maps through mrcfile: read with clear errors, write atomically.
+
+Arrays are (z, y, x) = (sections, rows, columns), as mrcfile returns them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from cryoprior.errors import InputFileError
+from cryoprior.io._atomic import atomic_path
+
+__all__ = ["read_map", "read_map_header_voxel_size", "write_map_atomic"]
+
+
+def read_map(path: str | Path, *, dtype: np.dtype | type | None = np.float32) -> np.ndarray:
+    """Read the data of an MRC file as a new array (never a view of a memory map).
+
+    Parameters
+    ----------
+    path: the MRC file.
+    dtype: convert to this dtype (``None`` keeps the file's own).
+
+    Returns
+    -------
+    (z, y, x) or (y, x) array.
+
+    Raises
+    ------
+    InputFileError: missing file, not an MRC file, or truncated data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "file does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, mode="r", permissive=True) as mrc:
+                data = mrc.data
+                if data is None:
+                    raise InputFileError(path, "not a readable MRC file (bad header or no data)")
+                array = np.array(data, dtype=dtype, copy=True)
+    except InputFileError:
+        raise
+    except Exception as exc:  # mrcfile raises ValueError/OSError/etc. for bad files
+        raise InputFileError(path, f"not a readable MRC file ({exc})") from exc
+    return array
+
+
+def read_map_header_voxel_size(path: str | Path) -> float:
+    """Voxel size (Angstrom, x axis) recorded in an MRC header; 0 when unset."""
+    path = Path(path)
+    try:
+        with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
+            return float(mrc.voxel_size.x)
+    except Exception as exc:
+        raise InputFileError(path, f"not a readable MRC file ({exc})") from exc
+
+
+def write_map_atomic(
+    path: str | Path, volume: np.ndarray, *, voxel_size_angstrom: float | None = None
+) -> Path:
+    """Write ``volume`` as float32 MRC to ``path`` atomically (temporary file + rename).
+
+    Parameters
+    ----------
+    path: destination.
+    volume: (z, y, x) or (y, x) real array; not modified.
+    voxel_size_angstrom: recorded in the header when given.
+    """
+    path = Path(path)
+    data = np.ascontiguousarray(volume, dtype=np.float32)
+    with atomic_path(path, suffix=".mrc") as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(data)
+            if voxel_size_angstrom is not None:
+                mrc.voxel_size = float(voxel_size_angstrom)
+            mrc.update_header_stats()
+    return path
