@@ -1,6 +1,43 @@
 """File I/O: MRC through mrcfile, STAR through starfile, RELION's per-iteration files."""
 
 from cryoprior.io.mrc import read_map, write_map_atomic
+from cryoprior.io.relion import (
+    ExternalReconstructJob,
+    ExternalReconstructName,
+    IterationFiles,
+    ModelInfo,
+    OptimiserInfo,
+    ParticlesTable,
+    SamplingInfo,
+    find_iteration_files,
+    parse_external_reconstruct_name,
+    read_external_reconstruct_arrays,
+    read_external_reconstruct_job,
+    read_model_star,
+    read_optimiser_star,
+    read_particles_star,
+    read_sampling_star,
+)
 from cryoprior.io.star import read_star, write_star_atomic
 
-__all__ = ["read_map", "write_map_atomic", "read_star", "write_star_atomic"]
+__all__ = [
+    "read_map",
+    "write_map_atomic",
+    "read_star",
+    "write_star_atomic",
+    "ExternalReconstructJob",
+    "ExternalReconstructName",
+    "parse_external_reconstruct_name",
+    "read_external_reconstruct_job",
+    "read_external_reconstruct_arrays",
+    "SamplingInfo",
+    "read_sampling_star",
+    "OptimiserInfo",
+    "read_optimiser_star",
+    "ModelInfo",
+    "read_model_star",
+    "ParticlesTable",
+    "read_particles_star",
+    "IterationFiles",
+    "find_iteration_files",
+]
