@@ -146,8 +146,10 @@ def euler_to_matrix(rot_degrees, tilt_degrees, psi_degrees) -> np.ndarray:
            [ 0.,  0.,  1.]])
     """
     alpha, beta, gamma = np.broadcast_arrays(
-        *(np.deg2rad(np.asarray(a, dtype=np.float64)) for a in (rot_degrees, tilt_degrees,
-                                                                  psi_degrees))
+        *(
+            np.deg2rad(np.asarray(a, dtype=np.float64))
+            for a in (rot_degrees, tilt_degrees, psi_degrees)
+        )
     )
     ca, sa = np.cos(alpha), np.sin(alpha)
     cb, sb = np.cos(beta), np.sin(beta)

@@ -35,16 +35,19 @@ def frequency_grid(n: int, *, ndim: int = 3) -> np.ndarray:
     Returns
     -------
     float64 array, Fourier space, shape (n,)*ndim + (ndim,), components (fz, fy, fx) or
-    (fy, fx), FFTW order along every axis (``numpy.fft.fftfreq(n)``; for even n the index n//2
-    holds -0.5).
+    (fy, fx), FFTW order along every axis with the convention of
+    :mod:`cryoprior.conventions` (index i is i/n if i < n//2+1 else (i-n)/n, so for even n the
+    index n//2 holds +0.5, unlike ``numpy.fft.fftfreq``). ``frequency_grid(n)[..., :n//2+1, :]``
+    equals :func:`frequency_grid_rfft`.
 
     Example
     -------
-    >>> frequency_grid(4, ndim=2)[2, 1]
-    array([-0.5 ,  0.25])
+    >>> frequency_grid(4, ndim=2)[2, 3]
+    array([ 0.5 , -0.25])
     """
     _check_ndim(ndim)
-    freqs = np.fft.fftfreq(n)
+    index = np.arange(n)
+    freqs = np.where(index < n // 2 + 1, index, index - n).astype(np.float64) / n
     grids = np.meshgrid(*([freqs] * ndim), indexing="ij")
     return np.stack(grids, axis=-1)
 
@@ -147,8 +150,11 @@ def radial_average(values_rfft, *, n: int, ndim: int = 3) -> np.ndarray:
     flat = values.astype(np.float64, copy=False).reshape(-1, shells.size)[:, inside]
     # Index shells per batch row with offsets so that one bincount handles the whole batch.
     offsets = np.arange(flat.shape[0])[:, None] * n_shells
-    sums = np.bincount((shells[inside][None, :] + offsets).ravel(), weights=flat.ravel(),
-                       minlength=flat.shape[0] * n_shells)
+    sums = np.bincount(
+        (shells[inside][None, :] + offsets).ravel(),
+        weights=flat.ravel(),
+        minlength=flat.shape[0] * n_shells,
+    )
     counts = np.bincount(shells[inside], minlength=n_shells)
     return (sums.reshape(flat.shape[0], n_shells) / counts).reshape(*batch, n_shells)
 
@@ -162,8 +168,8 @@ def shell_resolution_angstrom(n: int, *, voxel_size_angstrom: float) -> np.ndarr
 
     Example
     -------
-    >>> shell_resolution_angstrom(8, voxel_size_angstrom=1.5)
-    array([inf, 12. ,  6. ,  4. ,  3. ])
+    >>> shell_resolution_angstrom(8, voxel_size_angstrom=1.5).tolist()
+    [inf, 12.0, 6.0, 4.0, 3.0]
     """
     shells = np.arange(n // 2 + 1, dtype=np.float64)
     with np.errstate(divide="ignore"):

@@ -89,8 +89,9 @@ def resampled_size(
 
     Example
     -------
-    >>> resampled_size(100, voxel_size_angstrom=1.1, new_voxel_size_angstrom=1.5)
-    (73, 1.5068493150684932)
+    >>> size, voxel = resampled_size(100, voxel_size_angstrom=1.1, new_voxel_size_angstrom=1.5)
+    >>> size, round(voxel, 4)
+    (73, 1.5068)
     """
     if voxel_size_angstrom <= 0 or new_voxel_size_angstrom <= 0:
         raise ValueError("voxel sizes must be positive")

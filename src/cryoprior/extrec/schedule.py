@@ -1,0 +1,193 @@
+"""When to regularize: the iteration state RELION is in, and the user's rule.
+
+RELION's job STAR carries no iteration state. During the call of iteration N only files of
+iteration N-1 exist, so the state is read from ``<root>_it(N-1)_sampling.star``,
+``_optimiser.star`` and ``_half1_model.star``. Local searches are on in iteration N when
+``rlnHealpixOrder(N-1) >= rlnAutoLocalSearchesHealpixOrder`` or the model says
+``rlnOrientationalPriorMode == 1`` (RELION's own rule, ``MlOptimiser::updateAngularSampling``);
+this lags by one iteration at the switch, which RELION's ``run.out`` can close: its line
+``Auto-refine: Angular step= X degrees; local searches= true`` is printed before iteration
+N's expectation, so a "true" there settles it (sampling only ever gets finer).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryoprior.errors import InputFileError
+from cryoprior.io.relion import (
+    ExternalReconstructName,
+    read_model_star,
+    read_optimiser_star,
+    read_sampling_star,
+)
+
+__all__ = ["Schedule", "IterationState", "parse_schedule", "read_iteration_state", "decide"]
+
+logger = logging.getLogger(__name__)
+
+_LOCAL_RE = re.compile(r"Auto-refine: Angular step=\s*([0-9.eE+-]+) degrees; local searches=\s*(\w+)")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A rule for when to regularize.
+
+    kind: ``always``, ``never``, ``local-searches``, ``resolution`` (apply when the current
+    resolution is at or below ``threshold`` Angstrom) or ``iteration`` (apply from iteration
+    ``threshold`` on).
+    """
+
+    kind: str
+    threshold: float | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "resolution":
+            return f"resolution<={self.threshold:g}"
+        if self.kind == "iteration":
+            return f"iteration>={int(self.threshold)}"
+        return self.kind
+
+
+def parse_schedule(text: str) -> Schedule:
+    """Parse ``always``, ``never``, ``local-searches``, ``resolution<=X`` or ``iteration>=N``."""
+    t = text.strip().lower().replace(" ", "")
+    if t in ("always", "never", "local-searches"):
+        return Schedule(t)
+    for prefix, kind, cast in (("resolution<=", "resolution", float), ("iteration>=", "iteration", int)):
+        if t.startswith(prefix):
+            try:
+                value = cast(t[len(prefix) :])
+            except ValueError:
+                break
+            if value <= 0:
+                break
+            return Schedule(kind, float(value))
+    raise ValueError(
+        f"unknown schedule {text!r}: use always, never, local-searches, resolution<=X (Angstrom) "
+        "or iteration>=N"
+    )
+
+
+@dataclass(frozen=True)
+class IterationState:
+    """What is known about the refinement at this call.
+
+    Attributes
+    ----------
+    iteration: N (from the file name), or None.
+    half: 1, 2, or None (final joined call / classification).
+    previous_healpix_order: ``rlnHealpixOrder`` of iteration N-1, or None.
+    auto_local_searches_healpix_order: ``rlnAutoLocalSearchesHealpixOrder``, or None.
+    orientational_prior_mode: of iteration N-1's model (1 = local searches), or None.
+    current_resolution_angstrom: of iteration N-1's half-1 model, or None.
+    pixel_size_angstrom: from the model of N-1, or None.
+    particle_diameter_angstrom: from the optimiser of N-1, or None.
+    solvent_mask_name: from the optimiser of N-1, or None.
+    run_out_local_searches: what RELION's run.out last said (True/False), or None.
+    """
+
+    iteration: int | None = None
+    half: int | None = None
+    previous_healpix_order: int | None = None
+    auto_local_searches_healpix_order: int | None = None
+    orientational_prior_mode: int | None = None
+    current_resolution_angstrom: float | None = None
+    pixel_size_angstrom: float | None = None
+    particle_diameter_angstrom: float | None = None
+    solvent_mask_name: str | None = None
+    run_out_local_searches: bool | None = None
+
+    @property
+    def local_searches(self) -> bool | None:
+        """Whether iteration N runs local angular searches (None: cannot tell)."""
+        votes = []
+        if self.previous_healpix_order is not None and self.auto_local_searches_healpix_order is not None:
+            votes.append(self.previous_healpix_order >= self.auto_local_searches_healpix_order)
+        if self.orientational_prior_mode is not None:
+            votes.append(self.orientational_prior_mode == 1)
+        if self.run_out_local_searches is not None:
+            votes.append(self.run_out_local_searches)
+        if not votes:
+            return None
+        return any(votes)
+
+
+def _last_run_out_local_searches(run_out: Path) -> bool | None:
+    try:
+        text = run_out.read_text(errors="replace")
+    except OSError:
+        return None
+    matches = _LOCAL_RE.findall(text)
+    if not matches:
+        return None
+    return matches[-1][1].lower() == "true"
+
+
+def read_iteration_state(name: ExternalReconstructName, *, base_dir: str | Path = ".") -> IterationState:
+    """Collect the state of the call named ``name`` from RELION's files of iteration N-1.
+
+    Missing or unreadable files leave the corresponding fields None (logged at debug level):
+    the decision then errs on the side of not regularizing.
+    """
+    base = Path(base_dir)
+    iteration = name.iteration
+    fields: dict = {"iteration": iteration, "half": name.half}
+    if iteration is not None and iteration >= 1:
+        prev = f"{name.output_root}_it{iteration - 1:03d}"
+        readers = (
+            ("sampling", f"{prev}_sampling.star", read_sampling_star),
+            ("optimiser", f"{prev}_optimiser.star", read_optimiser_star),
+            ("model", f"{prev}_half1_model.star", read_model_star),
+        )
+        for key, rel, reader in readers:
+            path = base / rel
+            if key == "model" and not path.exists():
+                path = base / f"{prev}_model.star"
+            try:
+                info = reader(path)
+            except InputFileError as exc:
+                logger.debug("iteration state: %s", exc)
+                continue
+            if key == "sampling":
+                fields["previous_healpix_order"] = info.healpix_order
+            elif key == "optimiser":
+                fields["auto_local_searches_healpix_order"] = info.auto_local_searches_healpix_order
+                fields["particle_diameter_angstrom"] = info.particle_diameter_angstrom
+                fields["solvent_mask_name"] = info.solvent_mask_name
+            else:
+                fields["orientational_prior_mode"] = info.orientational_prior_mode
+                fields["current_resolution_angstrom"] = info.current_resolution_angstrom
+                fields["pixel_size_angstrom"] = info.pixel_size_angstrom
+    run_out = base / Path(name.output_root).parent / "run.out"
+    if run_out.exists():
+        fields["run_out_local_searches"] = _last_run_out_local_searches(run_out)
+    return IterationState(**fields)
+
+
+def decide(schedule: Schedule, state: IterationState) -> tuple[bool, str]:
+    """Whether to regularize in this state, and why (one short phrase for the log)."""
+    if schedule.kind == "always":
+        return True, "schedule always"
+    if schedule.kind == "never":
+        return False, "schedule never"
+    if schedule.kind == "local-searches":
+        local = state.local_searches
+        if local is None:
+            return False, "local searches unknown (no iteration files of N-1)"
+        return local, "local searches" if local else "global searches"
+    if schedule.kind == "resolution":
+        res = state.current_resolution_angstrom
+        if res is None:
+            return False, "current resolution unknown"
+        ok = res <= schedule.threshold
+        return ok, f"resolution {res:.2f} A {'<=' if ok else '>'} {schedule.threshold:g} A"
+    if schedule.kind == "iteration":
+        if state.iteration is None:
+            return False, "iteration unknown"
+        ok = state.iteration >= schedule.threshold
+        return ok, f"iteration {state.iteration} {'>=' if ok else '<'} {int(schedule.threshold)}"
+    raise ValueError(f"unknown schedule kind {schedule.kind!r}")
