@@ -1,0 +1,173 @@
+"""MRC and STAR I/O: round trips, atomic writes, clear errors for bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+
+import cryoprior.io.mrc as io_mrc
+from cryoprior.errors import InputFileError
+from cryoprior.io import read_map, read_star, write_map_atomic, write_star_atomic
+from cryoprior.io.mrc import read_map_header_voxel_size
+from cryoprior.io.star import require_block, star_version
+
+
+def _names_file(excinfo: pytest.ExceptionInfo, path: Path) -> str:
+    message = str(excinfo.value)
+    assert path.name in message, message
+    return message
+
+
+# ---------------------------------------------------------------------------------------
+# MRC
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 4), (7, 3)])
+def test_map_round_trip(tmp_path, shape):
+    volume = np.random.default_rng(0).normal(size=shape)  # float64 in, float32 on disk
+    before = volume.copy()
+    path = tmp_path / "map.mrc"
+    assert write_map_atomic(path, volume, voxel_size_angstrom=1.25) == path
+    np.testing.assert_array_equal(volume, before)  # input not modified
+    back = read_map(path)
+    assert back.dtype == np.float32 and back.shape == shape
+    np.testing.assert_array_equal(back, volume.astype(np.float32))
+    assert read_map(path, dtype=None).dtype == np.float32
+    assert read_map_header_voxel_size(path) == pytest.approx(1.25)
+    with mrcfile.open(path) as mrc:  # a valid MRC file for mrcfile itself
+        assert mrc.header.mode == 2
+        assert float(mrc.header.dmax) == pytest.approx(float(volume.astype(np.float32).max()))
+
+
+def test_map_read_returns_a_copy(tmp_path):
+    path = write_map_atomic(tmp_path / "map.mrc", np.zeros((3, 3, 3)))
+    array = read_map(path)
+    array[...] = 7.0  # writable, not a view of a read-only memory map
+    assert read_map(path).max() == 0.0
+
+
+def test_map_write_leaves_no_temp_file_and_replaces(tmp_path):
+    path = tmp_path / "map.mrc"
+    write_map_atomic(path, np.ones((4, 4, 4)))
+    write_map_atomic(path, np.full((2, 2, 2), 3.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["map.mrc"]
+    assert read_map(path).shape == (2, 2, 2)
+
+
+def test_map_write_failure_keeps_destination(tmp_path, monkeypatch):
+    path = tmp_path / "map.mrc"
+    write_map_atomic(path, np.ones((4, 4, 4)))
+    original = path.read_bytes()
+
+    def failing_new(name, *args, **kwargs):
+        Path(name).write_bytes(b"partial")  # some bytes reach the temporary file
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io_mrc.mrcfile, "new", failing_new)
+    with pytest.raises(OSError, match="disk full"):
+        write_map_atomic(path, np.zeros((4, 4, 4)))
+    assert path.read_bytes() == original
+    assert [p.name for p in tmp_path.iterdir()] == ["map.mrc"]
+
+
+def test_map_write_bad_input_keeps_destination(tmp_path):
+    path = tmp_path / "map.mrc"
+    write_map_atomic(path, np.ones((4, 4, 4)))
+    original = path.read_bytes()
+    with pytest.raises(ValueError):
+        write_map_atomic(path, np.array([["a", "b"], ["c", "d"]]))
+    assert path.read_bytes() == original
+    assert [p.name for p in tmp_path.iterdir()] == ["map.mrc"]
+
+
+def test_read_map_missing(tmp_path):
+    path = tmp_path / "absent.mrc"
+    with pytest.raises(InputFileError) as excinfo:
+        read_map(path)
+    assert "does not exist" in _names_file(excinfo, path)
+
+
+def test_read_map_garbage_bytes(tmp_path):
+    path = tmp_path / "garbage.mrc"
+    path.write_bytes(np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    with pytest.raises(InputFileError) as excinfo:
+        read_map(path)
+    _names_file(excinfo, path)
+
+
+def test_read_map_truncated(tmp_path):
+    path = write_map_atomic(tmp_path / "truncated.mrc", np.ones((8, 8, 8)))
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(InputFileError) as excinfo:
+        read_map(path)
+    _names_file(excinfo, path)
+
+
+# ---------------------------------------------------------------------------------------
+# STAR
+# ---------------------------------------------------------------------------------------
+
+
+def _blocks() -> dict:
+    return {
+        "general": {"rlnPixelSize": 1.5, "rlnSymmetryGroup": "C2", "rlnOriginalImageSize": 64},
+        "table": pd.DataFrame(
+            {"rlnSpectralIndex": np.arange(4), "rlnReferenceTau2": [1.0, 0.5, 0.25, 1e-5]}
+        ),
+    }
+
+
+def test_star_round_trip(tmp_path):
+    path = tmp_path / "blocks.star"
+    assert write_star_atomic(path, _blocks()) == path
+    back = read_star(path)
+    assert list(back) == ["general", "table"]
+    assert back["general"] == _blocks()["general"]
+    pd.testing.assert_frame_equal(back["table"], _blocks()["table"], check_dtype=False)
+    assert star_version(path) is None  # starfile writes no RELION version comment
+    assert [p.name for p in tmp_path.iterdir()] == ["blocks.star"]
+
+
+def test_star_no_overwrite(tmp_path):
+    path = write_star_atomic(tmp_path / "blocks.star", _blocks())
+    before = path.read_text()
+    with pytest.raises(FileExistsError):
+        write_star_atomic(path, {"other": {"rlnPixelSize": 2.0}}, overwrite=False)
+    assert path.read_text() == before
+
+
+def test_star_version_comment(tmp_path):
+    path = tmp_path / "v.star"
+    path.write_text("\n# version 50001\n\ndata_general\n\n_rlnPixelSize 1.0\n")
+    assert star_version(path) == 50001
+    assert read_star(path) == {"general": {"rlnPixelSize": 1.0}}
+
+
+def test_read_star_missing(tmp_path):
+    path = tmp_path / "absent.star"
+    with pytest.raises(InputFileError) as excinfo:
+        read_star(path)
+    assert "does not exist" in _names_file(excinfo, path)
+
+
+def test_read_star_no_blocks(tmp_path):
+    path = tmp_path / "text.star"
+    path.write_text("this is not\na STAR file\n")
+    with pytest.raises(InputFileError) as excinfo:
+        read_star(path)
+    assert "no data block" in _names_file(excinfo, path)
+
+
+def test_require_block(tmp_path):
+    path = write_star_atomic(tmp_path / "blocks.star", _blocks())
+    blocks = read_star(path)
+    assert require_block(blocks, "general", path)["rlnPixelSize"] == 1.5
+    with pytest.raises(InputFileError) as excinfo:
+        require_block(blocks, "optics", path)
+    message = _names_file(excinfo, path)
+    assert "data_optics" in message and "data_general" in message
