@@ -28,7 +28,7 @@ def extrec_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("cryoprior-extrec") or "cryoprior-extrec")
 
 
-def test_env() -> dict[str, str]:
+def hook_env() -> dict[str, str]:
     """Environment in which hook subprocesses can import the test regularizers."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
@@ -63,7 +63,7 @@ def _run(dataset, tmp_path_factory, name: str, hook: str, **changes):
 
     workdir = dataset.workdir  # RELION resolves image names relative to its working folder
     settings = _settings(dataset, f"Refine3D/{name}/run", **changes)
-    result = run_auto_refine(settings, workdir=workdir, hook_command=hook, timeout_seconds=900, env=test_env())
+    result = run_auto_refine(settings, workdir=workdir, hook_command=hook, timeout_seconds=900, env=hook_env())
     return workdir, result
 
 

@@ -199,13 +199,16 @@ def run_extrec(star_path: str | Path, config: ExtrecConfig, *, base_dir: str | P
         finish(False, reason, f"timeout: regularization exceeded {config.regularizer_timeout_seconds:g} s")
 
     t_reg = time.monotonic()
-    with _Watchdog(config.regularizer_timeout_seconds + config.pair_timeout_seconds, on_expire):
-        try:
-            regularizer = get_regularizer(config.regularizer, **config.regularizer_options)
-            context = _context(job, state, config, base)
-        except Exception as exc:
-            seconds["regularize"] = time.monotonic() - t_reg
-            return finish(False, reason, f"setup failed: {type(exc).__name__}: {exc}")
+    try:
+        regularizer = get_regularizer(config.regularizer, **config.regularizer_options)
+        context = _context(job, state, config, base)
+    except Exception as exc:  # a broken regularizer or its inputs: fallback, never a crash
+        seconds["regularize"] = time.monotonic() - t_reg
+        return finish(False, reason, f"setup failed: {type(exc).__name__}: {exc}")
+    allowance = config.regularizer_timeout_seconds
+    if regularizer.needs_both_halves:
+        allowance += config.pair_timeout_seconds
+    with _Watchdog(allowance, on_expire):
         box = job.original_image_size
 
         def validate(volume) -> str | None:
