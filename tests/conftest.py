@@ -25,7 +25,9 @@ requires_relion = pytest.mark.skipif(not HAVE_RELION, reason="RELION 3.1 / OpenM
 def extrec_executable() -> str:
     """cryoprior-extrec installed beside this Python (the venv), else on PATH."""
     beside = Path(sys.executable).parent / "cryoprior-extrec"
-    return str(beside) if beside.exists() else (shutil.which("cryoprior-extrec") or "cryoprior-extrec")
+    return (
+        str(beside) if beside.exists() else (shutil.which("cryoprior-extrec") or "cryoprior-extrec")
+    )
 
 
 def hook_env() -> dict[str, str]:
@@ -63,7 +65,9 @@ def _run(dataset, tmp_path_factory, name: str, hook: str, **changes):
 
     workdir = dataset.workdir  # RELION resolves image names relative to its working folder
     settings = _settings(dataset, f"Refine3D/{name}/run", **changes)
-    result = run_auto_refine(settings, workdir=workdir, hook_command=hook, timeout_seconds=900, env=hook_env())
+    result = run_auto_refine(
+        settings, workdir=workdir, hook_command=hook, timeout_seconds=900, env=hook_env()
+    )
     return workdir, result
 
 

@@ -19,7 +19,9 @@ class _Base:
         self.options = options
 
     def regularize_pair(self, half_map_1, half_map_2, *, context):
-        return self.regularize(half_map_1, context=context), self.regularize(half_map_2, context=context)
+        return self.regularize(half_map_1, context=context), self.regularize(
+            half_map_2, context=context
+        )
 
 
 class Scale(_Base):

@@ -55,11 +55,15 @@ def test_hook_called_every_iteration_and_logged(cryoprior_run):
     finals = [r for r in records if r["half"] is None]
     iterations = sorted({r["iteration"] for r in halves})
     assert iterations == list(range(1, result.iterations + 1))
-    assert all(sorted(r["half"] for r in halves if r["iteration"] == it) == [1, 2] for it in iterations)
+    assert all(
+        sorted(r["half"] for r in halves if r["iteration"] == it) == [1, 2] for it in iterations
+    )
     assert len(finals) == 1 and finals[0]["applied"] is False
     assert not any(r["fallback"] for r in records)
     for r in records:
-        assert r["seconds"]["reconstruct"] > 0 and r["seconds"]["total"] >= r["seconds"]["reconstruct"]
+        assert (
+            r["seconds"]["reconstruct"] > 0 and r["seconds"]["total"] >= r["seconds"]["reconstruct"]
+        )
     # 'none' is "applied" exactly in the iterations RELION ran local searches
     run_out = (result.output_root.parent / "run.out").read_text()
     local_flags = [m == "true" for m in re.findall(r"local searches=\s*(\w+)", run_out)]
@@ -82,7 +86,9 @@ def test_local_search_detection_from_files_lags_at_most_one(stock_run, tmp_path)
     seen = {}
     for it in range(1, result.iterations + 1):
         copy_iteration_files(workdir, root, it - 1, tmp_path)
-        name = parse_external_reconstruct_name(f"{root}_it{it:03d}_half1_class001_external_reconstruct.star")
+        name = parse_external_reconstruct_name(
+            f"{root}_it{it:03d}_half1_class001_external_reconstruct.star"
+        )
         state = read_iteration_state(name, base_dir=tmp_path)
         assert state.run_out_local_searches is None  # no run.out in the copy
         seen[it] = state.local_searches
@@ -115,7 +121,9 @@ def test_schedules():
     assert not decide(parse_schedule("resolution<=7"), state)[0]
     assert decide(parse_schedule("iteration>=5"), state)[0]
     assert not decide(parse_schedule("iteration>=6"), state)[0]
-    early = IterationState(iteration=2, previous_healpix_order=1, auto_local_searches_healpix_order=2)
+    early = IterationState(
+        iteration=2, previous_healpix_order=1, auto_local_searches_healpix_order=2
+    )
     assert not decide(parse_schedule("local-searches"), early)[0]
     assert not decide(parse_schedule("local-searches"), IterationState())[0]  # unknown -> plain
     assert not decide(parse_schedule("resolution<=8"), IterationState())[0]

@@ -27,14 +27,20 @@ pytestmark = pytest.mark.relion
 REG = "regularizers_for_tests"
 
 
-def _extrec(project: Path, star: Path, *options: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _extrec(
+    project: Path, star: Path, *options: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
     cmd = [extrec_executable(), *options, str(star)]
-    return subprocess.run(cmd, cwd=project, env=hook_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        cmd, cwd=project, env=hook_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _start(project: Path, star: Path, *options: str) -> subprocess.Popen:
     cmd = [extrec_executable(), *options, str(star)]
-    return subprocess.Popen(cmd, cwd=project, env=hook_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd, cwd=project, env=hook_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _log(project: Path, star: Path) -> list[dict]:
@@ -64,7 +70,9 @@ def pair_jobs(stock_run, tmp_path):
     star1 = [s for s in stars if "_half1" in s.name][-1]
     star2 = star1.with_name(star1.name.replace("_half1_", "_half2_"))
     rel1, rel2 = copy_job(workdir, star1, tmp_path), copy_job(workdir, star2, tmp_path)
-    stock = [read_map(workdir / read_external_reconstruct_job(s).result_path) for s in (star1, star2)]
+    stock = [
+        read_map(workdir / read_external_reconstruct_job(s).result_path) for s in (star1, star2)
+    ]
     return tmp_path, rel1, rel2, stock[0], stock[1]
 
 
@@ -78,9 +86,13 @@ def _is_plain(volume: np.ndarray, stock: np.ndarray) -> bool:
 
 def test_valid_regularizer_is_applied(half_job):
     project, star, stock = half_job
-    proc = _extrec(project, star, "--regularizer", f"{REG}:Scale", "--option", "factor=3", "--when", "always")
+    proc = _extrec(
+        project, star, "--regularizer", f"{REG}:Scale", "--option", "factor=3", "--when", "always"
+    )
     assert proc.returncode == 0, proc.stderr
-    np.testing.assert_allclose(_result(project, star), 3 * stock, rtol=1e-5, atol=1e-6 * np.abs(stock).max())
+    np.testing.assert_allclose(
+        _result(project, star), 3 * stock, rtol=1e-5, atol=1e-6 * np.abs(stock).max()
+    )
     (record,) = _log(project, star)
     assert record["applied"] is True and record["fallback"] is None
     assert record["iteration"] >= 1 and record["half"] == 1
@@ -119,7 +131,18 @@ def test_unknown_builtin_name_falls_back(half_job):
 def test_hung_regularizer_is_cut_off_by_the_timeout(half_job):
     project, star, stock = half_job
     start = time.monotonic()
-    proc = _extrec(project, star, "--regularizer", f"{REG}:Sleep", "--option", "seconds=60", "--when", "always", "--timeout", "2")
+    proc = _extrec(
+        project,
+        star,
+        "--regularizer",
+        f"{REG}:Sleep",
+        "--option",
+        "seconds=60",
+        "--when",
+        "always",
+        "--timeout",
+        "2",
+    )
     elapsed = time.monotonic() - start
     assert proc.returncode == 0
     assert elapsed < 20
@@ -133,7 +156,11 @@ def test_schedule_never_keeps_plain(half_job):
     assert proc.returncode == 0
     assert _is_plain(_result(project, star), stock)
     record = _log(project, star)[0]
-    assert record["applied"] is False and record["fallback"] is None and record["reason"] == "schedule never"
+    assert (
+        record["applied"] is False
+        and record["fallback"] is None
+        and record["reason"] == "schedule never"
+    )
 
 
 def test_final_joined_call_is_plain_unless_asked(stock_run, tmp_path):
@@ -145,9 +172,13 @@ def test_final_joined_call_is_plain_unless_asked(stock_run, tmp_path):
     assert proc.returncode == 0
     assert _is_plain(_result(tmp_path, rel), stock)
     assert "final joined call" in _log(tmp_path, rel)[0]["reason"]
-    proc = _extrec(tmp_path, rel, "--regularizer", f"{REG}:Scale", "--when", "always", "--regularize-final")
+    proc = _extrec(
+        tmp_path, rel, "--regularizer", f"{REG}:Scale", "--when", "always", "--regularize-final"
+    )
     assert proc.returncode == 0
-    np.testing.assert_allclose(_result(tmp_path, rel), 2 * stock, rtol=1e-5, atol=1e-6 * np.abs(stock).max())
+    np.testing.assert_allclose(
+        _result(tmp_path, rel), 2 * stock, rtol=1e-5, atol=1e-6 * np.abs(stock).max()
+    )
 
 
 # --- joint regularizers: the rendezvous -------------------------------------------------
@@ -157,7 +188,10 @@ def test_joint_regularizer_meets_both_halves(pair_jobs):
     project, star1, star2, stock1, stock2 = pair_jobs
     opts = ("--regularizer", f"{REG}:JointAverage", "--when", "always", "--pair-timeout", "60")
     p1, p2 = _start(project, star1, *opts), _start(project, star2, *opts)
-    assert p1.wait(timeout=120) == 0 and p2.wait(timeout=120) == 0, (p1.stderr.read(), p2.stderr.read())
+    assert p1.wait(timeout=120) == 0 and p2.wait(timeout=120) == 0, (
+        p1.stderr.read(),
+        p2.stderr.read(),
+    )
     mean = (stock1.astype(np.float64) + stock2) / 2
     atol = 1e-5 * np.abs(mean).max()
     np.testing.assert_allclose(_result(project, star1), mean, atol=atol)
@@ -173,7 +207,16 @@ def test_partner_never_comes_times_out(pair_jobs):
     """Half 2's process was killed (or never started): half 1 gives up after --pair-timeout."""
     project, star1, _, stock1, _ = pair_jobs
     start = time.monotonic()
-    proc = _extrec(project, star1, "--regularizer", f"{REG}:JointAverage", "--when", "always", "--pair-timeout", "2")
+    proc = _extrec(
+        project,
+        star1,
+        "--regularizer",
+        f"{REG}:JointAverage",
+        "--when",
+        "always",
+        "--pair-timeout",
+        "2",
+    )
     assert proc.returncode == 0 and time.monotonic() - start < 30
     assert _is_plain(_result(project, star1), stock1)
     assert "did not arrive" in _log(project, star1)[0]["fallback"]
@@ -244,7 +287,9 @@ def test_garbage_star(half_job):
 def test_missing_label(half_job):
     project, star, _ = half_job
     text = (project / star).read_text()
-    (project / star).write_text("\n".join(line for line in text.splitlines() if "rlnOriginalImageSize" not in line))
+    (project / star).write_text(
+        "\n".join(line for line in text.splitlines() if "rlnOriginalImageSize" not in line)
+    )
     proc = _extrec(project, star)
     _one_line_error(proc, star.name)
     assert "rlnOriginalImageSize" in proc.stderr

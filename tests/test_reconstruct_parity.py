@@ -69,10 +69,14 @@ def test_variants_match(stock_run, tmp_path, flags):
     workdir, _ = stock_run
     stars = _jobs(workdir, "stock")
     chosen = [stars[0], stars[len(stars) // 2], stars[-1]]  # early (cur < N), middle, final joined
-    options = ReconstructionOptions(do_map="--no_map" not in flags, skip_gridding="--skip_gridding" in flags)
+    options = ReconstructionOptions(
+        do_map="--no_map" not in flags, skip_gridding="--skip_gridding" in flags
+    )
     for star in chosen:
         reference = _stock(workdir, star, tmp_path / "stock.mrc", flags)
-        ours = reconstruct_job(read_external_reconstruct_job(star), options=options, base_dir=workdir)
+        ours = reconstruct_job(
+            read_external_reconstruct_job(star), options=options, base_dir=workdir
+        )
         assert _rel_max_diff(ours, reference) <= TOLERANCE, (star.name, flags)
 
 
@@ -115,5 +119,7 @@ def test_parity_check_can_fail(stock_run):
     star = _jobs(workdir, "stock")[-2]
     job = read_external_reconstruct_job(star)
     reference = read_map(workdir / job.result_path)
-    wrong = reconstruct_job(job, options=ReconstructionOptions(skip_gridding=True), base_dir=workdir)
+    wrong = reconstruct_job(
+        job, options=ReconstructionOptions(skip_gridding=True), base_dir=workdir
+    )
     assert _rel_max_diff(wrong, reference) > TOLERANCE

@@ -25,7 +25,9 @@ def _extrec_executable() -> str:
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option(help="folder for the dataset and the RELION job")] = Path("demo_run"),
+    workdir: Annotated[Path, typer.Option(help="folder for the dataset and the RELION job")] = Path(
+        "demo_run"
+    ),
     particles: Annotated[int, typer.Option(help="number of particles")] = 400,
     regularizer: Annotated[str, typer.Option(help="regularizer for cryoprior-extrec")] = "none",
     seed: Annotated[int, typer.Option(help="random seed (phantom, noise, RELION)")] = 0,
@@ -45,7 +47,9 @@ def demo(
     setup_logging(verbose)
     console = Console()
     hook = f"{_extrec_executable()} --regularizer {regularizer}"
-    console.print(f"[bold]cryoprior demo[/] in {workdir}: {particles} particles, box 32, hook: {hook}")
+    console.print(
+        f"[bold]cryoprior demo[/] in {workdir}: {particles} particles, box 32, hook: {hook}"
+    )
     try:
         with console.status("simulating and refining with relion_refine_mpi (about a minute)..."):
             summary = run_hook_demo(workdir, hook_command=hook, n_particles=particles, seed=seed)
@@ -66,7 +70,9 @@ def demo(
     table.add_row("correlation of final map with truth", "n/a" if cc is None else f"{cc:.3f}")
     table.add_row("wall time (s)", f"{r.wall_seconds:.0f}")
     console.print(table)
-    console.print(f"final map: {r.final_map}\nhook log: {r.output_root.parent / 'cryoprior_extrec.log'}")
+    console.print(
+        f"final map: {r.final_map}\nhook log: {r.output_root.parent / 'cryoprior_extrec.log'}"
+    )
     if r.returncode != 0 or r.final_map is None:
         console.print(f"[red]refinement failed[/]: see {r.output_root.parent / 'run.err'}")
         raise typer.Exit(1)

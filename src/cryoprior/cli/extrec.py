@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import tomllib
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,28 +14,39 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 @app.command()
 def extrec(
-    job_star: Annotated[Path, typer.Argument(help="<root>_external_reconstruct.star (RELION adds it last)")],
+    job_star: Annotated[
+        Path, typer.Argument(help="<root>_external_reconstruct.star (RELION adds it last)")
+    ],
     regularizer: Annotated[str, typer.Option(help="none, or module:factory")] = "none",
     when: Annotated[
         str, typer.Option(help="always | never | local-searches | resolution<=X | iteration>=N")
     ] = "local-searches",
     option: Annotated[
-        Optional[list[str]], typer.Option("--option", "-o", help="regularizer option KEY=VALUE (repeatable)")
+        list[str] | None,
+        typer.Option("--option", "-o", help="regularizer option KEY=VALUE (repeatable)"),
     ] = None,
     config: Annotated[
-        Optional[Path], typer.Option(help="TOML file with any of these options (command line wins)")
+        Path | None, typer.Option(help="TOML file with any of these options (command line wins)")
     ] = None,
     regularize_final: Annotated[
         bool, typer.Option("--regularize-final", help="also regularize the final joined call")
     ] = False,
-    pair_timeout: Annotated[float, typer.Option(help="seconds half 1 waits for half 2 (joint regularizers)")] = 300.0,
-    timeout: Annotated[float, typer.Option(help="seconds allowed for regularization before falling back")] = 1800.0,
-    mask: Annotated[Optional[Path], typer.Option(help="solvent mask for the regularizer")] = None,
-    no_map: Annotated[bool, typer.Option("--no-map", help="plain map without the MAP term (as --no_map)")] = False,
+    pair_timeout: Annotated[
+        float, typer.Option(help="seconds half 1 waits for half 2 (joint regularizers)")
+    ] = 300.0,
+    timeout: Annotated[
+        float, typer.Option(help="seconds allowed for regularization before falling back")
+    ] = 1800.0,
+    mask: Annotated[Path | None, typer.Option(help="solvent mask for the regularizer")] = None,
+    no_map: Annotated[
+        bool, typer.Option("--no-map", help="plain map without the MAP term (as --no_map)")
+    ] = False,
     skip_gridding: Annotated[
         bool, typer.Option("--skip-gridding", help="no iterative gridding (as --skip_gridding)")
     ] = False,
-    log_file: Annotated[Optional[Path], typer.Option(help="JSON-lines log (default: beside RELION's output)")] = None,
+    log_file: Annotated[
+        Path | None, typer.Option(help="JSON-lines log (default: beside RELION's output)")
+    ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
     """Reconstruct RELION's half-map, regularize it when the schedule says so, write it back.
@@ -66,9 +77,13 @@ def extrec(
         reg_options = dict(file_options.get("options", {}))
         reg_options.update(parse_key_values(option))
         cfg = ExtrecConfig(
-            regularizer=regularizer if regularizer != "none" else file_options.get("regularizer", "none"),
+            regularizer=regularizer
+            if regularizer != "none"
+            else file_options.get("regularizer", "none"),
             regularizer_options=reg_options,
-            schedule=parse_schedule(file_options.get("when", when) if when == "local-searches" else when),
+            schedule=parse_schedule(
+                file_options.get("when", when) if when == "local-searches" else when
+            ),
             regularize_final=regularize_final or bool(file_options.get("regularize_final", False)),
             pair_timeout_seconds=float(file_options.get("pair_timeout", pair_timeout)),
             regularizer_timeout_seconds=float(file_options.get("timeout", timeout)),
@@ -84,7 +99,10 @@ def extrec(
         print(f"cryoprior-extrec: error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     except MemoryError:
-        print(f"cryoprior-extrec: error: {job_star}: out of memory while reconstructing", file=sys.stderr)
+        print(
+            f"cryoprior-extrec: error: {job_star}: out of memory while reconstructing",
+            file=sys.stderr,
+        )
         raise typer.Exit(1) from None
 
 

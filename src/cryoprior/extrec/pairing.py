@@ -141,7 +141,9 @@ def rendezvous(
         waited = time.monotonic() - start
         try:
             if got is None:
-                return PairOutcome(plain_map, False, f"no result from half 1 after {waited:.0f} s", waited)
+                return PairOutcome(
+                    plain_map, False, f"no result from half 1 after {waited:.0f} s", waited
+                )
             if got != half2_result:
                 why = got.read_text().strip() or got.name
                 return PairOutcome(plain_map, False, f"half 1 fell back: {why}", waited)

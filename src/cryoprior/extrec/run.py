@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,13 @@ import numpy as np
 from cryoprior.errors import InputFileError
 from cryoprior.extrec.pairing import rendezvous
 from cryoprior.extrec.protocol import LOG_FILE_NAME, append_log_line, check_volume, write_result
-from cryoprior.extrec.schedule import IterationState, Schedule, decide, parse_schedule, read_iteration_state
+from cryoprior.extrec.schedule import (
+    IterationState,
+    Schedule,
+    decide,
+    parse_schedule,
+    read_iteration_state,
+)
 from cryoprior.io.mrc import read_map
 from cryoprior.io.relion import read_external_reconstruct_job
 from cryoprior.reconstruct.relion_map import ReconstructionOptions, reconstruct_job
@@ -127,7 +133,9 @@ def _context(job, state: IterationState, config: ExtrecConfig, base: Path) -> Re
     )
 
 
-def run_extrec(star_path: str | Path, config: ExtrecConfig, *, base_dir: str | Path = ".") -> ExtrecOutcome:
+def run_extrec(
+    star_path: str | Path, config: ExtrecConfig, *, base_dir: str | Path = "."
+) -> ExtrecOutcome:
     """Run one external-reconstruction call for RELION (see the module docstring).
 
     Raises InputFileError (naming the file) only when the plain map cannot be made.
@@ -158,7 +166,7 @@ def run_extrec(star_path: str | Path, config: ExtrecConfig, *, base_dir: str | P
 
     log_path = Path(config.log_path) if config.log_path else result.parent / LOG_FILE_NAME
     record: dict[str, Any] = {
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "star": str(star_path),
         "iteration": state.iteration,
         "half": state.half,
@@ -181,7 +189,12 @@ def run_extrec(star_path: str | Path, config: ExtrecConfig, *, base_dir: str | P
         except OSError as exc:
             logger.warning("could not append to %s: %s", log_path, exc)
         if fallback:
-            logger.warning("%s: regularizer %s not applied, plain map kept: %s", star_path, config.regularizer, fallback)
+            logger.warning(
+                "%s: regularizer %s not applied, plain map kept: %s",
+                star_path,
+                config.regularizer,
+                fallback,
+            )
         return ExtrecOutcome(result, applied, reason, fallback, dict(seconds), record)
 
     # decide
@@ -196,7 +209,11 @@ def run_extrec(star_path: str | Path, config: ExtrecConfig, *, base_dir: str | P
 
     def on_expire() -> None:
         seconds["regularize"] = time.monotonic() - t_reg
-        finish(False, reason, f"timeout: regularization exceeded {config.regularizer_timeout_seconds:g} s")
+        finish(
+            False,
+            reason,
+            f"timeout: regularization exceeded {config.regularizer_timeout_seconds:g} s",
+        )
 
     t_reg = time.monotonic()
     try:
@@ -217,7 +234,9 @@ def run_extrec(star_path: str | Path, config: ExtrecConfig, *, base_dir: str | P
         if regularizer.needs_both_halves:
             if name is None or name.half is None:
                 seconds["regularize"] = time.monotonic() - t_reg
-                return finish(False, reason, "joint regularizer needs two half-maps; final call kept plain")
+                return finish(
+                    False, reason, "joint regularizer needs two half-maps; final call kept plain"
+                )
             outcome = rendezvous(
                 name,
                 plain,

@@ -29,7 +29,9 @@ __all__ = ["Schedule", "IterationState", "parse_schedule", "read_iteration_state
 
 logger = logging.getLogger(__name__)
 
-_LOCAL_RE = re.compile(r"Auto-refine: Angular step=\s*([0-9.eE+-]+) degrees; local searches=\s*(\w+)")
+_LOCAL_RE = re.compile(
+    r"Auto-refine: Angular step=\s*([0-9.eE+-]+) degrees; local searches=\s*(\w+)"
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,10 @@ def parse_schedule(text: str) -> Schedule:
     t = text.strip().lower().replace(" ", "")
     if t in ("always", "never", "local-searches"):
         return Schedule(t)
-    for prefix, kind, cast in (("resolution<=", "resolution", float), ("iteration>=", "iteration", int)):
+    for prefix, kind, cast in (
+        ("resolution<=", "resolution", float),
+        ("iteration>=", "iteration", int),
+    ):
         if t.startswith(prefix):
             try:
                 value = cast(t[len(prefix) :])
@@ -105,7 +110,10 @@ class IterationState:
     def local_searches(self) -> bool | None:
         """Whether iteration N runs local angular searches (None: cannot tell)."""
         votes = []
-        if self.previous_healpix_order is not None and self.auto_local_searches_healpix_order is not None:
+        if (
+            self.previous_healpix_order is not None
+            and self.auto_local_searches_healpix_order is not None
+        ):
             votes.append(self.previous_healpix_order >= self.auto_local_searches_healpix_order)
         if self.orientational_prior_mode is not None:
             votes.append(self.orientational_prior_mode == 1)
@@ -127,7 +135,9 @@ def _last_run_out_local_searches(run_out: Path) -> bool | None:
     return matches[-1][1].lower() == "true"
 
 
-def read_iteration_state(name: ExternalReconstructName, *, base_dir: str | Path = ".") -> IterationState:
+def read_iteration_state(
+    name: ExternalReconstructName, *, base_dir: str | Path = "."
+) -> IterationState:
     """Collect the state of the call named ``name`` from RELION's files of iteration N-1.
 
     Missing or unreadable files leave the corresponding fields None (logged at debug level):

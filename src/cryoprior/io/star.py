@@ -31,7 +31,9 @@ def read_star(path: str | Path) -> dict[str, pd.DataFrame | dict[str, Any]]:
             warnings.simplefilter("ignore")
             blocks = starfile.read(path, always_dict=True)
     except Exception as exc:
-        raise InputFileError(path, f"not a readable STAR file ({type(exc).__name__}: {exc})") from exc
+        raise InputFileError(
+            path, f"not a readable STAR file ({type(exc).__name__}: {exc})"
+        ) from exc
     if not blocks:
         raise InputFileError(path, "no data block found in the STAR file")
     return dict(blocks)

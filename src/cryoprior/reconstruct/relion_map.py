@@ -101,7 +101,9 @@ def _blob_table() -> np.ndarray:
     return _kaiser_fourier_ratio(samples)
 
 
-def blob_fourier_kernel(pad_size: int, *, original_image_size: int, padding_factor: float) -> np.ndarray:
+def blob_fourier_kernel(
+    pad_size: int, *, original_image_size: int, padding_factor: float
+) -> np.ndarray:
     """Normalised FT of RELION's gridding blob on a real-space grid of ``pad_size``^3.
 
     Returns (pad, pad, pad) float64, FFTW (uncentred) order, value 1 at the origin.
@@ -115,7 +117,9 @@ def blob_fourier_kernel(pad_size: int, *, original_image_size: int, padding_fact
     r2 = coord[:, None, None] ** 2 + coord[None, :, None] ** 2 + coord[None, None, :] ** 2
     rho = np.sqrt(r2) / (original_image_size * padding_factor)
     lookup = (rho / _BLOB_TABLE_SAMPLING).astype(np.int64)
-    kernel = np.where(lookup < _BLOB_TABLE_SIZE, table[np.minimum(lookup, _BLOB_TABLE_SIZE - 1)], 0.0)
+    kernel = np.where(
+        lookup < _BLOB_TABLE_SIZE, table[np.minimum(lookup, _BLOB_TABLE_SIZE - 1)], 0.0
+    )
     return kernel / table[0]
 
 
@@ -218,8 +222,12 @@ def reconstruct_from_arrays(
     out_size += out_size % 2
 
     # 2. import the arrays onto the pad grid, strictly inside max_r2
-    data_g = _import_to_grid(np.asarray(data, dtype=np.complex128), file_size=file_size, pad_size=pad, max_r2=max_r2)
-    weight_g = _import_to_grid(np.asarray(weight, dtype=np.float64), file_size=file_size, pad_size=pad, max_r2=max_r2)
+    data_g = _import_to_grid(
+        np.asarray(data, dtype=np.complex128), file_size=file_size, pad_size=pad, max_r2=max_r2
+    )
+    weight_g = _import_to_grid(
+        np.asarray(weight, dtype=np.float64), file_size=file_size, pad_size=pad, max_r2=max_r2
+    )
     kz, ky, kx = rfft_frequency_indices(pad)
     r2 = kz * kz + ky * ky + kx * kx
     inside = r2 < max_r2
@@ -248,7 +256,9 @@ def reconstruct_from_arrays(
         sums = np.bincount(shell_floor[sel], weights=weight_g[sel], minlength=r_max)[:r_max]
         counts = np.bincount(shell_floor[sel], minlength=r_max)[:r_max]
         if np.any(counts == 0):
-            raise ValueError("empty Fourier shell in the weight array (RELION: 'BUG: zeros in counter')")
+            raise ValueError(
+                "empty Fourier shell in the weight array (RELION: 'BUG: zeros in counter')"
+            )
         ravg = sums / counts / 1000.0
         w_floor = ravg[np.minimum(shell_floor, r_max - 1)]
         w_eff = np.maximum(weight_g, w_floor)

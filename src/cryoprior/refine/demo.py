@@ -17,7 +17,12 @@ import numpy as np
 
 from cryoprior.extrec.protocol import LOG_FILE_NAME
 from cryoprior.io.mrc import read_map, write_map_atomic
-from cryoprior.refine.relion import AutoRefineSettings, RefineResult, relion_project_uniform, run_auto_refine
+from cryoprior.refine.relion import (
+    AutoRefineSettings,
+    RefineResult,
+    relion_project_uniform,
+    run_auto_refine,
+)
 from cryoprior.simulate.noise import add_white_noise
 from cryoprior.simulate.phantom import atom_like_phantom, gaussian_lowpass
 
@@ -130,7 +135,9 @@ def run_hook_demo(
         particle_diameter_angstrom=0.8 * data.box_size * data.voxel_size_angstrom,
         random_seed=seed,
     )
-    result = run_auto_refine(settings, workdir=data.workdir, hook_command=hook_command, timeout_seconds=timeout_seconds)
+    result = run_auto_refine(
+        settings, workdir=data.workdir, hook_command=hook_command, timeout_seconds=timeout_seconds
+    )
     records = hook_log_records(result.output_root)
     cc = None
     if result.final_map is not None:

@@ -186,7 +186,13 @@ def run_auto_refine(
     start = time.monotonic()
     with open(out_dir / "run.out", "w") as out, open(out_dir / "run.err", "w") as err:
         proc = subprocess.run(
-            cmd, cwd=workdir, env=run_env, stdout=out, stderr=err, timeout=timeout_seconds, check=False
+            cmd,
+            cwd=workdir,
+            env=run_env,
+            stdout=out,
+            stderr=err,
+            timeout=timeout_seconds,
+            check=False,
         )
     wall = time.monotonic() - start
     root = (workdir / settings.output_root).resolve()
