@@ -131,3 +131,41 @@ def test_schedules():
         with pytest.raises(ValueError):
             parse_schedule(bad)
     assert str(parse_schedule(" Resolution <= 4.5 ")) == "resolution<=4.5"
+
+
+@pytest.mark.parametrize(
+    "sequential", [False, True], ids=["concurrent", "sequential_halves_recons"]
+)
+def test_joint_regularizer_inside_a_real_refinement(demo_dataset, tmp_path_factory, sequential):
+    """A joint (two-half) regularizer in a real relion_refine_mpi run: with concurrent halves the
+    two processes meet and it is applied; with --sequential_halves_recons every call falls back
+    after --pair-timeout instead of deadlocking, and RELION finishes."""
+    from conftest import _run, extrec_executable
+
+    pair_timeout = 3 if sequential else 60  # concurrent halves meet within a second or two
+    hook = (
+        f"{extrec_executable()} --regularizer regularizers_for_tests:JointAverage --when always "
+        f"--pair-timeout {pair_timeout}"
+    )
+    name = "joint_seq" if sequential else "joint"
+    workdir, result = _run(
+        demo_dataset,
+        tmp_path_factory,
+        name,
+        hook,
+        auto_iter_max=2,
+        sequential_halves_recons=sequential,
+    )
+    assert result.returncode == 0, (workdir / f"Refine3D/{name}/run.err").read_text()[-2000:]
+    log = result.output_root.parent / "cryoprior_extrec.log"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    halves = [r for r in records if r["half"] is not None]
+    assert len(halves) >= 4
+    if sequential:
+        assert not any(r["applied"] for r in halves)
+        assert all(
+            "did not arrive" in r["fallback"] or "fell back" in r["fallback"] for r in halves
+        )
+        assert all(r["seconds"]["total"] < 30 for r in halves)
+    else:
+        assert all(r["applied"] for r in halves), [r["fallback"] for r in halves]
