@@ -48,7 +48,13 @@ def make_job(workdir: Path, box: int, *, n_particles: int, seed: int = 0) -> Pat
     n_atoms = int(0.012 * box**3 / 8)
     phantom = atom_like_phantom(box, n_atoms=n_atoms, sigma_voxels=1.0, seed=seed)
     write_map_atomic(workdir / "phantom.mrc", phantom, voxel_size_angstrom=voxel)
-    relion_project_uniform("phantom.mrc", output_root="proj", n_particles=n_particles, voxel_size_angstrom=voxel, workdir=workdir)
+    relion_project_uniform(
+        "phantom.mrc",
+        output_root="proj",
+        n_particles=n_particles,
+        voxel_size_angstrom=voxel,
+        workdir=workdir,
+    )
     # relion_reconstruct writes the job files, then calls the hook itself; the stock
     # program would crash without a tau2 block, so the hook is `true` and the missing map
     # makes relion_reconstruct exit non-zero after the files we need exist.
@@ -142,7 +148,9 @@ def main() -> None:
         "timing": "whole processes, wall clock, alternating cryoprior/RELION after one warm-up each",
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "reconstruct_speed.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    (RESULTS / "reconstruct_speed.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=2) + "\n"
+    )
     lines = [
         "# Reconstruction speed: cryoprior-extrec vs relion_external_reconstruct",
         "",

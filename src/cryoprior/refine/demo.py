@@ -136,6 +136,9 @@ def run_hook_demo(
         particle_diameter_angstrom=0.8 * data.box_size * data.voxel_size_angstrom,
         random_seed=seed,
     )
+    job_dir = data.workdir / Path(settings.output_root).parent
+    if job_dir.exists():  # a previous demo: start afresh so the hook log counts only this run
+        shutil.rmtree(job_dir)
     result = run_auto_refine(
         settings, workdir=data.workdir, hook_command=hook_command, timeout_seconds=timeout_seconds
     )
