@@ -44,6 +44,20 @@ def extrec(
     skip_gridding: Annotated[
         bool, typer.Option("--skip-gridding", help="no iterative gridding (as --skip_gridding)")
     ] = False,
+    guard: Annotated[
+        bool | None,
+        typer.Option(
+            "--guard/--no-guard",
+            help="spectral trailing + greyscale fit (default: on for learned priors)",
+        ),
+    ] = None,
+    write_fsc_star: Annotated[
+        bool,
+        typer.Option(
+            "--write-fsc-star",
+            help="hand RELION a SIDESPLITTER-wrapper style FSC (raises its resolution estimate; off by default)",
+        ),
+    ] = False,
     log_file: Annotated[
         Path | None, typer.Option(help="JSON-lines log (default: beside RELION's output)")
     ] = None,
@@ -90,6 +104,8 @@ def extrec(
             mask_path=str(mask) if mask else file_options.get("mask"),
             reconstruction=ReconstructionOptions(do_map=not no_map, skip_gridding=skip_gridding),
             log_path=str(log_file) if log_file else None,
+            guard=guard if guard is not None else file_options.get("guard"),
+            write_fsc_star=write_fsc_star or bool(file_options.get("write_fsc_star", False)),
         )
         run_extrec(job_star, cfg)
     except InputFileError as exc:

@@ -41,6 +41,7 @@ from cryoprior.io.mrc import read_map
 from cryoprior.io.relion import read_external_reconstruct_job
 from cryoprior.reconstruct.relion_map import ReconstructionOptions, reconstruct_job
 from cryoprior.regularizers.base import RegularizationContext
+from cryoprior.regularizers.guard import GuardSettings, apply_guard
 from cryoprior.regularizers.registry import get_regularizer
 
 __all__ = ["ExtrecConfig", "ExtrecOutcome", "run_extrec"]
@@ -64,6 +65,13 @@ class ExtrecConfig:
     mask_path: solvent mask for regularizers (default: RELION's ``rlnSolventMaskName``).
     reconstruction: variants of the plain reconstruction (default: the stock program's).
     log_path: the JSON-lines log (default: ``cryoprior_extrec.log`` beside RELION's output).
+    guard: pass the regularized map through ``regularizers.guard`` (None: the regularizer's
+        default, on for learned priors).
+    guard_settings: the guard's parameters.
+    write_fsc_star: when a half-map was regularized, write ``rlnExtReconsResultStarfile``
+        with the FSC transformed as SIDESPLITTER's RELION wrapper does,
+        (sqrt(2(FSC + FSC^2)) + FSC) / (2 + FSC). This raises the resolution RELION uses
+        for the next iteration; off by default.
     """
 
     regularizer: str = "none"
@@ -75,6 +83,9 @@ class ExtrecConfig:
     mask_path: str | None = None
     reconstruction: ReconstructionOptions = field(default_factory=ReconstructionOptions)
     log_path: str | None = None
+    guard: bool | None = None
+    guard_settings: GuardSettings = field(default_factory=GuardSettings)
+    write_fsc_star: bool = False
 
 
 @dataclass(frozen=True)
@@ -258,11 +269,89 @@ def run_extrec(
         seconds["regularize"] = time.monotonic() - t_reg
         if fallback:
             return finish(False, reason, fallback)
+        use_guard = (
+            config.guard
+            if config.guard is not None
+            else getattr(regularizer, "guard_by_default", False)
+        )
+        if use_guard:
+            t_g = time.monotonic()
+            try:
+                volume = _guarded(volume, plain, job, context, config, record)
+                fallback = validate(volume)
+            except Exception as exc:  # a guard failure means the plain map, never a crash
+                fallback = f"guard failed: {type(exc).__name__}: {exc}"
+            seconds["guard"] = time.monotonic() - t_g
+            if fallback:
+                return finish(False, reason, fallback)
         t_w = time.monotonic()
         try:
             write_result(job, volume, voxel_size_angstrom=voxel, base_dir=base)
         except (OSError, ValueError) as exc:
             write_result(job, plain, voxel_size_angstrom=voxel, base_dir=base)
             return finish(False, reason, f"writing the regularized map failed: {exc}")
+        if config.write_fsc_star and name is not None and name.half is not None:
+            _write_fsc_star(job, base)
+            record["fsc_star_written"] = True
         seconds["write_regularized"] = time.monotonic() - t_w
     return finish(True, reason, None)
+
+
+def _guarded(
+    volume, plain, job, context: RegularizationContext, config: ExtrecConfig, record
+) -> np.ndarray:
+    """Apply the guard with the job's FSC; the particle sphere (or mask) is the fit region."""
+    if job.gold_standard_fsc is None:
+        raise ValueError("the job STAR has no FSC column")
+    n = job.original_image_size
+    region = None
+    if context.mask is not None:
+        region = context.mask > 0.5
+    elif context.particle_diameter_angstrom and context.voxel_size_angstrom:
+        radius = min(
+            0.5 * context.particle_diameter_angstrom / context.voxel_size_angstrom, n / 2 - 1
+        )
+        c = np.arange(n) - n // 2
+        region = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2 <= radius**2
+    out, report = apply_guard(
+        volume, plain, fsc=job.gold_standard_fsc, region=region, settings=config.guard_settings
+    )
+    voxel = context.voxel_size_angstrom
+    record["guard"] = {
+        "cutoff_shell": round(report.cutoff_shell, 3),
+        "cutoff_resolution_angstrom": (
+            round(n * voxel / report.cutoff_shell, 3) if voxel and report.cutoff_shell > 0 else None
+        ),
+        "power_removed_fraction": round(report.power_removed_fraction, 5),
+        "scale": report.scale,
+        "offset": report.offset,
+    }
+    logger.info(
+        "guard: cut-off shell %.2f, removed %.1f%% of the regularized power",
+        report.cutoff_shell,
+        100 * report.power_removed_fraction,
+    )
+    return out
+
+
+def _write_fsc_star(job, base: Path) -> None:
+    """SIDESPLITTER-wrapper style FSC read-back (see ExtrecConfig.write_fsc_star)."""
+    import pandas as pd
+
+    from cryoprior.io.star import write_star_atomic
+
+    if job.gold_standard_fsc is None or job.result_star_path is None:
+        raise ValueError("no FSC in the job STAR or no rlnExtReconsResultStarfile to write")
+    fsc = np.clip(job.gold_standard_fsc, 0.0, None)
+    transformed = (np.sqrt(2.0 * (fsc + fsc * fsc)) + fsc) / (2.0 + fsc)
+    table = pd.DataFrame(
+        {
+            "rlnSpectralIndex": np.arange(fsc.size),
+            "rlnGoldStandardFsc": job.gold_standard_fsc,
+            "rlnFourierShellCorrelation": transformed,
+        }
+    )
+    target = (
+        job.result_star_path if job.result_star_path.is_absolute() else base / job.result_star_path
+    )
+    write_star_atomic(target, {"": table})

@@ -3,6 +3,8 @@
 A regularizer is an object with
 
 - ``name``: str;
+- ``guard_by_default`` (optional, default False): whether ``cryoprior-extrec`` passes its
+  output through ``regularizers.guard`` unless told otherwise (True for learned priors);
 - ``needs_both_halves``: bool. False: ``regularize(half_map, context=...)`` is called
   in each half's process independently. True: ``regularize_pair(half_map_1, half_map_2,
   context=...)`` is called once, in one process, after the two processes met (see

@@ -14,6 +14,7 @@ class IdentityRegularizer:
 
     name = "none"
     needs_both_halves = False
+    guard_by_default = False
 
     def __init__(self, **options):
         if options:

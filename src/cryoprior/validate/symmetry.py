@@ -1,0 +1,129 @@
+"""Point-group rotation matrices in RELION's standard orientations.
+
+The groups are generated from the rotation axes RELION 3.1 (``symmetries.cpp``, inherited from
+Xmipp) uses: Cn about z; Dn adds a two-fold about x; T, O and the icosahedral settings I1-I4
+(``I`` = ``I2``) as below. Matrices act on (x, y, z) column vectors, like
+:func:`cryoprior.conventions.euler_to_matrix`; each group is closed under multiplication and
+transposition, so the order of the matrices is not significant. Checked against
+``relion_refine --sym G --print_symmetry_ops`` (RELION 3.1.3) in
+``tests/test_validate_poses.py``.
+
+Only proper rotations are supported (C, D, T, O, I): groups with mirrors or inversion (Ci, Cs,
+Cnv, Cnh, Sn, Dnh, Dnv, Th, Td, Oh, Ih) cannot describe a chiral map's orientation ambiguity.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+__all__ = ["symmetry_operators"]
+
+_SQRT3_INV = 1.0 / np.sqrt(3.0)
+
+# (fold, axis) generators per group, RELION's symmetries.cpp.
+_GENERATORS: dict[str, tuple[tuple[int, tuple[float, float, float]], ...]] = {
+    "T": ((3, (0.0, 0.0, 1.0)), (2, (0.0, 0.816496, 0.577350))),
+    "O": ((3, (_SQRT3_INV, _SQRT3_INV, _SQRT3_INV)), (4, (0.0, 0.0, 1.0))),
+    "I1": (
+        (2, (1.0, 0.0, 0.0)),
+        (5, (0.85065080702670, 0.0, -0.5257311142635)),
+        (3, (0.9341723640, 0.3568220765, 0.0)),
+    ),
+    "I2": (
+        (2, (0.0, 0.0, 1.0)),
+        (5, (0.525731114, 0.0, 0.850650807)),
+        (3, (0.0, 0.356822076, 0.934172364)),
+    ),
+    "I3": (
+        (2, (-0.5257311143, 0.0, 0.8506508070)),
+        (5, (0.0, 0.0, 1.0)),
+        (3, (-0.4911234778630044, 0.3568220764705179, 0.7946544753759428)),
+    ),
+    "I4": (
+        (2, (0.5257311143, 0.0, 0.8506508070)),
+        (5, (0.8944271932547096, 0.0, 0.4472135973094192)),
+        (3, (0.4911234778630044, 0.3568220764705179, 0.7946544753759428)),
+    ),
+}
+_ORDERS = {"T": 12, "O": 24, "I1": 60, "I2": 60, "I3": 60, "I4": 60}
+
+
+def symmetry_operators(symmetry: str) -> np.ndarray:
+    """Rotation matrices of a point group in RELION's standard orientation.
+
+    Parameters
+    ----------
+    symmetry: RELION's name, case-insensitive: ``C1``, ``Cn``, ``Dn`` (n >= 1), ``T``,
+        ``O``, ``I`` (= ``I2``), ``I1``, ``I2``, ``I3``, ``I4``.
+
+    Returns
+    -------
+    float64 array of shape (order, 3, 3); the identity first; acting on (x, y, z) column
+    vectors.
+
+    Raises
+    ------
+    ValueError: an unknown group or one with improper operations.
+
+    Example
+    -------
+    >>> ops = symmetry_operators("D2")
+    >>> ops.shape, np.round(ops[:, 2, 2]).tolist()
+    ((4, 3, 3), [1.0, 1.0, -1.0, -1.0])
+    """
+    name = symmetry.strip().upper()
+    match = re.fullmatch(r"([CD])(\d+)", name)
+    if match:
+        fold = int(match.group(2))
+        if fold < 1:
+            raise ValueError(f"symmetry {symmetry!r}: the order must be >= 1")
+        generators = [(fold, (0.0, 0.0, 1.0))]
+        order = fold
+        if match.group(1) == "D":
+            generators.append((2, (1.0, 0.0, 0.0)))
+            order = 2 * fold
+        return _close_group(generators, order, symmetry)
+    if name == "I":
+        name = "I2"
+    if name in _GENERATORS:
+        return _close_group(list(_GENERATORS[name]), _ORDERS[name], symmetry)
+    raise ValueError(
+        f"unsupported symmetry {symmetry!r}: use Cn, Dn, T, O, I or I1-I4 (proper rotations only)"
+    )
+
+
+def _axis_rotation(fold: int, axis) -> np.ndarray:
+    """Rotation by 360/fold degrees about ``axis`` (Rodrigues), acting on column vectors."""
+    u = np.asarray(axis, dtype=np.float64)
+    u = u / np.linalg.norm(u)
+    angle = 2.0 * np.pi / fold
+    k = np.array([[0.0, -u[2], u[1]], [u[2], 0.0, -u[0]], [-u[1], u[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * (k @ k)
+
+
+def _close_group(generators, order: int, symmetry: str) -> np.ndarray:
+    """All products of the generators (breadth first), deduplicated to 1e-4."""
+    gens = [_axis_rotation(f, a) for f, a in generators]
+    found = [np.eye(3)]
+    frontier = [np.eye(3)]
+    while frontier:
+        new = []
+        for g in frontier:
+            for h in gens:
+                p = g @ h
+                if not any(np.abs(p - q).max() < 1e-4 for q in found):
+                    found.append(p)
+                    new.append(p)
+        frontier = new
+        if len(found) > order:
+            break
+    if len(found) != order:
+        raise AssertionError(f"{symmetry}: generated {len(found)} operators, expected {order}")
+    # Re-orthonormalise (generator axes are given to ~1e-9).
+    out = []
+    for m in found:
+        u, _, vt = np.linalg.svd(m)
+        out.append(u @ vt)
+    return np.stack(out)
