@@ -21,7 +21,9 @@ DATA = Path(__file__).parent / "data" / "sidesplitter"
 
 @pytest.fixture(scope="module")
 def reference_inputs():
-    return [read_map(DATA / name, dtype=np.float64) for name in ("half1.mrc", "half2.mrc", "mask.mrc")]
+    return [
+        read_map(DATA / name, dtype=np.float64) for name in ("half1.mrc", "half2.mrc", "mask.mrc")
+    ]
 
 
 def _rel_l2(a: np.ndarray, b: np.ndarray) -> float:

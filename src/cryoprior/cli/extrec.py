@@ -51,6 +51,15 @@ def extrec(
             help="spectral trailing + greyscale fit (default: on for learned priors)",
         ),
     ] = None,
+    guard_fsc_threshold: Annotated[
+        float,
+        typer.Option(
+            help="guard: keep the regularized map up to the shell where the FSC falls below this"
+        ),
+    ] = 1.0 / 7.0,
+    guard_edge_shells: Annotated[
+        float, typer.Option(help="guard: width of the cosine edge, in Fourier shells")
+    ] = 3.0,
     write_fsc_star: Annotated[
         bool,
         typer.Option(
@@ -80,6 +89,7 @@ def extrec(
     from cryoprior.extrec.run import ExtrecConfig, run_extrec
     from cryoprior.extrec.schedule import parse_schedule
     from cryoprior.reconstruct.relion_map import ReconstructionOptions
+    from cryoprior.regularizers.guard import GuardSettings
 
     try:
         file_options: dict = {}
@@ -105,6 +115,10 @@ def extrec(
             reconstruction=ReconstructionOptions(do_map=not no_map, skip_gridding=skip_gridding),
             log_path=str(log_file) if log_file else None,
             guard=guard if guard is not None else file_options.get("guard"),
+            guard_settings=GuardSettings(
+                fsc_threshold=float(file_options.get("guard_fsc_threshold", guard_fsc_threshold)),
+                edge_width_shells=float(file_options.get("guard_edge_shells", guard_edge_shells)),
+            ),
             write_fsc_star=write_fsc_star or bool(file_options.get("write_fsc_star", False)),
         )
         run_extrec(job_star, cfg)
