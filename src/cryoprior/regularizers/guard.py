@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from cryoprior.fourier.grids import fourier_radius, real_space_radius
+
 __all__ = ["GuardSettings", "GuardReport", "fsc_cutoff_shell", "trailing_weights", "apply_guard"]
 
 
@@ -73,10 +75,7 @@ def trailing_weights(n: int, *, cutoff_shell: float, edge_width_shells: float) -
 
     Returns (n, n, n//2+1) float64.
     """
-    k = np.arange(n)
-    k = np.where(k < n // 2 + 1, k, k - n).astype(np.float64)
-    kx = np.arange(n // 2 + 1, dtype=np.float64)
-    r = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2)
+    r = fourier_radius(n)
     if edge_width_shells <= 0:
         return (r < cutoff_shell).astype(np.float64)
     start = cutoff_shell - edge_width_shells
@@ -118,9 +117,7 @@ def apply_guard(
     scale, offset = 1.0, 0.0
     if settings.rescale:
         if region is None:
-            c = np.arange(n) - n // 2
-            r2 = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2
-            weights = (r2 <= (n / 2 - 1) ** 2).astype(np.float64)
+            weights = (real_space_radius(n) <= n / 2 - 1).astype(np.float64)
         else:
             weights = np.asarray(region, dtype=np.float64)
         wsum = weights.sum()

@@ -72,11 +72,7 @@ def default_sidesplitter_mask(box_size: int) -> np.ndarray:
 
     Returns (N, N, N) float64 holding float32-rounded values (the C program stores them as float).
     """
-    n = box_size
-    c = np.arange(n, dtype=np.float64) - n / 2.0
-    r2 = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2
-    rad2 = (n / 4.0) ** 2
-    return (1.0 / np.sqrt(1.0 + (r2 / rad2) ** 8)).astype(np.float32).astype(np.float64)
+    return particle_sphere_mask(box_size, radius_voxels=box_size / 4.0)
 
 
 def _butterworth(f2: np.ndarray, edge: float) -> np.ndarray:
