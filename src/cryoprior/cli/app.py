@@ -78,6 +78,16 @@ def demo(
         raise typer.Exit(1)
 
 
+def _register_commands() -> None:
+    """Commands that live in their own modules (each a thin shell over one library call)."""
+    from cryoprior.cli.validate import validate
+
+    app.command()(validate)
+
+
+_register_commands()
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""

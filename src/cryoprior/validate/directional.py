@@ -114,6 +114,7 @@ def conical_fsc(
     n_directions: int = 64,
     cone_half_angle_degrees: float = 20.0,
     threshold: float = 0.143,
+    min_voxels_per_shell: int = 10,
 ) -> DirectionalResolution:
     """FSC of two half-maps in double cones around a set of directions.
 
@@ -127,6 +128,8 @@ def conical_fsc(
     n_directions: number of default directions.
     cone_half_angle_degrees: half-angle of each cone (0 < angle <= 90; 90 gives the plain FSC).
     threshold: FSC threshold for the directional resolutions.
+    min_voxels_per_shell: shells whose cone holds fewer Fourier voxels (the lowest shells:
+        a 20-degree double cone holds about 6% of a shell) take the full-shell FSC instead.
 
     Returns
     -------
@@ -168,6 +171,12 @@ def conical_fsc(
     unit = (k_xyz / norm[:, None]).astype(np.float32)
     cos_limit = np.cos(np.deg2rad(cone_half_angle_degrees)) - 1e-9
 
+    full_den = np.sqrt(
+        np.bincount(shells, weights=p1, minlength=n_shells)
+        * np.bincount(shells, weights=p2, minlength=n_shells)
+    )
+    full_num = np.bincount(shells, weights=num, minlength=n_shells)
+    full_fsc = np.where(full_den > 0, full_num / np.where(full_den > 0, full_den, 1.0), 0.0)
     curves = np.zeros((dirs.shape[0], n_shells))
     for i, d in enumerate(dirs):
         in_cone = np.abs(unit @ d.astype(np.float32)) >= cos_limit
@@ -177,7 +186,9 @@ def conical_fsc(
         b = np.bincount(s, weights=p1[in_cone], minlength=n_shells)
         c = np.bincount(s, weights=p2[in_cone], minlength=n_shells)
         den = np.sqrt(b * c)
-        curves[i] = np.where(den > 0, a / np.where(den > 0, den, 1.0), 0.0)
+        fsc = np.where(den > 0, a / np.where(den > 0, den, 1.0), 0.0)
+        sparse = np.bincount(s, minlength=n_shells) < min_voxels_per_shell
+        curves[i] = np.where(sparse, full_fsc, fsc)
     resolutions = np.array(
         [
             resolution_at_threshold(

@@ -87,16 +87,23 @@ class PoseTable:
         return euler_to_matrix(self.rot_degrees, self.tilt_degrees, self.psi_degrees)
 
 
-def pose_table_from_particles(particles: pd.DataFrame) -> PoseTable:
-    """A :class:`PoseTable` from a RELION 3.1 ``data_particles`` table.
+def pose_table_from_particles(particles: pd.DataFrame, *, pixel_size_angstrom=None) -> PoseTable:
+    """A :class:`PoseTable` from a RELION ``data_particles`` table.
 
-    Needs ``rlnImageName``, ``rlnAngleRot``, ``rlnAngleTilt``, ``rlnAnglePsi``; shifts come
-    from ``rlnOriginXAngst`` / ``rlnOriginYAngst`` and are 0 when those are absent (e.g.
-    ``relion_project`` output without shifts). The table is not modified.
+    Needs ``rlnImageName``, ``rlnAngleRot``, ``rlnAngleTilt``, ``rlnAnglePsi``. Shifts come
+    from ``rlnOriginXAngst`` / ``rlnOriginYAngst``; without those, from the pixel columns
+    ``rlnOriginX`` / ``rlnOriginY`` (as ``relion_project`` writes) times
+    ``pixel_size_angstrom``; else 0. The table is not modified.
+
+    Parameters
+    ----------
+    particles: the particles table (e.g. ``read_particles_star(path).particles``).
+    pixel_size_angstrom: scalar or (n,) pixel size, for tables with pixel shifts only.
 
     Raises
     ------
-    KeyError: a required column is missing.
+    KeyError: a required column is missing, or the table has only pixel shifts and no pixel
+    size was given.
     """
     missing = [
         c
@@ -107,18 +114,32 @@ def pose_table_from_particles(particles: pd.DataFrame) -> PoseTable:
         raise KeyError(f"particles table lacks columns: {', '.join(missing)}")
     n = len(particles)
 
-    def column(name: str) -> np.ndarray:
+    def column(name: str) -> np.ndarray | None:
         if name in particles.columns:
             return pd.to_numeric(particles[name]).to_numpy(dtype=np.float64).copy()
-        return np.zeros(n)
+        return None
 
+    shifts = []
+    for axis in ("X", "Y"):
+        value = column(f"rlnOrigin{axis}Angst")
+        if value is None:
+            pixels = column(f"rlnOrigin{axis}")
+            if pixels is not None and np.any(pixels != 0):
+                if pixel_size_angstrom is None:
+                    raise KeyError(
+                        f"rlnOrigin{axis} is in pixels: give pixel_size_angstrom to convert it"
+                    )
+                value = pixels * np.asarray(pixel_size_angstrom, dtype=np.float64)
+            else:
+                value = np.zeros(n)
+        shifts.append(value)
     return PoseTable(
         image_names=particles["rlnImageName"].astype(str).to_numpy(dtype=object).copy(),
         rot_degrees=column("rlnAngleRot"),
         tilt_degrees=column("rlnAngleTilt"),
         psi_degrees=column("rlnAnglePsi"),
-        origin_x_angstrom=column("rlnOriginXAngst"),
-        origin_y_angstrom=column("rlnOriginYAngst"),
+        origin_x_angstrom=shifts[0],
+        origin_y_angstrom=shifts[1],
     )
 
 
@@ -152,8 +173,8 @@ def rotation_angle_degrees(matrix_1, matrix_2) -> np.ndarray:
     Example
     -------
     >>> from cryoprior.conventions import euler_to_matrix
-    >>> float(rotation_angle_degrees(euler_to_matrix(10, 20, 30), euler_to_matrix(10, 20, 45)))
-    15.0...
+    >>> round(float(rotation_angle_degrees(euler_to_matrix(10, 20, 30), euler_to_matrix(10, 20, 45))), 6)
+    15.0
     """
     a = np.asarray(matrix_1, dtype=np.float64)
     b = np.asarray(matrix_2, dtype=np.float64)
@@ -297,9 +318,7 @@ class ViewDistribution:
 
     def density(self, rot_degrees, tilt_degrees) -> np.ndarray:
         """Fraction of particles per bin at the given directions (0 outside the data)."""
-        i, j = _bin_indices(
-            rot_degrees, tilt_degrees, self.counts.shape[1], self.counts.shape[0]
-        )
+        i, j = _bin_indices(rot_degrees, tilt_degrees, self.counts.shape[1], self.counts.shape[0])
         total = max(self.n_particles, 1)
         return self.counts[i, j] / total
 
@@ -339,7 +358,7 @@ def view_distribution(
 
     Example
     -------
-    >>> d = view_distribution([0.0, 90.0, 90.0], [10.0, 90.0, 90.0], n_rot_bins=4, n_tilt_bins=2)
+    >>> d = view_distribution([0.0, 90.0, 90.0], [10.0, 100.0, 100.0], n_rot_bins=4, n_tilt_bins=2)
     >>> d.counts.tolist()
     [[0, 0, 1, 0], [0, 0, 0, 2]]
     """
@@ -375,6 +394,14 @@ def attraction(
     means errors pull particles towards the crowded views (the "attraction" of a preferred
     orientation); near 0.5 or below means no such bias. ``total_variation`` is half the L1
     distance between the refined and true view histograms (0 identical, 1 disjoint).
+
+    Parameters
+    ----------
+    refined, truth: pose tables, matched by image name.
+    symmetry: point group of the refinement.
+    min_direction_error_degrees: direction error above which a particle counts as misassigned.
+    n_rot_bins, n_tilt_bins: bins of the equal-area histogram of the true views (see
+        :func:`view_distribution`).
 
     Returns
     -------

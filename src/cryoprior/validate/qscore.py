@@ -178,8 +178,9 @@ def _accepted(offsets: np.ndarray, limits: np.ndarray, directions: np.ndarray) -
         return out
     chunk = max(1, 4_000_000 // (n_pts * k))
     for start in range(0, p, chunk):
-        proj = np.einsum("pkc,nc->pnk", offsets[start : start + chunk], directions)
-        out[start : start + chunk] = ~(proj > limits[start : start + chunk, None, :]).any(axis=2)
+        proj = offsets[start : start + chunk] @ directions.T  # (chunk, k, n_pts)
+        excess = (proj - limits[start : start + chunk, :, None]).max(axis=1)
+        out[start : start + chunk] = excess <= 0.0
     return out
 
 
@@ -245,11 +246,19 @@ def q_scores(
     origin = np.asarray(origin_angstrom, dtype=np.float64)
     tree = scipy.spatial.cKDTree(xyz)
 
+    # The Pearson correlation ignores offsets and positive scales of either variable: map
+    # values are taken relative to the map's mean and the reference as (g - B) / A, the bare
+    # Gaussian, which keeps the running sums below well conditioned.
+    map_mean = float(vol.mean())
+
     def values_at(points_xyz: np.ndarray) -> np.ndarray:
         coords = ((points_xyz - origin) / voxel)[:, ::-1].T  # (z, y, x) voxel coordinates
-        return scipy.ndimage.map_coordinates(vol, coords, order=1, mode="constant", cval=0.0)
+        values = scipy.ndimage.map_coordinates(vol, coords, order=1, mode="constant", cval=0.0)
+        return values - map_mean
 
     a_ref, b_ref = reference_gaussian_parameters(vol)
+    if a_ref <= 0:
+        raise ValueError("the map is constant: no Q-score can be computed")
     radii = np.arange(1, int(round(max_radius_angstrom / radius_step_angstrom)) + 1)
     radii = radii * float(radius_step_angstrom)
 
@@ -270,7 +279,7 @@ def q_scores(
 
     # r = 0: the value at the atom, counted points_per_shell times (as MapQ's np.repeat).
     u0 = values_at(xyz)
-    g0 = a_ref + b_ref
+    g0 = 1.0  # (A exp(0) + B - B) / A
     all_atoms = np.arange(n_atoms)
     for _ in range(points_per_shell):
         accumulate(all_atoms, u0, g0)
@@ -281,7 +290,7 @@ def q_scores(
     offsets, distances = _neighbour_offsets(tree, xyz, 1.9 * float(radii.max()))
     spirals = {}
     for r in radii:
-        g = a_ref * np.exp(-0.5 * (r / sigma_angstrom) ** 2) + b_ref
+        g = np.exp(-0.5 * (r / sigma_angstrom) ** 2)  # (A exp(-r^2 / 2 sigma^2) + B - B) / A
         n_near = int((distances < 1.9 * r).sum(axis=1).max()) if distances.size else 0
         d = offsets[:, :n_near]
         limit = (0.19 * r * r + distances[:, :n_near] ** 2) / (2.0 * r)

@@ -21,31 +21,22 @@ import numpy as np
 __all__ = ["symmetry_operators"]
 
 _SQRT3_INV = 1.0 / np.sqrt(3.0)
+_PHI = (1.0 + np.sqrt(5.0)) / 2.0  # golden ratio
+_A = 1.0 / np.sqrt(1.0 + _PHI**2)  # 0.5257311121
+_B = _PHI * _A  # 0.8506508084
 
-# (fold, axis) generators per group, RELION's symmetries.cpp.
+# (fold, axis) generators per group, RELION's symmetries.cpp; its decimal constants are written
+# here in closed form (e.g. T's 0.816496, 0.577350 = sqrt(2/3), sqrt(1/3)) so that the groups
+# close to machine precision. Axes need not be normalised.
 _GENERATORS: dict[str, tuple[tuple[int, tuple[float, float, float]], ...]] = {
-    "T": ((3, (0.0, 0.0, 1.0)), (2, (0.0, 0.816496, 0.577350))),
+    "T": ((3, (0.0, 0.0, 1.0)), (2, (0.0, np.sqrt(2.0 / 3.0), _SQRT3_INV))),
     "O": ((3, (_SQRT3_INV, _SQRT3_INV, _SQRT3_INV)), (4, (0.0, 0.0, 1.0))),
-    "I1": (
-        (2, (1.0, 0.0, 0.0)),
-        (5, (0.85065080702670, 0.0, -0.5257311142635)),
-        (3, (0.9341723640, 0.3568220765, 0.0)),
-    ),
-    "I2": (
-        (2, (0.0, 0.0, 1.0)),
-        (5, (0.525731114, 0.0, 0.850650807)),
-        (3, (0.0, 0.356822076, 0.934172364)),
-    ),
-    "I3": (
-        (2, (-0.5257311143, 0.0, 0.8506508070)),
-        (5, (0.0, 0.0, 1.0)),
-        (3, (-0.4911234778630044, 0.3568220764705179, 0.7946544753759428)),
-    ),
-    "I4": (
-        (2, (0.5257311143, 0.0, 0.8506508070)),
-        (5, (0.8944271932547096, 0.0, 0.4472135973094192)),
-        (3, (0.4911234778630044, 0.3568220764705179, 0.7946544753759428)),
-    ),
+    "I1": ((2, (1.0, 0.0, 0.0)), (5, (_B, 0.0, -_A)), (3, (_PHI, 1.0 / _PHI, 0.0))),
+    "I2": ((2, (0.0, 0.0, 1.0)), (5, (_A, 0.0, _B)), (3, (0.0, 1.0 / _PHI, _PHI))),
+    # RELION also lists a 3-fold for I3 and I4 (to 16 digits, in the group to 2e-8); the 2-fold
+    # and the 5-fold generate the whole group, exactly.
+    "I3": ((2, (-_A, 0.0, _B)), (5, (0.0, 0.0, 1.0))),
+    "I4": ((2, (_A, 0.0, _B)), (5, (2.0 / np.sqrt(5.0), 0.0, 1.0 / np.sqrt(5.0)))),
 }
 _ORDERS = {"T": 12, "O": 24, "I1": 60, "I2": 60, "I3": 60, "I4": 60}
 
