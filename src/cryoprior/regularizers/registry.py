@@ -16,6 +16,7 @@ __all__ = ["BUILTIN_REGULARIZERS", "get_regularizer", "available_regularizers"]
 BUILTIN_REGULARIZERS: dict[str, str] = {
     "none": "cryoprior.regularizers.identity:IdentityRegularizer",
     "sidesplitter": "cryoprior.regularizers.sidesplitter:SidesplitterRegularizer",
+    "prior": "cryoprior.regularizers.prior:PriorRegularizer",
 }
 
 

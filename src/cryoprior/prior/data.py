@@ -1,0 +1,410 @@
+"""Training pairs for the prior, made from real atomic models by a degradation model.
+
+A pair is (input, target) on an (n, n, n) grid at the model's voxel size, axis order (z, y, x):
+
+- target: the sharp model map (gemmi ``DensityCalculatorE``, every atom at one small B) times the
+  model's soft envelope, divided by the input's SD in the normalisation region - i.e. the clean
+  map in the input's noise-normalised units; zero for pure-noise samples;
+- input: what an intermediate RELION half-map looks like: the model map blurred by a random
+  B-factor, optionally blurred along a random direction (preferred orientation), optionally with
+  a disordered detergent/lipid belt around a band of the molecule, plus noise shaped so that the
+  half-map FSC falls at a random resolution (noise that grows with frequency), white solvent
+  noise, optionally a soft spherical mask; then normalised (mean 0, SD 1 in the region).
+
+Augmentations: random rotations and shifts, C2 "assemblies", crops of large models (atoms
+beyond the box are dropped, the cell never wraps). Everything is drawn from one
+``numpy.random.Generator``.
+
+Training structures come from the PyPI package ``mdanalysistests`` (found with
+``importlib.util.find_spec``, never imported). Benchmark proteins (beta-galactosidase,
+proteasome: 5a1a, 6bdf, 3j7h, ...) are refused by :func:`load_atomic_model`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import scipy.fft
+from scipy.spatial.transform import Rotation
+
+from cryoprior.fourier.masks import soft_sphere
+
+__all__ = [
+    "AtomicModel",
+    "DegradationConfig",
+    "TrainingPair",
+    "load_atomic_model",
+    "mdanalysistests_model_paths",
+    "model_density",
+    "model_envelope",
+    "fsc_shaped_noise",
+    "normalisation_region",
+    "make_training_pair",
+    "FORBIDDEN_MODEL_WORDS",
+]
+
+log = logging.getLogger(__name__)
+
+#: Never train on these (the benchmark proteins and their relatives).
+FORBIDDEN_MODEL_WORDS = (
+    "5a1a",
+    "6bdf",
+    "3j7h",
+    "1jz7",
+    "galactosidase",
+    "proteasome",
+    "proteasom",
+)
+
+_MDA_FILES = (
+    "19hc.pdb.gz",
+    "1a28.pdb.gz",
+    "1hvr.pdb",
+    "1osm.pdb.gz",
+    "4E43.pdb",
+    "adk_open.pdb",
+    "merge/2zmm/protein.pdb",
+    "mmcif/1BD2.cif.gz",
+    "mmcif/3KPR.cif.gz",
+    "mmcif/3PWP.cif.gz",
+    "mmcif/5PTI.cif.gz",
+)
+_MDA_SKIP = ("wrong_hydrogens", "_failing")
+
+
+@dataclass(frozen=True)
+class AtomicModel:
+    """Heavy atoms of one protein model, centred on their centroid.
+
+    positions_angstrom: (n_atoms, 3) float64, (x, y, z) in Angstrom, centroid at 0.
+    elements: (n_atoms,) element symbols.
+    name: where it came from.
+    """
+
+    positions_angstrom: np.ndarray
+    elements: tuple[str, ...]
+    name: str
+
+    @property
+    def radius_angstrom(self) -> float:
+        """Largest distance of an atom from the centroid."""
+        return float(np.sqrt((self.positions_angstrom**2).sum(axis=1)).max())
+
+
+def _check_allowed(text: str) -> None:
+    low = text.lower()
+    for word in FORBIDDEN_MODEL_WORDS:
+        if word in low:
+            raise ValueError(f"{text!r}: {word!r} is a benchmark protein; never train on it")
+
+
+def load_atomic_model(path: str | Path) -> AtomicModel:
+    """Read a PDB/mmCIF model (first model, no hydrogens, waters or ligands), centred.
+
+    Raises ValueError for benchmark proteins (by file name or title) or a model without atoms.
+    """
+    path = Path(path)
+    _check_allowed(path.name)
+    st = gemmi.read_structure(str(path))
+    info = dict(st.info)
+    _check_allowed(" ".join([st.name, *info.values()]))
+    st.setup_entities()
+    st.remove_hydrogens()
+    st.remove_ligands_and_waters()
+    pos, el = [], []
+    for chain in st[0]:
+        for res in chain:
+            for atom in res:
+                pos.append(atom.pos.tolist())
+                el.append(atom.element.name)
+    if not pos:
+        raise ValueError(f"{path}: no protein atoms")
+    xyz = np.asarray(pos, dtype=np.float64)
+    return AtomicModel(xyz - xyz.mean(axis=0), tuple(el), path.name)
+
+
+def mdanalysistests_model_paths() -> list[Path]:
+    """Protein models inside the installed ``mdanalysistests`` (empty list if not installed)."""
+    spec = importlib.util.find_spec("MDAnalysisTests")
+    if spec is None or spec.origin is None:
+        return []
+    data = Path(spec.origin).parent / "data"
+    paths = sorted(
+        p for p in (data / "dssp").glob("*.pdb.gz") if not any(s in p.name for s in _MDA_SKIP)
+    )
+    paths += [data / f for f in _MDA_FILES if (data / f).exists()]
+    return paths
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """Parameters of the degradation model (ranges are sampled uniformly).
+
+    box_size: n of the (n, n, n) grid.
+    voxel_size_angstrom: grid spacing (the network's voxel size).
+    target_b_angstrom2: B of every atom in the sharp target map.
+    b_factor_range_angstrom2: extra B blur of the input.
+    resolution_range_angstrom: where the half-map FSC falls to 0.5.
+    anisotropy_probability, anisotropy_b_range_angstrom2: directional blur.
+    belt_probability: detergent/lipid belt.
+    pure_noise_probability: input is noise only, target empty.
+    sphere_mask_probability: input multiplied by a soft sphere.
+    assembly_probability: a C2 copy of the model beside it.
+    white_noise_range: white solvent noise SD relative to the signal SD in the region.
+    region_radius_fraction: normalisation region, radius as a fraction of the box.
+    """
+
+    box_size: int = 64
+    voxel_size_angstrom: float = 1.5
+    target_b_angstrom2: float = 15.0
+    b_factor_range_angstrom2: tuple[float, float] = (20.0, 150.0)
+    resolution_range_angstrom: tuple[float, float] = (3.5, 10.0)
+    anisotropy_probability: float = 0.4
+    anisotropy_b_range_angstrom2: tuple[float, float] = (50.0, 400.0)
+    belt_probability: float = 0.2
+    pure_noise_probability: float = 0.1
+    sphere_mask_probability: float = 0.5
+    assembly_probability: float = 0.25
+    white_noise_range: tuple[float, float] = (0.0, 0.3)
+    region_radius_fraction: float = 0.45
+
+
+@dataclass(frozen=True)
+class TrainingPair:
+    """input, target, envelope: (n, n, n) float32, (z, y, x); info: what was drawn."""
+
+    input: np.ndarray
+    target: np.ndarray
+    envelope: np.ndarray
+    info: dict
+
+
+def model_density(
+    positions_angstrom: np.ndarray,
+    elements: tuple[str, ...] | list[str],
+    *,
+    box_size: int,
+    voxel_size_angstrom: float,
+    b_factor_angstrom2: float,
+) -> np.ndarray:
+    """Electron-scattering density of atoms on an (n, n, n) grid, axis order (z, y, x).
+
+    positions_angstrom: (n_atoms, 3) (x, y, z) in Angstrom; the box spans [0, n * voxel) on
+    each axis, voxel i at i * voxel. Atoms within 6 Angstrom of a face are dropped so that
+    the periodic cell of gemmi never wraps density across the box. Every atom gets B =
+    ``b_factor_angstrom2`` (> 0).
+    """
+    if b_factor_angstrom2 <= 0:
+        raise ValueError("b_factor_angstrom2 must be > 0 (B = 0 atoms alias on the grid)")
+    n = int(box_size)
+    length = n * float(voxel_size_angstrom)
+    margin = 6.0
+    pos = np.asarray(positions_angstrom, dtype=np.float64)
+    keep = np.all((pos > margin) & (pos < length - margin), axis=1)
+    dc = gemmi.DensityCalculatorE()
+    dc.grid.set_size(n, n, n)
+    dc.grid.set_unit_cell(gemmi.UnitCell(length, length, length, 90, 90, 90))
+    dc.grid.spacegroup = gemmi.find_spacegroup_by_name("P1")
+    dc.d_min = 2.0 * float(voxel_size_angstrom)
+    dc.blur = 0.0
+    dc.grid.fill(0.0)
+    atom = gemmi.Atom()
+    atom.occ = 1.0
+    atom.b_iso = float(b_factor_angstrom2)
+    cache: dict[str, gemmi.Element] = {}
+    for xyz, el in zip(pos[keep], np.asarray(elements)[keep], strict=True):
+        atom.element = cache.setdefault(el, gemmi.Element(el))
+        atom.pos = gemmi.Position(*xyz)
+        dc.add_atom_density_to_grid(atom)
+    dc.grid.symmetrize_sum()
+    return np.ascontiguousarray(np.array(dc.grid, copy=True).transpose(2, 1, 0), dtype=np.float64)
+
+
+def _rfft_freq(n: int, voxel_size_angstrom: float) -> np.ndarray:
+    """(n, n, n//2+1, 3) spatial frequency (z, y, x) in 1/Angstrom, rfft layout."""
+    f = np.fft.fftfreq(n, d=voxel_size_angstrom)
+    fx = np.fft.rfftfreq(n, d=voxel_size_angstrom)
+    return np.stack(np.meshgrid(f, f, fx, indexing="ij"), axis=-1)
+
+
+def _gaussian_blur(volume: np.ndarray, sigma_voxels: float) -> np.ndarray:
+    n = volume.shape[0]
+    freq = _rfft_freq(n, 1.0)
+    s2 = (freq**2).sum(-1)
+    filt = np.exp(-2.0 * np.pi**2 * sigma_voxels**2 * s2)
+    return scipy.fft.irfftn(scipy.fft.rfftn(volume) * filt, s=volume.shape)
+
+
+def model_envelope(
+    density: np.ndarray, *, voxel_size_angstrom: float, dilation_angstrom: float = 3.0
+) -> np.ndarray:
+    """Soft envelope in [0, 1] of a model map: the map smoothed by ``dilation_angstrom``,
+    thresholded at 5% of its maximum, with a ~2-voxel soft edge. (n, n, n) float64."""
+    peak = float(density.max())
+    if peak <= 0:
+        return np.zeros_like(density, dtype=np.float64)
+    smooth = _gaussian_blur(density / peak, dilation_angstrom / voxel_size_angstrom)
+    hard = (smooth > 0.05 * smooth.max()).astype(np.float64)
+    return np.clip(_gaussian_blur(hard, 1.0) * 1.5, 0.0, 1.0)
+
+
+def _shells(n: int) -> np.ndarray:
+    k = np.fft.fftfreq(n) * n
+    kx = np.fft.rfftfreq(n) * n
+    r = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2)
+    return np.minimum(np.rint(r).astype(np.int64), n // 2 + 1)
+
+
+def fsc_shaped_noise(
+    signal: np.ndarray,
+    *,
+    voxel_size_angstrom: float,
+    resolution_angstrom: float,
+    rng: np.random.Generator,
+    width_fraction: float = 0.08,
+) -> np.ndarray:
+    """Gaussian noise whose power per shell makes a half-map of ``signal + noise`` have an
+    FSC-to-truth-like curve ``fsc(s) = 1 / (1 + exp((s - 1/d) / w))`` (0.5 at ``d``):
+    noise power = signal power x (1 - fsc) / fsc, so the noise grows relative to the signal
+    with frequency. signal: (n, n, n) real; returns (n, n, n) float64 real-space noise.
+    """
+    n = signal.shape[0]
+    spec = scipy.fft.rfftn(signal)
+    shells = _shells(n)
+    counts = np.bincount(shells.ravel(), minlength=n // 2 + 2)
+    power = np.bincount(shells.ravel(), weights=np.abs(spec.ravel()) ** 2, minlength=n // 2 + 2)
+    power = power / np.maximum(counts, 1)
+    s = np.arange(power.size) / (n * voxel_size_angstrom)
+    s0 = 1.0 / resolution_angstrom
+    fsc = 1.0 / (1.0 + np.exp(np.clip((s - s0) / (width_fraction * s0 * 2.0), -50, 50)))
+    fsc = np.clip(fsc, 2e-3, 1.0 - 1e-4)
+    noise_power = power * (1.0 - fsc) / fsc
+    noise_power[0] = 0.0
+    white = rng.standard_normal((n, n, n))
+    shaped = scipy.fft.rfftn(white) * np.sqrt(noise_power[shells] / n**3)
+    return scipy.fft.irfftn(shaped, s=(n, n, n))
+
+
+def normalisation_region(n: int, *, radius_fraction: float = 0.45) -> np.ndarray:
+    """(n, n, n) bool: the sphere (radius ``radius_fraction * n``) where input statistics are
+    measured."""
+    return soft_sphere(n, radius_voxels=radius_fraction * n, edge_width_voxels=0.0) > 0.5
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    return Rotation.random(random_state=rng).as_matrix()
+
+
+def _place(model: AtomicModel, rng: np.random.Generator, cfg: DegradationConfig, info: dict):
+    n = cfg.box_size
+    length = n * cfg.voxel_size_angstrom
+    pos = model.positions_angstrom @ _random_rotation(rng).T
+    elements = list(model.elements)
+    if rng.random() < cfg.assembly_probability:
+        axis = _random_rotation(rng)[:, 0]
+        c2 = Rotation.from_rotvec(np.pi * axis).as_matrix()
+        perp = np.cross(axis, rng.standard_normal(3))
+        perp /= np.linalg.norm(perp)
+        offset = perp * model.radius_angstrom * rng.uniform(0.5, 0.8)
+        pos = np.concatenate([pos + offset, (pos + offset) @ c2.T])
+        pos -= pos.mean(axis=0)
+        elements = elements * 2
+        info["assembly"] = "C2"
+    # Large models: centre on a random atom near the middle (a crop); small ones: on the centroid.
+    if model.radius_angstrom > 0.35 * length:
+        centre = pos[rng.integers(len(pos))] * 0.5
+        pos = pos - centre
+        info["crop"] = True
+    shift = rng.uniform(-0.05, 0.05, size=3) * length
+    return pos + length / 2 + shift, elements
+
+
+def _belt(envelope: np.ndarray, density: np.ndarray, rng, cfg: DegradationConfig) -> np.ndarray:
+    n = cfg.box_size
+    vox = cfg.voxel_size_angstrom
+    wide = _gaussian_blur(envelope, 8.0 / vox)
+    shell = np.clip(wide / max(wide.max(), 1e-12) * 4.0, 0, 1) * (1.0 - envelope)
+    axis = _random_rotation(rng)[:, 0]
+    c = (np.arange(n) - n / 2.0) * vox
+    z, y, x = np.meshgrid(c, c, c, indexing="ij")
+    com = np.array([(w * density).sum() / density.sum() for w in (x, y, z)])
+    height = (x - com[0]) * axis[0] + (y - com[1]) * axis[1] + (z - com[2]) * axis[2]
+    half = rng.uniform(12.0, 18.0)
+    slab = 1.0 / (1.0 + np.exp((np.abs(height) - half) / 1.5))
+    blob = _gaussian_blur(rng.standard_normal((n, n, n)), 4.0 / vox)
+    blob = np.clip(1.0 + blob / blob.std(), 0.0, None)
+    level = rng.uniform(0.15, 0.4) * float(density[envelope > 0.5].mean())
+    return level * shell * slab * blob
+
+
+def make_training_pair(
+    model: AtomicModel | None,
+    rng: np.random.Generator,
+    config: DegradationConfig = DegradationConfig(),
+) -> TrainingPair:
+    """One (input, target) pair from a model (see the module docstring).
+
+    ``model`` may be None only for a pure-noise sample (then a shaped noise with a generic
+    protein-like spectrum is used). The generator is advanced; the same generator state gives
+    the same pair.
+    """
+    cfg = config
+    n, vox = cfg.box_size, cfg.voxel_size_angstrom
+    info: dict = {"model": None if model is None else model.name}
+    pure_noise = model is None or rng.random() < cfg.pure_noise_probability
+    info["pure_noise"] = bool(pure_noise)
+    if model is not None:
+        pos, elements = _place(model, rng, cfg, info)
+        sharp = model_density(
+            pos,
+            elements,
+            box_size=n,
+            voxel_size_angstrom=vox,
+            b_factor_angstrom2=cfg.target_b_angstrom2,
+        )
+    else:
+        sharp = _gaussian_blur(np.clip(rng.standard_normal((n, n, n)), 0, None), 1.0)
+        sharp *= soft_sphere(n, radius_voxels=n / 4, edge_width_voxels=4)
+    envelope = model_envelope(sharp, voxel_size_angstrom=vox)
+    freq = _rfft_freq(n, vox)
+    s2 = (freq**2).sum(-1)
+    b = rng.uniform(*cfg.b_factor_range_angstrom2)
+    info["b_factor_angstrom2"] = b
+    filt = np.exp(-b * s2 / 4.0)
+    if rng.random() < cfg.anisotropy_probability:
+        direction = _random_rotation(rng)[:, 0][::-1]  # (z, y, x) components
+        b_aniso = rng.uniform(*cfg.anisotropy_b_range_angstrom2)
+        filt = filt * np.exp(-b_aniso * (freq @ direction) ** 2 / 4.0)
+        info["anisotropy_b_angstrom2"] = b_aniso
+    clean = sharp.copy()
+    if rng.random() < cfg.belt_probability and model is not None:
+        clean = clean + _belt(envelope, sharp, rng, cfg)
+        info["belt"] = True
+    blurred = scipy.fft.irfftn(scipy.fft.rfftn(clean) * filt, s=(n, n, n))
+    resolution = rng.uniform(*cfg.resolution_range_angstrom)
+    info["resolution_angstrom"] = resolution
+    noise = fsc_shaped_noise(
+        blurred, voxel_size_angstrom=vox, resolution_angstrom=resolution, rng=rng
+    )
+    region = normalisation_region(n, radius_fraction=cfg.region_radius_fraction)
+    white_sd = rng.uniform(*cfg.white_noise_range) * float(blurred[region].std())
+    noise = noise + white_sd * rng.standard_normal((n, n, n))
+    observed = noise if pure_noise else blurred + noise
+    if rng.random() < cfg.sphere_mask_probability:
+        radius = rng.uniform(0.38, 0.47) * n
+        observed = observed * soft_sphere(n, radius_voxels=radius, edge_width_voxels=3.0)
+        info["sphere_mask_radius_voxels"] = radius
+    mean = float(observed[region].mean())
+    sd = float(observed[region].std())
+    sd = sd if sd > 0 else 1.0
+    x = (observed - mean) / sd
+    target = np.zeros_like(x) if pure_noise else sharp * envelope / sd
+    env = np.zeros_like(x) if pure_noise else envelope
+    return TrainingPair(
+        x.astype(np.float32), target.astype(np.float32), env.astype(np.float32), info
+    )

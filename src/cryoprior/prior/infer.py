@@ -1,0 +1,303 @@
+"""Applying the prior to a map: resampling, normalisation, overlapping tiles, blending.
+
+1. Fourier-resample the (N, N, N) map to the network's voxel size (box m = round(N * voxel /
+   model voxel); the achieved voxel size differs from the model's by < 1/m).
+2. Normalise as in training: mean 0, SD 1 (signal plus noise) in the particle region - the
+   sphere of the particle diameter when known, else of radius 0.45 m.
+3. Cut overlapping cubic tiles (evenly spread, ``overlap`` voxels shared), skip tiles that are
+   exactly empty, run them through the network in batches (CPU or GPU, ``torch.inference_mode``),
+   blend with raised-cosine weights that sum to one.
+4. Back to the input's greyscale: multiply by the SD, shift so the mean in the particle region
+   equals the input's (the network predicts the clean map in input units, so no fitted scale
+   can blow up noise), and Fourier-resample to N. Frequencies beyond the model's Nyquist are
+   zero, or optionally taken unchanged from the input (``keep_beyond_model_nyquist``, as the
+   regularizer does: the guard then decides what of them may stay).
+
+Deterministic: the same input, weights and settings give the same output bit for bit on one
+machine and thread count.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryoprior.fourier.masks import soft_sphere
+from cryoprior.fourier.resample import fourier_crop, fourier_pad, resampled_size
+from cryoprior.prior.network import PriorNet, PriorNetConfig
+
+__all__ = [
+    "InferenceSettings",
+    "EnhanceResult",
+    "LoadedPrior",
+    "available_weights",
+    "weights_path",
+    "load_prior",
+    "enhance_map",
+    "tile_starts",
+    "blend_window",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = "default"
+_ALIASES = {"default": "cryoprior-prior-v1"}
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How the network is applied.
+
+    tile_size: edge of the cubic tiles at the model's voxel size (a multiple of the network's
+        divisor); maps smaller than a tile are run whole.
+    overlap: voxels shared by neighbouring tiles (blended).
+    batch_size: tiles per forward pass.
+    device: "cpu", "cuda", "cuda:1", ...; None: a GPU when one is present, else the CPU.
+    num_threads: torch CPU threads (0: leave torch's setting).
+    keep_beyond_model_nyquist: put the input's frequencies beyond the model's Nyquist back
+        (off by default: the enhanced map is band-limited to the model's Nyquist; the
+        regularizer turns it on so that the guard, not the network, decides about them).
+    """
+
+    tile_size: int = 64
+    overlap: int = 16
+    batch_size: int = 4
+    device: str | None = None
+    num_threads: int = 0
+    keep_beyond_model_nyquist: bool = False
+
+
+@dataclass(frozen=True)
+class LoadedPrior:
+    """A network ready for inference and the metadata of its checkpoint."""
+
+    network: PriorNet
+    metadata: dict = field(repr=False)
+    source: str = ""
+
+    @property
+    def voxel_size_angstrom(self) -> float:
+        return self.network.config.voxel_size_angstrom
+
+
+@dataclass(frozen=True)
+class EnhanceResult:
+    """map: (N, N, N) float64 enhanced map on the input's greyscale; mask: (N, N, N) float64 in
+    [0, 1] predicted molecular mask, or None; info: sizes, tiles, timings."""
+
+    map: np.ndarray
+    mask: np.ndarray | None
+    info: dict
+
+
+def _weights_dir():
+    return resources.files("cryoprior.prior").joinpath("weights")
+
+
+def available_weights() -> list[str]:
+    """Names of the weights shipped in the package (plus the alias 'default')."""
+    names = sorted(
+        p.name[: -len(".pt")] for p in _weights_dir().iterdir() if p.name.endswith(".pt")
+    )
+    return (["default"] if _ALIASES["default"] in names else []) + names
+
+
+def weights_path(name_or_path: str | Path = DEFAULT_WEIGHTS) -> Path:
+    """File of shipped weights by name ('default', 'cryoprior-prior-v1'), or a path as is."""
+    text = str(name_or_path)
+    if text.endswith(".pt") or "/" in text or Path(text).exists():
+        path = Path(text)
+    else:
+        path = Path(str(_weights_dir().joinpath(_ALIASES.get(text, text) + ".pt")))
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no prior weights {name_or_path!r} ({path}); shipped: {', '.join(available_weights())}"
+        )
+    return path
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str) -> LoadedPrior:
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload.get("format") != "cryoprior-prior-1":
+        raise ValueError(f"{path}: not a cryoprior prior checkpoint")
+    config = PriorNetConfig.from_dict(payload["network_config"])
+    net = PriorNet(config)
+    net.load_state_dict(payload["state_dict"])
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return LoadedPrior(net, meta, path)
+
+
+def load_prior(name_or_path: str | Path = DEFAULT_WEIGHTS) -> LoadedPrior:
+    """Load shipped weights by name (offline) or a checkpoint file from ``train-prior``."""
+    return _load_cached(str(weights_path(name_or_path).resolve()))
+
+
+def tile_starts(n: int, *, tile_size: int, overlap: int) -> list[int]:
+    """Start indices of tiles of ``tile_size`` covering 0..n-1, evenly spread, neighbours
+    sharing at least ``overlap`` voxels. n <= tile_size gives [0]."""
+    if n <= tile_size:
+        return [0]
+    if not 0 <= overlap < tile_size:
+        raise ValueError("overlap must be in [0, tile_size)")
+    count = int(np.ceil((n - overlap) / (tile_size - overlap)))
+    count = max(count, 2)
+    return [int(round(s)) for s in np.linspace(0, n - tile_size, count)]
+
+
+def blend_window(tile_size: int, overlap: int) -> np.ndarray:
+    """(tile_size,)^3 separable raised-cosine weights, > 0 everywhere, ramping over ``overlap``
+    voxels at each face; blended tiles are divided by the sum of the weights."""
+    w = np.ones(tile_size)
+    if overlap > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)
+        w[:overlap] = ramp
+        w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
+    return w[:, None, None] * w[None, :, None] * w[None, None, :]
+
+
+def _device(settings: InferenceSettings) -> torch.device:
+    if settings.device:
+        return torch.device(settings.device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _run_tiles(
+    x: np.ndarray, prior: LoadedPrior, settings: InferenceSettings, empty: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Network over an (m, m, m) normalised map; returns the map, the mask and tiles run.
+
+    Tiles where ``empty`` (m, m, m) bool is True everywhere are not run (output 0)."""
+    net = prior.network
+    div = net.config.divisor
+    m = x.shape[0]
+    tile = settings.tile_size
+    if tile % div:
+        raise ValueError(f"tile_size must be a multiple of {div}")
+    if m <= tile:
+        tile = int(np.ceil(m / div) * div)
+    size = max(m, tile)
+    padded = np.zeros((size,) * 3, dtype=np.float32)
+    padded[:m, :m, :m] = x
+    occupied = np.zeros((size,) * 3, dtype=bool)
+    occupied[:m, :m, :m] = ~empty
+    overlap = min(settings.overlap, tile // 2)
+    starts = tile_starts(size, tile_size=tile, overlap=overlap)
+    corners = [(a, b, c) for a in starts for b in starts for c in starts]
+    window = blend_window(tile, overlap if len(starts) > 1 else 0).astype(np.float64)
+    acc = np.zeros((size,) * 3)
+    acc_mask = np.zeros((size,) * 3) if net.config.predict_mask else None
+    wsum = np.zeros((size,) * 3)
+    device = _device(settings)
+    net = net.to(device)
+    todo = []
+    for corner in corners:
+        sl = tuple(slice(c, c + tile) for c in corner)
+        wsum[sl] += window
+        if occupied[sl].any():
+            todo.append(sl)
+    with torch.inference_mode():
+        for i in range(0, len(todo), max(1, settings.batch_size)):
+            group = todo[i : i + settings.batch_size]
+            batch = torch.from_numpy(np.stack([padded[sl] for sl in group])[:, None]).to(device)
+            pred, mask_logits = net(batch)
+            pred = pred[:, 0].double().cpu().numpy()
+            masks = (
+                None
+                if mask_logits is None
+                else torch.sigmoid(mask_logits[:, 0]).double().cpu().numpy()
+            )
+            for j, sl in enumerate(group):
+                acc[sl] += pred[j] * window
+                if acc_mask is not None and masks is not None:
+                    acc_mask[sl] += masks[j] * window
+    out = (acc / wsum)[:m, :m, :m]
+    mask = None if acc_mask is None else (acc_mask / wsum)[:m, :m, :m]
+    return out, mask, len(todo)
+
+
+def _resize(volume: np.ndarray, size: int) -> np.ndarray:
+    n = volume.shape[0]
+    if size == n:
+        return np.array(volume, dtype=np.float64, copy=True)
+    return fourier_crop(volume, new_size=size) if size < n else fourier_pad(volume, new_size=size)
+
+
+def enhance_map(
+    volume: np.ndarray,
+    *,
+    voxel_size_angstrom: float,
+    prior: LoadedPrior | None = None,
+    particle_diameter_angstrom: float | None = None,
+    settings: InferenceSettings = InferenceSettings(),
+) -> EnhanceResult:
+    """Apply the prior to one map (see the module docstring).
+
+    Parameters
+    ----------
+    volume: (N, N, N) real-space map, axis order (z, y, x), box centre N//2.
+    voxel_size_angstrom: its voxel size.
+    prior: from :func:`load_prior` (default: the shipped 'default' weights).
+    particle_diameter_angstrom: sets the normalisation region (default 0.9 of the box).
+    settings: InferenceSettings.
+
+    Returns an EnhanceResult; the input is not modified.
+    """
+    t0 = time.monotonic()
+    vol = np.asarray(volume, dtype=np.float64)
+    if vol.ndim != 3 or len(set(vol.shape)) != 1:
+        raise ValueError(f"volume must be a cube, not {vol.shape}")
+    if not np.all(np.isfinite(vol)):
+        raise ValueError("volume has non-finite values")
+    if voxel_size_angstrom is None or voxel_size_angstrom <= 0:
+        raise ValueError("voxel_size_angstrom must be positive")
+    prior = prior if prior is not None else load_prior()
+    if settings.num_threads > 0:
+        torch.set_num_threads(settings.num_threads)
+    n = vol.shape[0]
+    m, achieved = resampled_size(
+        n,
+        voxel_size_angstrom=voxel_size_angstrom,
+        new_voxel_size_angstrom=prior.voxel_size_angstrom,
+    )
+    m = max(m, 2)
+    small = _resize(vol, m)
+    if particle_diameter_angstrom:
+        radius = min(0.5 * particle_diameter_angstrom / achieved, 0.5 * m - 1)
+    else:
+        radius = 0.45 * m
+    region = soft_sphere(m, radius_voxels=max(radius, 2.0), edge_width_voxels=0.0) > 0.5
+    mean = float(small[region].mean())
+    sd = float(small[region].std())
+    if not sd > 0:
+        raise ValueError("the map is constant in the particle region")
+    x = ((small - mean) / sd).astype(np.float32)
+    empty = np.abs(small) <= 1e-7 * np.abs(small).max()
+    pred, mask, tiles = _run_tiles(x, prior, settings, empty)
+    pred = pred * sd
+    pred += mean - float(pred[region].mean())
+    out = _resize(pred, n)
+    if settings.keep_beyond_model_nyquist and m < n:
+        out += vol - _resize(small, n)
+    mask_n = None if mask is None else np.clip(_resize(mask, n), 0.0, 1.0)
+    info = {
+        "model_box": m,
+        "model_voxel_size_angstrom": achieved,
+        "tiles": tiles,
+        "normalisation_mean": mean,
+        "normalisation_sd": sd,
+        "seconds": time.monotonic() - t0,
+        "weights": prior.source,
+    }
+    log.debug("prior: %s", info)
+    return EnhanceResult(out, mask_n, info)

@@ -1,0 +1,279 @@
+"""Training of the prior on pairs from :mod:`cryoprior.prior.data`.
+
+Pairs are made on the fly (about 0.05 s each on one core), so the network never sees the same
+sample twice. The loop runs on CPU, on one GPU, or on several GPUs through torch's
+DistributedDataParallel when started by ``torchrun`` (each rank draws its own pairs from
+``seed + rank``). The checkpoint carries everything needed to rebuild and judge the network:
+architecture, data and training configuration, data seed, package and torch versions, time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cryoprior.prior.data import (
+    DegradationConfig,
+    load_atomic_model,
+    make_training_pair,
+    mdanalysistests_model_paths,
+)
+from cryoprior.prior.network import PriorNetConfig, build_network
+
+__all__ = ["TrainConfig", "TrainResult", "train_prior", "save_checkpoint", "plot_losses"]
+
+log = logging.getLogger(__name__)
+
+#: Held out from training (validation curve).
+DEFAULT_VALIDATION_MODELS = ("4gcnA.pdb.gz", "3nbkA.pdb.gz", "1a28.pdb.gz")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run.
+
+    steps: optimiser steps (the cosine learning-rate schedule spans them).
+    max_minutes: stop earlier when this wall time is reached (the schedule then follows the
+        elapsed fraction of it, so a time-limited run still ends at a low learning rate).
+    batch_size, crop_size: crops of ``crop_size``^3 voxels cut from pairs of
+        ``data.box_size``^3.
+    learning_rate, weight_decay: AdamW.
+    mask_loss_weight: weight of the mask head's binary cross-entropy.
+    seed: seeds the network initialisation and the data (rank r uses seed + 1000 r).
+    validation_models: file names of models kept out of training, for the validation loss.
+    validation_pairs, validate_every: validation set size and interval (steps).
+    num_threads: torch CPU threads (0: torch's default).
+    """
+
+    network: PriorNetConfig = field(default_factory=PriorNetConfig)
+    data: DegradationConfig = field(default_factory=DegradationConfig)
+    steps: int = 1400
+    max_minutes: float = 42.0
+    batch_size: int = 4
+    crop_size: int = 48
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    mask_loss_weight: float = 0.1
+    seed: int = 0
+    validation_models: tuple[str, ...] = DEFAULT_VALIDATION_MODELS
+    validation_pairs: int = 12
+    validate_every: int = 100
+    num_threads: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["network"] = self.network.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """checkpoint: path of the saved checkpoint; losses: per-step training loss;
+    validation: (step, loss) pairs; seconds: training wall time; steps: steps done."""
+
+    checkpoint: Path
+    losses: list[float]
+    validation: list[tuple[int, float]]
+    seconds: float
+    steps: int
+
+
+def _crop(pair, rng: np.random.Generator, size: int) -> np.ndarray:
+    n = pair.input.shape[0]
+    o = rng.integers(0, n - size + 1, size=3)
+    sl = tuple(slice(int(a), int(a) + size) for a in o)
+    k = int(rng.integers(4))  # a proper rotation by k * 90 degrees about a random axis pair
+    axes = [(0, 1), (0, 2), (1, 2)][int(rng.integers(3))]
+    return np.stack([np.rot90(a[sl], k, axes) for a in (pair.input, pair.target, pair.envelope)])
+
+
+def _batch(models, rng, config: TrainConfig) -> torch.Tensor:
+    crops = [
+        _crop(
+            make_training_pair(models[int(rng.integers(len(models)))], rng, config.data),
+            rng,
+            config.crop_size,
+        )
+        for _ in range(config.batch_size)
+    ]
+    return torch.from_numpy(np.ascontiguousarray(np.stack(crops))).float()
+
+
+def _loss(net, batch: torch.Tensor, mask_weight: float) -> torch.Tensor:
+    x, target, envelope = batch[:, :1], batch[:, 1:2], batch[:, 2:3]
+    pred, mask_logits = net(x)
+    loss = F.mse_loss(pred, target)
+    if mask_logits is not None and mask_weight > 0:
+        loss = loss + mask_weight * F.binary_cross_entropy_with_logits(mask_logits, envelope)
+    return loss
+
+
+def _package_version() -> str:
+    from cryoprior import __version__
+
+    return __version__
+
+
+def save_checkpoint(path: str | Path, net, config: TrainConfig, extra: dict) -> Path:
+    """Write the network weights (float32, CPU) and metadata, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = net.module if hasattr(net, "module") else net
+    payload = {
+        "format": "cryoprior-prior-1",
+        "network_config": module.config.to_dict(),
+        "train_config": config.to_dict(),
+        "data_seed": config.seed,
+        "package_version": _package_version(),
+        "torch_version": str(torch.__version__),
+        **extra,
+        "state_dict": {k: v.detach().float().cpu() for k, v in module.state_dict().items()},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_losses(path: str | Path, losses: list[float], validation: list[tuple[int, float]]) -> Path:
+    """Loss curves (training, smoothed, and validation) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, color="0.8", lw=0.6, label="training (per step)")
+    if len(losses) >= 20:
+        w = 20
+        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1 :], smooth, color="C0", label="training (20-step mean)")
+    if validation:
+        v = np.asarray(validation)
+        ax.plot(v[:, 0], v[:, 1], "o-", color="C3", label="validation (held-out models)")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (MSE + mask BCE)")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def train_prior(
+    config: TrainConfig,
+    output_dir: str | Path,
+    *,
+    model_paths: list[Path] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> TrainResult:
+    """Train the prior and write ``prior.pt``, ``losses.json``, ``losses.png`` and
+    ``train_config.json`` into ``output_dir``.
+
+    model_paths: training structures (default: the proteins of ``mdanalysistests``).
+    progress: called as ``progress(step, total_steps, loss)`` after every step (rank 0).
+    """
+    out = Path(output_dir)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = 0
+    if distributed:
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank = torch.distributed.get_rank()
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    paths = list(model_paths) if model_paths is not None else mdanalysistests_model_paths()
+    if not paths:
+        raise ValueError("no training models: pip install --no-deps mdanalysistests")
+    models = [load_atomic_model(p) for p in paths]
+    train_models = [m for m in models if m.name not in config.validation_models] or models
+    val_models = [m for m in models if m.name in config.validation_models]
+    log.info("%d training models, %d validation models", len(train_models), len(val_models))
+    val_rng = np.random.default_rng(config.seed + 999_999)
+    val_batches = [
+        _batch(val_models, val_rng, TrainConfig(**{**config.__dict__, "batch_size": 1}))
+        for _ in range(config.validation_pairs if val_models else 0)
+    ]
+    net = build_network(config.network, seed=config.seed).to(device)
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(net)
+    opt = torch.optim.AdamW(
+        net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    rng = np.random.default_rng(config.seed + 1000 * rank)
+    losses: list[float] = []
+    validation: list[tuple[int, float]] = []
+    start = time.monotonic()
+    limit = config.max_minutes * 60.0
+    step = 0
+
+    def validate() -> float:
+        net.eval()
+        with torch.no_grad():
+            v = [float(_loss(net, b.to(device), config.mask_loss_weight)) for b in val_batches]
+        net.train()
+        return float(np.mean(v))
+
+    net.train()
+    while step < config.steps:
+        elapsed = time.monotonic() - start
+        frac = max(step / config.steps, elapsed / limit if limit > 0 else 0.0)
+        if frac >= 1.0:
+            log.info("time limit reached after %d steps", step)
+            break
+        warm = min(1.0, (step + 1) / 50)
+        for g in opt.param_groups:
+            g["lr"] = config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * frac))
+        batch = _batch(train_models, rng, config).to(device)
+        loss = _loss(net, batch, config.mask_loss_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        if rank == 0:
+            if progress is not None:
+                progress(step, config.steps, losses[-1])
+            if val_batches and (step % config.validate_every == 0):
+                validation.append((step, validate()))
+                log.info("step %d: loss %.4g, validation %.4g", step, losses[-1], validation[-1][1])
+                save_checkpoint(out / "prior.pt", net, config, {"steps": step, "partial": True})
+    seconds = time.monotonic() - start
+    if val_batches and (not validation or validation[-1][0] != step) and rank == 0:
+        validation.append((step, validate()))
+    ckpt = out / "prior.pt"
+    if rank == 0:
+        extra = {
+            "steps": step,
+            "training_seconds": seconds,
+            "device": str(device),
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "training_models": [m.name for m in train_models],
+            "validation_models": [m.name for m in val_models],
+            "final_validation_loss": validation[-1][1] if validation else None,
+        }
+        save_checkpoint(ckpt, net, config, extra)
+        (out / "losses.json").write_text(json.dumps({"train": losses, "validation": validation}))
+        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        plot_losses(out / "losses.png", losses, validation)
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return TrainResult(ckpt, losses, validation, seconds, step)

@@ -1,0 +1,154 @@
+"""Training pairs from atomic models: density placement, envelope, seeded degradation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.fft
+
+from cryoprior.prior.data import (
+    AtomicModel,
+    DegradationConfig,
+    fsc_shaped_noise,
+    load_atomic_model,
+    make_training_pair,
+    model_density,
+    model_envelope,
+)
+
+DATA = Path(__file__).parent / "data" / "prior"
+SMALL = DegradationConfig(box_size=40)
+
+
+@pytest.fixture(scope="module")
+def bpti() -> AtomicModel:
+    return load_atomic_model(DATA / "5pti.cif.gz")
+
+
+def test_load_centres_and_cleans(bpti):
+    assert len(bpti.elements) == 454 or 400 < len(bpti.elements) < 500
+    assert "H" not in bpti.elements
+    np.testing.assert_allclose(bpti.positions_angstrom.mean(axis=0), 0.0, atol=1e-9)
+    assert 15 < bpti.radius_angstrom < 30
+
+
+def test_benchmark_proteins_are_refused(tmp_path):
+    for name in ("5a1a.cif.gz", "6bdf.pdb", "my_proteasome.pdb", "beta-galactosidase.cif"):
+        with pytest.raises(ValueError, match="benchmark"):
+            load_atomic_model(tmp_path / name)
+
+
+def test_density_axis_order_and_position():
+    """One carbon at (x, y, z) = (12, 18, 27) A on a 1.5 A grid peaks at [z, y, x] = [18, 12, 8]."""
+    d = model_density(
+        np.array([[12.0, 18.0, 27.0]]),
+        ["C"],
+        box_size=32,
+        voxel_size_angstrom=1.5,
+        b_factor_angstrom2=20.0,
+    )
+    assert np.unravel_index(np.argmax(d), d.shape) == (18, 12, 8)
+    assert d.min() >= -1e-6 * d.max()
+
+
+def test_density_never_wraps():
+    """An atom at the face of the box is dropped rather than wrapped to the opposite face."""
+    d = model_density(
+        np.array([[1.0, 24.0, 24.0]]),
+        ["C"],
+        box_size=32,
+        voxel_size_angstrom=1.5,
+        b_factor_angstrom2=20.0,
+    )
+    assert d.max() == 0.0
+    with pytest.raises(ValueError, match="B = 0"):
+        model_density(
+            np.zeros((1, 3)), ["C"], box_size=8, voxel_size_angstrom=1.0, b_factor_angstrom2=0.0
+        )
+
+
+def test_handedness_is_kept(bpti):
+    """The map is the model, not its mirror image: a chiral 3-atom probe."""
+    pos = np.array([[30.0, 30.0, 30.0], [36.0, 30.0, 30.0], [30.0, 39.0, 30.0], [30.0, 30.0, 42.0]])
+    d = model_density(pos, ["C"] * 4, box_size=48, voxel_size_angstrom=1.5, b_factor_angstrom2=10.0)
+    zyx = pos[:, ::-1] / 1.5
+    for p in np.rint(zyx).astype(int):
+        assert d[tuple(p)] > 0.5 * d.max()
+
+
+def test_envelope_covers_the_model(bpti):
+    pos = bpti.positions_angstrom + 30.0
+    d = model_density(
+        pos, bpti.elements, box_size=40, voxel_size_angstrom=1.5, b_factor_angstrom2=15.0
+    )
+    env = model_envelope(d, voxel_size_angstrom=1.5)
+    assert env.min() >= 0 and env.max() <= 1
+    assert (d * env).sum() > 0.99 * d.sum()
+    assert 0.02 < env.mean() < 0.6
+
+
+def test_fsc_shaped_noise_crosses_at_the_resolution():
+    """Noise power equals signal power (FSC 0.5) at the requested resolution, grows beyond."""
+    rng = np.random.default_rng(0)
+    n, vox, res = 48, 1.5, 6.0
+    signal = rng.normal(size=(n, n, n))
+    noise = fsc_shaped_noise(signal, voxel_size_angstrom=vox, resolution_angstrom=res, rng=rng)
+    k = np.fft.fftfreq(n) * n
+    kx = np.fft.rfftfreq(n) * n
+    r = np.rint(
+        np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2)
+    ).astype(int)
+    ps = np.bincount(r.ravel(), np.abs(scipy.fft.rfftn(signal)).ravel() ** 2)
+    pn = np.bincount(r.ravel(), np.abs(scipy.fft.rfftn(noise)).ravel() ** 2)
+    ratio = pn[1 : n // 2] / ps[1 : n // 2]
+    shell = int(round(n * vox / res))
+    assert 0.6 < ratio[shell - 1] < 1.6
+    assert ratio[2] < 0.05 and ratio[-1] > 20
+
+
+def test_pairs_are_seeded_and_normalised(bpti):
+    a = make_training_pair(bpti, np.random.default_rng(7), SMALL)
+    b = make_training_pair(bpti, np.random.default_rng(7), SMALL)
+    c = make_training_pair(bpti, np.random.default_rng(8), SMALL)
+    assert a.input.shape == a.target.shape == a.envelope.shape == (40, 40, 40)
+    assert a.input.dtype == np.float32
+    np.testing.assert_array_equal(a.input, b.input)
+    np.testing.assert_array_equal(a.target, b.target)
+    assert a.info == b.info
+    assert not np.array_equal(a.input, c.input)
+
+
+def test_pure_noise_has_an_empty_target(bpti):
+    cfg = replace(SMALL, pure_noise_probability=1.0)
+    pair = make_training_pair(bpti, np.random.default_rng(0), cfg)
+    assert pair.info["pure_noise"] and not pair.target.any() and not pair.envelope.any()
+    assert pair.input.std() > 0.5
+
+
+def test_target_correlates_with_input(bpti):
+    cfg = replace(
+        SMALL,
+        pure_noise_probability=0.0,
+        resolution_range_angstrom=(4.0, 4.0),
+        belt_probability=0.0,
+    )
+    pair = make_training_pair(bpti, np.random.default_rng(1), cfg)
+    cc = np.corrcoef(pair.input.ravel(), pair.target.ravel())[0, 1]
+    assert cc > 0.5
+    assert np.all(pair.target[pair.envelope == 0] == 0)
+
+
+def test_belt_adds_density_outside_the_envelope(bpti):
+    base = replace(
+        SMALL,
+        pure_noise_probability=0.0,
+        sphere_mask_probability=0.0,
+        resolution_range_angstrom=(3.0, 3.0),
+    )
+    plain = make_training_pair(bpti, np.random.default_rng(2), replace(base, belt_probability=0.0))
+    belt = make_training_pair(bpti, np.random.default_rng(2), replace(base, belt_probability=1.0))
+    assert belt.info.get("belt") and not plain.info.get("belt")
+    np.testing.assert_array_equal(plain.envelope, belt.envelope)
