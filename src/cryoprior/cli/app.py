@@ -80,9 +80,11 @@ def demo(
 
 def _register_commands() -> None:
     """Commands that live in their own modules (each a thin shell over one library call)."""
+    from cryoprior.cli.simulate import simulate
     from cryoprior.cli.train_prior import train_prior
     from cryoprior.cli.validate import validate
 
+    app.command()(simulate)
     app.command()(validate)
     app.command("train-prior")(train_prior)
 

@@ -1,6 +1,51 @@
-"""Simulation of test objects and particle datasets."""
+"""Simulation of test objects and single-particle datasets from atomic models.
 
-from cryoprior.simulate.noise import add_white_noise
+Modules: ``phantom`` (atom-like test maps), ``models`` (the shipped paper models), ``density``
+(atomic model -> map with gemmi), ``poses`` (orientation sets and shifts), ``project``
+(Fourier-slice projection as ``relion_project``), ``ctf`` (RELION's CTF), ``noise``,
+``images`` (image formation), ``dataset`` (the dataset folder RELION reads, with the ground
+truth). Nothing is imported from torch or gemmi until these names are used.
+"""
+
+from cryoprior.simulate.noise import add_white_noise, gaussian_noise_stack, noise_sd_for_snr
 from cryoprior.simulate.phantom import atom_like_phantom, gaussian_lowpass
 
-__all__ = ["atom_like_phantom", "gaussian_lowpass", "add_white_noise"]
+_LAZY = {
+    "SHIPPED_MODELS": "models",
+    "shipped_model_path": "models",
+    "read_model": "density",
+    "model_to_map": "density",
+    "Poses": "poses",
+    "uniform_poses": "poses",
+    "grid_poses": "poses",
+    "over_represent_cone": "poses",
+    "poses_from_star": "poses",
+    "with_random_shifts": "poses",
+    "fourier_volume": "project",
+    "project_slices": "project",
+    "CTFOptics": "ctf",
+    "ctf_2d": "ctf",
+    "ImageFormation": "images",
+    "render_particles": "images",
+    "SimulationConfig": "dataset",
+    "SimulationResult": "dataset",
+    "load_config": "dataset",
+    "simulate_dataset": "dataset",
+}
+
+__all__ = [
+    "atom_like_phantom",
+    "gaussian_lowpass",
+    "add_white_noise",
+    "gaussian_noise_stack",
+    "noise_sd_for_snr",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f"cryoprior.simulate.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'cryoprior.simulate' has no attribute {name!r}")

@@ -16,9 +16,16 @@ step, so that its images equal ``relion_project``'s to float rounding:
 6. the image is the inverse 2D transform, with the centre at pixel N//2; its scale is that of a
    sum of voxels along the projection direction (as RELION's).
 
+Like RELION's, these are not exact line integrals: the radial gridding correction is right on
+average over interpolation positions, not at each, so density r voxels from the centre can be
+off by up to ``1/sinc^2(r / P) - 1`` (3% at r = N/5, padding 2) in views whose slice points
+fall on the padded grid; relion_reconstruct of such images still gives back the map (FSC >
+0.99).
+
 Layouts are those of :mod:`cryoprior.conventions`: images are (y, x), half-complex slices are
 (N, N//2+1) in FFTW order. Euler matrices are RELION's (:func:`cryoprior.conventions.
-euler_to_matrix`).
+euler_to_matrix`). Batches run on the device of the prepared map (CPU or GPU); on CPU the
+interpolation can be compiled (``backend="compiled"``).
 """
 
 from __future__ import annotations
@@ -82,8 +89,8 @@ def fourier_volume(
 
     Parameters
     ----------
-    volume: real array, real space, shape (N, N, N), (z, y, x), centre at voxel N//2;
-        not modified.
+    volume: real array, real space, shape (N, N, N), N even (as RELION needs), (z, y, x),
+        centre at voxel N//2; not modified.
     padding_factor: oversampling of the 3D transform (RELION's ``--pad``, default 2).
     gridding_correction: divide the map by sinc^2 of the trilinear kernel first (RELION does).
     device: torch device for the result (default CPU).
@@ -100,49 +107,62 @@ def fourier_volume(
     ((19, 19, 10), 16)
     """
     vol = np.asarray(volume, dtype=np.float64)
-    if vol.ndim != 3 or len(set(vol.shape)) != 1:
-        raise ValueError(f"volume must be a cubic (N, N, N) array, not shape {vol.shape}")
+    if vol.ndim != 3 or len(set(vol.shape)) != 1 or vol.shape[0] % 2:
+        raise ValueError(f"volume must be a cubic (N, N, N) array, N even, not shape {vol.shape}")
     if padding_factor < 1:
         raise ValueError(f"padding_factor must be >= 1, not {padding_factor}")
+    if dtype not in (torch.complex64, torch.complex128):
+        raise ValueError(f"dtype must be torch.complex64 or torch.complex128, not {dtype}")
+    real_dtype = torch.float32 if dtype == torch.complex64 else torch.float64
+    device = torch.device("cpu") if device is None else torch.device(device)
     n = vol.shape[0]
     padded = relion_round(padding_factor * n)
     padded += padded % 2
     pad = padded / n
-    r_max = n // 2
-    radius = relion_round(r_max * pad)
+    radius = relion_round((n // 2) * pad)
     margin = radius + 1
 
     if gridding_correction:
         vol = vol / _gridding_kernel(n, pad)
-    # Zero-pad with centre n//2 -> padded//2, then move the centre to index 0 (phase origin).
-    big = np.zeros((padded,) * 3, dtype=np.float64)
-    start = padded // 2 - n // 2
-    big[start : start + n, start : start + n, start : start + n] = vol
-    big = np.fft.ifftshift(big)
-    spectrum = torch.fft.rfftn(torch.from_numpy(big))
+    # Zero-pad, with the centre voxel n//2 at index 0 (the phase origin, RELION's CenterFFT).
+    big = torch.zeros((padded,) * 3, dtype=real_dtype, device=device)
+    where = torch.from_numpy((np.arange(n) - n // 2) % padded).to(device)
+    big[where[:, None, None], where[None, :, None], where[None, None, :]] = torch.from_numpy(
+        vol
+    ).to(device=device, dtype=real_dtype)
+    spectrum = torch.fft.rfftn(big)
     del big
 
-    # Logical frequencies -L..L (z, y) and 0..L (x); FFTW stores -(P/2-1)..P/2 (RELION's range).
-    k = np.arange(-margin, margin + 1)
-    valid = (k > -(padded // 2)) & (k <= padded // 2)
-    src = np.mod(k, padded)
-    kx = np.arange(margin + 1)
-    valid_x = kx <= padded // 2
-    src_x = np.minimum(kx, padded // 2)
-    idx = torch.from_numpy
-    data = spectrum[idx(src)][:, idx(src)][:, :, idx(src_x)]
-    r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
-    keep = (r2 <= radius**2) & valid[:, None, None] & valid[None, :, None] & valid_x[None, None, :]
-    data = data * torch.from_numpy(keep)
-    data = data.to(dtype=dtype, device=device).contiguous()
-    return FourierVolume(data=data, box_size=n, padding_factor=pad, padded_size=padded, margin=margin)
+    # Logical frequencies -L..L (z, y) and 0..L (x) at index (k + L); FFTW stores
+    # -(P/2-1)..P/2 (RELION's range), copied in two blocks per full axis.
+    size = 2 * margin + 1
+    data = torch.zeros((size, size, margin + 1), dtype=dtype, device=device)
+    top = min(padded // 2, margin)  # highest stored positive frequency that fits
+    low = min(padded // 2 - 1, margin)  # highest |negative| frequency
+    blocks = ((slice(margin, margin + top + 1), slice(0, top + 1)),
+              (slice(margin - low, margin), slice(padded - low, padded)))  # fmt: skip
+    for dst_z, src_z in blocks:
+        for dst_y, src_y in blocks:
+            data[dst_z, dst_y, : top + 1] = spectrum[src_z, src_y, : top + 1]
+    del spectrum
+    # keep |k|^2 <= ROUND(pad N/2)^2 only, one z plane at a time (bounded memory)
+    k = torch.arange(-margin, margin + 1, device=device)
+    kx = torch.arange(margin + 1, device=device)
+    plane = k[:, None] ** 2 + kx[None, :] ** 2
+    for iz in range(size):
+        data[iz].masked_fill_(plane + k[iz] ** 2 > radius**2, 0)
+    return FourierVolume(
+        data=data, box_size=n, padding_factor=pad, padded_size=padded, margin=margin
+    )
 
 
 def _gridding_kernel(n: int, pad: float) -> np.ndarray:
     """sinc^2(r / (n * pad)) on the (n, n, n) grid, r in voxels from voxel n//2 (1 at r = 0)."""
-    c = np.arange(n, dtype=np.float64) - n // 2
-    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
-    return np.sinc(r / (n * pad)) ** 2  # numpy's sinc is sin(pi x)/(pi x)
+    c = np.arange(n, dtype=np.int64) - n // 2
+    r2 = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2
+    # r^2 is an integer: evaluate the kernel once per distinct value
+    table = np.sinc(np.sqrt(np.arange(int(r2.max()) + 1)) / (n * pad)) ** 2
+    return table[r2]
 
 
 @dataclass(frozen=True)
@@ -169,7 +189,7 @@ def _slice_grid(n: int, device: torch.device, dtype: torch.dtype) -> _SliceGrid:
     )
 
 
-def project_slices(fvol: FourierVolume, matrices) -> torch.Tensor:
+def project_slices(fvol: FourierVolume, matrices, *, backend: str = "eager") -> torch.Tensor:
     """Central slices of a prepared map: the half-complex 2D transforms of its projections.
 
     Parameters
@@ -177,6 +197,11 @@ def project_slices(fvol: FourierVolume, matrices) -> torch.Tensor:
     fvol: from :func:`fourier_volume`.
     matrices: RELION Euler matrices, shape (b, 3, 3) (numpy or torch; see
         :func:`cryoprior.conventions.euler_to_matrix`).
+    backend: ``"eager"`` (plain torch operations; fast on GPUs) or ``"compiled"`` (the same
+        interpolation fused into one loop by ``torch.compile``: 2-3 times faster on 2 CPU cores,
+        but it needs a C++ compiler and compiles once per process: about 11 s the first time on
+        a machine, 2 s from torch's on-disk cache later). If compiling fails, the eager
+        path is used, with a warning.
 
     Returns
     -------
@@ -185,51 +210,140 @@ def project_slices(fvol: FourierVolume, matrices) -> torch.Tensor:
     (sums along the viewing direction) with the phase origin at pixel 0 (see
     :func:`images_from_slices`). Zero outside the disc ``kx^2 + ky^2 <= (N/2)^2``.
     """
+    if backend not in ("eager", "compiled"):
+        raise ValueError(f"backend must be 'eager' or 'compiled', not {backend!r}")
     data = fvol.data
     real_dtype = torch.float64 if data.dtype == torch.complex128 else torch.float32
     device = data.device
-    a = torch.as_tensor(np.asarray(matrices) if not torch.is_tensor(matrices) else matrices)
+    a = matrices if torch.is_tensor(matrices) else torch.from_numpy(np.array(matrices))
     a = a.to(device=device, dtype=real_dtype)
     if a.ndim != 3 or a.shape[-2:] != (3, 3):
         raise ValueError(f"matrices must have shape (b, 3, 3), not {tuple(a.shape)}")
     n = fvol.box_size
     grid = _slice_grid(n, device, real_dtype)
-    pad = fvol.padding_factor
-    # (x, y, z) = pad * (kx * A[0] + ky * A[1]): RELION's Ainv = A^T applied to (kx, ky, 0).
-    coords = pad * (
-        grid.kx[None, :, None] * a[:, None, 0, :] + grid.ky[None, :, None] * a[:, None, 1, :]
-    )  # (b, p, 3)
-    negative = coords[..., 0] < 0
-    coords = torch.where(negative[..., None], -coords, coords)
-    base = torch.floor(coords)
-    frac = coords - base
-    base = base.to(torch.int64)
-    size_y = data.shape[1]
-    size_x = data.shape[2]
-    margin = fvol.margin
-    x0 = base[..., 0]
-    y0 = base[..., 1] + margin
-    z0 = base[..., 2] + margin
-    flat = data.reshape(-1)
-    i000 = (z0 * size_y + y0) * size_x + x0
-    stride_y, stride_z = size_x, size_y * size_x
-    fx, fy, fz = frac[..., 0], frac[..., 1], frac[..., 2]
-
-    def at(offset: int) -> torch.Tensor:
-        return flat[i000 + offset]
-
-    # Interpolate along x, then y, then z (RELION's LIN_INTERP order).
-    dx00 = torch.lerp(at(0), at(1), fx.to(data.dtype))
-    dx01 = torch.lerp(at(stride_y), at(stride_y + 1), fx.to(data.dtype))
-    dx10 = torch.lerp(at(stride_z), at(stride_z + 1), fx.to(data.dtype))
-    dx11 = torch.lerp(at(stride_z + stride_y), at(stride_z + stride_y + 1), fx.to(data.dtype))
-    dxy0 = torch.lerp(dx00, dx01, fy.to(data.dtype))
-    dxy1 = torch.lerp(dx10, dx11, fy.to(data.dtype))
-    values = torch.lerp(dxy0, dxy1, fz.to(data.dtype))
-    values = torch.where(negative, values.conj(), values)
+    kx = grid.kx * fvol.padding_factor
+    ky = grid.ky * fvol.padding_factor
+    values = None
+    if backend == "compiled":
+        kernel = _compiled_kernel()
+        if kernel is not None:
+            try:
+                pairs = kernel(
+                    a, torch.view_as_real(data).reshape(-1, 2), kx, ky,
+                    fvol.margin, data.shape[1], data.shape[2],
+                )  # fmt: skip
+                values = torch.view_as_complex(pairs.contiguous())
+            except Exception as exc:  # torch.compile fails in many ways; eager is exact too
+                _disable_compiled(exc)
+    if values is None:
+        values = _slice_values_eager(a, data, kx, ky, fvol.margin)
     out = torch.zeros((a.shape[0], n * (n // 2 + 1)), dtype=data.dtype, device=device)
     out[:, grid.flat_index] = values
     return out.reshape(a.shape[0], n, n // 2 + 1)
+
+
+def _padded_coords(a: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor):
+    """(x, y, z) = pad * A^T (kx, ky, 0) folded to x >= 0, and where it was folded.
+
+    a: (b, 3, 3); kx, ky: (p,) already multiplied by the padding factor. Returns three
+    (b, p) tensors and a (b, p) bool tensor.
+    """
+    x = kx[None] * a[:, 0, 0, None] + ky[None] * a[:, 1, 0, None]
+    y = kx[None] * a[:, 0, 1, None] + ky[None] * a[:, 1, 1, None]
+    z = kx[None] * a[:, 0, 2, None] + ky[None] * a[:, 1, 2, None]
+    negative = x < 0
+    sign = torch.where(negative, -1.0, 1.0).to(x.dtype)
+    return x * sign, y * sign, z * sign, negative
+
+
+def _slice_values_eager(
+    a: torch.Tensor, data: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, margin: int
+) -> torch.Tensor:
+    """Trilinear interpolation (RELION's order: x, then y, then z) with torch operations.
+
+    Returns complex (b, p) values at the slice points.
+    """
+    x, y, z, negative = _padded_coords(a, kx, ky)
+    x0, y0, z0 = torch.floor(x), torch.floor(y), torch.floor(z)
+    fx = (x - x0).to(data.dtype)
+    fy = (y - y0).to(data.dtype)
+    fz = (z - z0).to(data.dtype)
+    size_y, size_x = data.shape[1], data.shape[2]
+    i000 = (
+        (z0.to(torch.int64) + margin) * size_y + (y0.to(torch.int64) + margin)
+    ) * size_x + x0.to(torch.int64)
+    i000 = i000.reshape(-1)
+    flat = data.reshape(-1)
+    sy, sz = size_x, size_y * size_x
+    shape = x.shape
+
+    def at(offset: int) -> torch.Tensor:
+        return flat.index_select(0, i000 + offset).reshape(shape)
+
+    dx00 = torch.lerp(at(0), at(1), fx)
+    dx01 = torch.lerp(at(sy), at(sy + 1), fx)
+    dx10 = torch.lerp(at(sz), at(sz + 1), fx)
+    dx11 = torch.lerp(at(sz + sy), at(sz + sy + 1), fx)
+    values = torch.lerp(torch.lerp(dx00, dx01, fy), torch.lerp(dx10, dx11, fy), fz)
+    return torch.where(negative, values.conj(), values)
+
+
+def _slice_values_fused(
+    a: torch.Tensor,
+    table: torch.Tensor,
+    kx: torch.Tensor,
+    ky: torch.Tensor,
+    margin: int,
+    size_y: int,
+    size_x: int,
+) -> torch.Tensor:
+    """The interpolation of :func:`_slice_values_eager` on (real, imaginary) pairs, written
+    for ``torch.compile`` (which fuses it into one loop). table: (K, 2) real view of the
+    Fourier volume. Returns (b, p, 2) real."""
+    x, y, z, negative = _padded_coords(a, kx, ky)
+    x0, y0, z0 = torch.floor(x), torch.floor(y), torch.floor(z)
+    fx = (x - x0)[..., None]
+    fy = (y - y0)[..., None]
+    fz = (z - z0)[..., None]
+    i = ((z0.long() + margin) * size_y + (y0.long() + margin)) * size_x + x0.long()
+    sy, sz = size_x, size_y * size_x
+
+    def at(offset):
+        return table[i + offset]
+
+    d00 = at(0) + fx * (at(1) - at(0))
+    d01 = at(sy) + fx * (at(sy + 1) - at(sy))
+    d10 = at(sz) + fx * (at(sz + 1) - at(sz))
+    d11 = at(sz + sy) + fx * (at(sz + sy + 1) - at(sz + sy))
+    e0 = d00 + fy * (d01 - d00)
+    e1 = d10 + fy * (d11 - d10)
+    v = e0 + fz * (e1 - e0)
+    imag = torch.where(negative, -v[..., 1], v[..., 1])
+    return torch.stack([v[..., 0], imag], dim=-1)
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def _compiled_kernel():
+    """``torch.compile`` of :func:`_slice_values_fused`, made on first use (None if disabled)."""
+    if "disabled" in _COMPILED:
+        return None
+    if "kernel" not in _COMPILED:
+        # one kernel: a pool of compile workers only adds start-up time
+        _COMPILED["kernel"] = torch.compile(
+            _slice_values_fused, dynamic=True, options={"compile_threads": 1}
+        )
+    return _COMPILED["kernel"]
+
+
+def _disable_compiled(exc: BaseException) -> None:
+    logger.warning(
+        "torch.compile of the projector failed (%s: %s); using eager torch operations",
+        type(exc).__name__,
+        str(exc).splitlines()[0] if str(exc) else "",
+    )
+    _COMPILED["disabled"] = True
 
 
 def shift_phases(n: int, shifts_pixels, *, device=None, dtype=torch.complex64) -> torch.Tensor:
@@ -247,17 +361,19 @@ def shift_phases(n: int, shifts_pixels, *, device=None, dtype=torch.complex64) -
     -------
     complex tensor, Fourier space, shape (b, n, n//2+1), rfft layout.
     """
-    s = torch.as_tensor(np.asarray(shifts_pixels, dtype=np.float64)).to(device=device)
+    s = torch.from_numpy(np.array(shifts_pixels, dtype=np.float64)).to(device=device)
     if s.ndim != 2 or s.shape[1] != 2:
         raise ValueError(f"shifts_pixels must have shape (b, 2), not {tuple(s.shape)}")
     half = n // 2 + 1
     ky = torch.arange(n, device=device, dtype=torch.float64)
     ky = torch.where(ky < half, ky, ky - n)
     kx = torch.arange(half, device=device, dtype=torch.float64)
-    phase = (-2.0 * math.pi / n) * (
-        ky[None, :, None] * s[:, 0, None, None] + kx[None, None, :] * s[:, 1, None, None]
-    )
-    return torch.polar(torch.ones_like(phase), phase).to(dtype)
+    # separable: exp(-2 pi i ky dy / n) exp(-2 pi i kx dx / n), phases in float64
+    row = torch.polar(torch.ones(1, dtype=torch.float64, device=device),
+                      (-2.0 * math.pi / n) * ky[None, :] * s[:, 0, None]).to(dtype)  # fmt: skip
+    col = torch.polar(torch.ones(1, dtype=torch.float64, device=device),
+                      (-2.0 * math.pi / n) * kx[None, :] * s[:, 1, None]).to(dtype)  # fmt: skip
+    return row[:, :, None] * col[:, None, :]
 
 
 def images_from_slices(slices: torch.Tensor) -> torch.Tensor:
@@ -286,6 +402,7 @@ def project(
     padding_factor: float = 2.0,
     batch_size: int = 256,
     device: str | torch.device | None = None,
+    backend: str = "eager",
 ) -> np.ndarray:
     """Projections of a map at RELION Euler angles, as ``relion_project`` makes them.
 
@@ -298,6 +415,7 @@ def project(
     padding_factor: for a map given as an array.
     batch_size: images per batch.
     device: torch device (default CPU; a GPU when asked).
+    backend: see :func:`project_slices`.
 
     Returns
     -------
@@ -322,7 +440,7 @@ def project(
     out = np.empty((b, fvol.box_size, fvol.box_size), dtype=np.float32)
     for start in range(0, b, batch_size):
         stop = min(start + batch_size, b)
-        slices = project_slices(fvol, matrices[start:stop])
+        slices = project_slices(fvol, matrices[start:stop], backend=backend)
         if shifts_pixels is not None:
             slices = slices * shift_phases(
                 fvol.box_size, shifts_pixels[start:stop], device=fvol.device, dtype=slices.dtype

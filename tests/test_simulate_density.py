@@ -1,0 +1,145 @@
+"""Tests of atomic model -> map (cryoprior.simulate.density) and the shipped models.
+
+Closed forms: gemmi's atoms are sums of Gaussians whose Fourier transforms carry
+exp(-B s^2 / 4), so the map made with every B-factor set to B2 equals the map made with B1
+filtered by exp(-(B2 - B1) s^2 / 4) (up to Fourier components beyond the box's Nyquist, which
+the band limit drops in both). Invariants: the centre of mass of the map is at voxel N//2,
+the deposited symmetry (D2 for 5A1A, D7 for 6BDF) holds about RELION's axes, the total density
+does not depend on the voxel size, the model is not modified.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import pytest
+
+from cryoprior.errors import InputFileError
+from cryoprior.fourier.filters import apply_filter, bfactor_filter
+from cryoprior.simulate.density import model_info, model_to_map, read_model
+from cryoprior.simulate.models import SHIPPED_MODELS, resolve_model_path, shipped_model_path
+
+PROVENANCE = Path(shipped_model_path("5a1a")).parent / "PROVENANCE.md"
+
+
+@pytest.fixture(scope="module")
+def betagal():
+    return read_model(shipped_model_path("beta-galactosidase"))
+
+
+def _cc(a, b) -> float:
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+def _flip(volume: np.ndarray, axes) -> np.ndarray:
+    """Rotate by 180 degrees about the axis perpendicular to ``axes`` through voxel N//2."""
+    n = volume.shape[0]
+    out = volume
+    for axis in axes:
+        out = np.roll(np.flip(out, axis=axis), 2 * (n // 2) - (n - 1), axis=axis)
+    return out
+
+
+def test_shipped_models_match_their_provenance():
+    text = PROVENANCE.read_text()
+    for model in SHIPPED_MODELS.values():
+        path = shipped_model_path(model.name)
+        assert path.is_file()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest in text, f"{path.name}: sha256 {digest} not in PROVENANCE.md"
+        if path.suffix == ".gz":  # the uncompressed original's checksum is recorded too
+            raw = hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
+            assert raw in text or digest in text
+    assert shipped_model_path("6BDF") == shipped_model_path("proteasome")
+    with pytest.raises(KeyError, match="beta-galactosidase"):
+        shipped_model_path("lysozyme")
+
+
+def test_read_model_counts_and_errors(tmp_path, betagal):
+    info = model_info(betagal)
+    assert info.n_atoms == 33696 and info.n_chains == 4
+    proteasome = read_model(shipped_model_path("proteasome"))
+    assert model_info(proteasome).n_atoms == 46382
+    assert model_info(read_model(shipped_model_path("5a1a"), remove_waters=True)).n_atoms == (
+        33696 - 776
+    )
+    with pytest.raises(InputFileError, match="does not exist"):
+        read_model(tmp_path / "missing.pdb")
+    bad = tmp_path / "bad.cif"
+    bad.write_text("data_x\n_cell.length_a oops\n")
+    with pytest.raises(InputFileError):
+        read_model(bad)
+    # a user file (gzip) is accepted and a name resolves to the shipped file
+    copy = tmp_path / "user.cif.gz"
+    shutil.copy(shipped_model_path("5a1a"), copy)
+    assert resolve_model_path(copy) == (copy, None)
+    path, shipped = resolve_model_path("beta-galactosidase")
+    assert shipped.symmetry == "D2" and path == shipped_model_path("5a1a")
+    with pytest.raises(FileNotFoundError, match="shipped"):
+        resolve_model_path(tmp_path / "nothing.pdb")
+
+
+def test_map_is_centred_symmetric_and_model_unchanged(betagal):
+    before = betagal[0][0][0][0].pos.tolist()
+    raw = model_to_map(betagal, box_size=48, voxel_size_angstrom=5.0)
+    assert raw.shape == (48, 48, 48) and raw.dtype == np.float32
+    volume = raw.astype(np.float64)
+    assert betagal[0][0][0][0].pos.tolist() == before
+    coords = np.indices(volume.shape).reshape(3, -1)
+    centre = (coords * volume.ravel()).sum(axis=1) / volume.sum()
+    np.testing.assert_allclose(centre, 24.0, atol=0.05)
+    # D2 with its two-folds along x, y and z (RELION's D2 axes)
+    for axes in ((1, 2), (0, 1), (0, 2)):
+        assert _cc(volume, _flip(volume, axes)) > 0.9999
+
+
+def test_proteasome_has_d7_about_relion_axes():
+    structure = read_model(shipped_model_path("proteasome"))
+    volume = model_to_map(structure, box_size=56, voxel_size_angstrom=4.0)
+    assert _cc(volume, _flip(volume, (0, 1))) > 0.9999  # two-fold about x
+    com = np.array(structure[0].calculate_center_of_mass().tolist())
+    angle = 2 * np.pi / 7
+    rz = np.array(
+        [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    )
+    rotated = structure.clone()
+    for chain in rotated[0]:
+        for residue in chain:
+            for atom in residue:
+                atom.pos = gemmi.Position(*(rz @ (np.array(atom.pos.tolist()) - com) + com))
+    assert _cc(volume, model_to_map(rotated, box_size=56, voxel_size_angstrom=4.0)) > 0.9999
+
+
+def test_b_factor_is_a_fourier_filter(betagal):
+    """map(B=60) = map(B=20) filtered by exp(-40 s^2 / 4)."""
+    kw = dict(box_size=40, voxel_size_angstrom=6.0)
+    low = model_to_map(betagal, b_factor_angstrom2=20.0, **kw).astype(np.float64)
+    high = model_to_map(betagal, b_factor_angstrom2=60.0, **kw).astype(np.float64)
+    filtered = apply_filter(
+        low, bfactor_filter(40, b_factor_angstrom2=40.0, voxel_size_angstrom=6.0)
+    )
+    np.testing.assert_allclose(high, filtered, atol=2e-3 * np.abs(high).max())
+    assert np.abs(high - low).max() > 0.02 * np.abs(high).max()  # the check can fail
+
+
+def test_total_density_and_oversampling(betagal):
+    """The integral (sum x voxel volume) does not depend on the voxel size; oversampling 2 and
+    3 agree closely."""
+    coarse = model_to_map(betagal, box_size=40, voxel_size_angstrom=6.0).astype(np.float64)
+    fine = model_to_map(betagal, box_size=60, voxel_size_angstrom=4.0).astype(np.float64)
+    np.testing.assert_allclose(coarse.sum() * 6.0**3, fine.sum() * 4.0**3, rtol=5e-3)
+    three = model_to_map(betagal, box_size=40, voxel_size_angstrom=6.0, oversampling=3)
+    assert _cc(coarse, three) > 0.99999
+    with pytest.raises(ValueError, match="oversampling"):
+        model_to_map(betagal, box_size=40, voxel_size_angstrom=6.0, oversampling=1)
+
+
+def test_too_small_box_warns(betagal, caplog):
+    with caplog.at_level("WARNING", logger="cryoprior.simulate.density"):
+        model_to_map(betagal, box_size=24, voxel_size_angstrom=5.0)
+    assert "wraps around" in caplog.text
