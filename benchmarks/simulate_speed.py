@@ -19,7 +19,7 @@ them) with the compiled projector on torch's default threads and on 1 thread, wi
 projector, and torch-fourier-slice's ``project_3d_to_2d`` if it is installed (it is not a
 dependency; n/a otherwise).
 
-Usage: python benchmarks/simulate_speed.py [--boxes 64 128 256] [--repeats 3]
+Usage: python benchmarks/simulate_speed.py [--boxes 64 128 256] [--repeats 2] [--merge]
 Writes benchmarks/results/simulate_speed.{json,md}.
 """
 
@@ -207,6 +207,7 @@ def bench_box(box: int, repeats: int) -> list[dict]:
                 "torch_fourier_slice_particles_per_second": None
                 if ctf
                 else torch_fourier_slice_rate(volume, table, min(n, 1024)),
+                "measured_at": time.strftime("%Y-%m-%d %H:%M"),
                 "load_average_1min_before": load_before,
                 "load_average_1min_after": os.getloadavg()[0],
             }
@@ -229,25 +230,47 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--boxes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of other boxes from the existing results (e.g. to re-measure one "
+        "box that another workload disturbed); each row records its command and time",
+    )
     args = parser.parse_args()
+    command = ("python benchmarks/simulate_speed.py " + " ".join(sys.argv[1:])).strip()
     results = [row for box in args.boxes for row in bench_box(box, args.repeats)]
+    for row in results:
+        row["command"] = command
+    previous = RESULTS / "simulate_speed.json"
+    if args.merge and previous.exists():
+        old = json.loads(previous.read_text())
+        kept = [r for r in old["results"] if r["box"] not in args.boxes]
+        results = sorted(kept + results, key=lambda r: (r["box"], r["ctf"]))
     relion_version = subprocess.run(
         ["relion_project", "--version"], capture_output=True, text=True
     ).stdout.strip()
     meta = {
-        "command": "python benchmarks/simulate_speed.py " + " ".join(sys.argv[1:]),
+        "commands": list(dict.fromkeys(r.get("command", command) for r in results)),
         "machine": f"{platform.machine()}, {_cpu_model()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads)",
         "relion": relion_version.splitlines()[0] if relion_version else "relion_project",
         "date": time.strftime("%Y-%m-%d"),
         "timing": "whole processes, wall clock, alternating relion_project/cryoprior after one "
-        "warm-up each; particles per second = particles / median time",
+        f"warm-up each, {args.repeats} runs each; particles per second = particles / median "
+        "time",
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "simulate_speed.json").write_text(
         json.dumps({"meta": meta, "results": results}, indent=2) + "\n"
     )
+    text = markdown_table(meta, results)
+    (RESULTS / "simulate_speed.md").write_text(text)
+    print(text)
+
+
+def markdown_table(meta: dict, results: list[dict]) -> str:
+    """The Markdown report of a results JSON (meta and rows)."""
 
     def rate(value) -> str:
         return "n/a" if value is None else f"{value:,.0f}"
@@ -255,16 +278,17 @@ def main() -> None:
     lines = [
         "# Simulation speed: cryoprior vs relion_project",
         "",
-        f"Command: `{meta['command']}`  ",
+        "Commands: " + "; ".join(f"`{c}`" for c in meta["commands"]) + " (each row: its own "
+        "command and time)  ",
         f"Machine: {meta['machine']}; {meta['relion']}; {meta['date']}.  ",
-        f"Timing: {meta['timing']}; {args.repeats} runs each. Noise SD {NOISE_SD:g} in both.",
+        f"Timing: {meta['timing']}. Noise SD {NOISE_SD:g} in both.",
         "",
         "| box | CTF | particles | relion_project (particles/s) | cryoprior whole process "
         "(particles/s) | speed-up (median of pairs) | cryoprior steady state, compiled "
         "(particles/s) | same, 1 thread (particles/s) | cryoprior steady state, eager (particles/s) "
         "| torch-fourier-slice (particles/s, projection only) | load average (1 min) before / "
-        "after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "after | measured at | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
@@ -275,7 +299,8 @@ def main() -> None:
             f"{rate(r['cryoprior_steady_compiled_1_thread_particles_per_second'])} | "
             f"{rate(r['cryoprior_steady_eager_particles_per_second'])} | "
             f"{rate(r['torch_fourier_slice_particles_per_second'])} | "
-            f"{r['load_average_1min_before']:.1f} / {r['load_average_1min_after']:.1f} |"
+            f"{r['load_average_1min_before']:.1f} / {r['load_average_1min_after']:.1f} | "
+            f"{r.get('measured_at', meta['date'])} | `{r.get('command', '')}` |"
         )
     lines += [
         "",
@@ -284,10 +309,10 @@ def main() -> None:
         "padded 3D FFT) and writing the stacks and STAR files; cryoprior draws its own "
         "defocus values rather than reading the STAR file's. Steady state: images made in "
         "memory after a warm-up batch, nothing written. torch-fourier-slice: n/a when not "
-        "installed (it is not a dependency).",
+        "installed (it is not a dependency). The load average counts this benchmark's own "
+        "processes (up to about 2); rows measured while other jobs ran were re-measured.",
     ]
-    (RESULTS / "simulate_speed.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -138,10 +138,9 @@ def simulate(
     ] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
-    """Simulate particles from an atomic model (or a map), in RELION's conventions, with the
-    ground truth beside them.
+    """Simulate a particle dataset from an atomic model or a map, with its ground truth.
 
-    Writes OUTPUT_DIR/particles.star (no poses), Particles/*.mrcs, ground_truth.star (true
+    Images are made in RELION's conventions (as relion_project). Writes OUTPUT_DIR/particles.star (no poses), Particles/*.mrcs, ground_truth.star (true
     poses), true_map.mrc, initial_reference.mrc and simulation.json (every parameter and the
     seed). Run RELION inside OUTPUT_DIR.
 
