@@ -1,33 +1,23 @@
-"""The small end-to-end run behind ``cryoprior demo`` (until the full benchmark demo lands).
+"""A tiny phantom dataset made with RELION's own ``relion_project`` (the test suite's parity runs).
 
-Makes an atom-like phantom, projects it with ``relion_project``, adds noise, and runs a
-real gold-standard ``relion_refine_mpi`` auto-refine that calls ``cryoprior-extrec`` at
-every iteration; returns a summary read from RELION's files and the hook's log.
+Makes an atom-like phantom, projects it with ``relion_project`` and adds noise: a dataset
+whose images come from RELION itself, independent of ``cryoprior.simulate``'s projector.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import mrcfile
-import numpy as np
-
-from cryoprior.extrec.protocol import LOG_FILE_NAME
 from cryoprior.io.mrc import read_map, write_map_atomic
 from cryoprior.refine.relion import (
-    AutoRefineSettings,
-    RefineResult,
     relion_project_uniform,
-    run_auto_refine,
 )
 from cryoprior.simulate.noise import add_white_noise
 from cryoprior.simulate.phantom import atom_like_phantom, gaussian_lowpass
 
-__all__ = ["DemoDataset", "make_demo_dataset", "hook_log_records", "DemoSummary", "run_hook_demo"]
+__all__ = ["DemoDataset", "make_demo_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,67 +81,4 @@ def make_demo_dataset(
         truth_map="truth.mrc",
         box_size=box_size,
         voxel_size_angstrom=voxel_size_angstrom,
-    )
-
-
-def hook_log_records(output_root: str | Path) -> list[dict]:
-    """The JSON lines ``cryoprior-extrec`` appended beside an output root."""
-    log = Path(output_root).parent / LOG_FILE_NAME
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-
-@dataclass(frozen=True)
-class DemoSummary:
-    """What the demo measured."""
-
-    refine: RefineResult
-    hook_calls: int
-    regularized_calls: int
-    fallbacks: int
-    correlation_with_truth: float | None
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
-
-
-def run_hook_demo(
-    workdir: str | Path,
-    *,
-    hook_command: str,
-    n_particles: int = 400,
-    seed: int = 0,
-    timeout_seconds: float | None = 1800,
-) -> DemoSummary:
-    """Simulate a tiny dataset and refine it with ``hook_command`` as the external program."""
-    data = make_demo_dataset(workdir, n_particles=n_particles, seed=seed)
-    settings = AutoRefineSettings(
-        particles_star=data.particles_star,
-        reference_map=data.reference_map,
-        output_root="Refine3D/demo/run",
-        particle_diameter_angstrom=0.8 * data.box_size * data.voxel_size_angstrom,
-        random_seed=seed,
-    )
-    job_dir = data.workdir / Path(settings.output_root).parent
-    if job_dir.exists():  # a previous demo: start afresh so the hook log counts only this run
-        shutil.rmtree(job_dir)
-    result = run_auto_refine(
-        settings, workdir=data.workdir, hook_command=hook_command, timeout_seconds=timeout_seconds
-    )
-    records = hook_log_records(result.output_root)
-    cc = None
-    if result.final_map is not None:
-        final = mrcfile.read(result.final_map).astype(np.float64)
-        truth = read_map(data.workdir / data.truth_map, dtype=np.float64)
-        cc = _correlation(final, truth)
-    return DemoSummary(
-        refine=result,
-        hook_calls=len(records),
-        regularized_calls=sum(bool(r.get("applied")) for r in records),
-        fallbacks=sum(bool(r.get("fallback")) for r in records),
-        correlation_with_truth=cc,
     )

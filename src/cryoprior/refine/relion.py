@@ -8,21 +8,28 @@ exported to every rank (``mpirun -x``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
     "AutoRefineSettings",
+    "RefineProgress",
     "RefineResult",
     "RelionNotFoundError",
+    "RefineFailedError",
+    "build_continue_command",
     "build_refine_command",
+    "latest_optimiser_star",
+    "read_progress",
     "relion_project_uniform",
     "run_auto_refine",
     "require_programs",
@@ -35,6 +42,10 @@ HOOK_VARIABLE = "RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE"
 
 class RelionNotFoundError(RuntimeError):
     """A RELION or MPI program is not on PATH."""
+
+
+class RefineFailedError(RuntimeError):
+    """relion_refine_mpi could not start or stopped with an error (message: its last words)."""
 
 
 def require_programs(*names: str) -> dict[str, str]:
@@ -86,11 +97,7 @@ class AutoRefineSettings:
 def build_refine_command(settings: AutoRefineSettings, *, hook_variable: bool = True) -> list[str]:
     """The ``mpirun ... relion_refine_mpi ...`` argument list for ``settings``."""
     s = settings
-    cmd = ["mpirun", "--oversubscribe", "-np", str(s.mpi_ranks)]
-    if os.geteuid() == 0:
-        cmd.insert(1, "--allow-run-as-root")
-    if hook_variable and s.external_reconstruct:
-        cmd += ["-x", HOOK_VARIABLE]
+    cmd = _mpirun_prefix(s, hook_variable=hook_variable)
     cmd += [
         "relion_refine_mpi",
         "--o", s.output_root,
@@ -127,6 +134,148 @@ def build_refine_command(settings: AutoRefineSettings, *, hook_variable: bool = 
     return cmd
 
 
+def _mpirun_prefix(settings: AutoRefineSettings, *, hook_variable: bool) -> list[str]:
+    cmd = ["mpirun", "--oversubscribe", "-np", str(settings.mpi_ranks)]
+    if os.geteuid() == 0:
+        cmd.insert(1, "--allow-run-as-root")
+    if hook_variable and settings.external_reconstruct:
+        cmd += ["-x", HOOK_VARIABLE]
+    return cmd
+
+
+def build_continue_command(
+    settings: AutoRefineSettings,
+    optimiser_star: str,
+    output_root: str,
+    *,
+    hook_variable: bool = True,
+) -> list[str]:
+    """``mpirun ... relion_refine_mpi --continue <optimiser> --o <root>`` for ``settings``.
+
+    RELION takes the refinement's parameters from the optimiser STAR; only the options it
+    re-reads on a continue (threads, disc use, the external reconstruction) are repeated.
+    """
+    s = settings
+    cmd = _mpirun_prefix(s, hook_variable=hook_variable)
+    cmd += [
+        "relion_refine_mpi",
+        "--continue", optimiser_star,
+        "--o", output_root,
+        "--j", str(s.threads),
+        "--dont_combine_weights_via_disc",
+    ]  # fmt: skip
+    if s.external_reconstruct:
+        cmd.append("--external_reconstruct")
+    if s.sequential_halves_recons:
+        cmd.append("--sequential_halves_recons")
+    return cmd
+
+
+_OPTIMISER_RE = re.compile(r"_it(\d+)_optimiser\.star$")
+
+
+def latest_optimiser_star(output_root: str | Path) -> tuple[Path, int] | None:
+    """The newest ``<root>[_ctN]_itNNN_optimiser.star`` of a run and its iteration, or None."""
+    root = Path(output_root)
+    best: tuple[Path, int] | None = None
+    for path in root.parent.glob(f"{root.name}*_it[0-9][0-9][0-9]_optimiser.star"):
+        stem = path.name[len(root.name) :]
+        if not re.fullmatch(r"(_ct\d+)?_it\d{3}_optimiser\.star", stem):
+            continue
+        number = int(_OPTIMISER_RE.search(path.name).group(1))
+        if best is None or number > best[1]:
+            best = (path, number)
+    return best
+
+
+@dataclass(frozen=True)
+class RefineProgress:
+    """Where a running auto-refine stands, read from its ``run.out`` and the hook's log.
+
+    Attributes
+    ----------
+    iteration: the last "Auto-refine: Iteration= N" (None before the first).
+    resolution_angstrom: the last "Auto-refine: Resolution= X".
+    angular_step_degrees, local_searches: the last "Angular step= X degrees; local
+        searches= true|false".
+    hook_calls: calls logged by cryoprior-extrec so far (0 for another hook).
+    regularized: whether the last logged call applied its regularizer (None: no calls).
+    fallbacks: logged calls that fell back to the plain map.
+    finished: RELION printed its final resolution.
+    final_resolution_angstrom: that resolution.
+    """
+
+    iteration: int | None = None
+    resolution_angstrom: float | None = None
+    angular_step_degrees: float | None = None
+    local_searches: bool | None = None
+    hook_calls: int = 0
+    regularized: bool | None = None
+    fallbacks: int = 0
+    finished: bool = False
+    final_resolution_angstrom: float | None = None
+
+    def line(self) -> str:
+        """One status line: ``it 7 | 12.3 A | step 3.75 deg local | regularized | 14 calls``."""
+        parts = [f"it {self.iteration if self.iteration is not None else '-'}"]
+        parts.append(f"{self.resolution_angstrom:.1f} A" if self.resolution_angstrom else "res -")
+        if self.angular_step_degrees is not None:
+            where = "local" if self.local_searches else "global"
+            parts.append(f"step {self.angular_step_degrees:g} deg {where}")
+        if self.hook_calls:
+            parts.append("regularized" if self.regularized else "plain")
+            parts.append(f"{self.hook_calls} hook calls")
+            if self.fallbacks:
+                parts.append(f"{self.fallbacks} fallbacks")
+        if self.finished:
+            parts.append(f"final {self.final_resolution_angstrom} A")
+        return " | ".join(parts)
+
+
+_ITER_RE = re.compile(r"Auto-refine: Iteration=\s*(\d+)")
+_RES_RE = re.compile(r"Auto-refine: Resolution=\s*([0-9.]+)")
+_STEP_RE = re.compile(r"Angular step=\s*([0-9.eE+-]+) degrees; local searches=\s*(\w+)")
+HOOK_LOG_NAME = "cryoprior_extrec.log"
+
+
+def read_progress(output_root: str | Path, run_out: str | Path | None = None) -> RefineProgress:
+    """Parse ``run.out`` (default: beside the root) and the hook's JSON-lines log.
+
+    Tolerates files being written while read (a torn last line is ignored).
+    """
+    root = Path(output_root)
+    out = Path(run_out) if run_out is not None else root.parent / "run.out"
+    text = out.read_text(errors="replace") if out.exists() else ""
+    iters = _ITER_RE.findall(text)
+    res = _RES_RE.findall(text)
+    steps = _STEP_RE.findall(text)
+    final = _FINAL_RES_RE.findall(text)
+    calls = regularized = None
+    n_calls = fallbacks = 0
+    log = root.parent / HOOK_LOG_NAME
+    if log.exists():
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            n_calls += 1
+            fallbacks += bool(record.get("fallback"))
+            regularized = bool(record.get("applied"))
+            calls = n_calls
+    return RefineProgress(
+        iteration=int(iters[-1]) if iters else None,
+        resolution_angstrom=float(res[-1]) if res else None,
+        angular_step_degrees=float(steps[-1][0]) if steps else None,
+        local_searches=(steps[-1][1].lower() == "true") if steps else None,
+        hook_calls=calls or 0,
+        regularized=regularized,
+        fallbacks=fallbacks,
+        finished=bool(final),
+        final_resolution_angstrom=float(final[-1]) if final else None,
+    )
+
+
 @dataclass(frozen=True)
 class RefineResult:
     """What a finished auto-refine left behind.
@@ -160,6 +309,9 @@ def run_auto_refine(
     hook_command: str | None = None,
     timeout_seconds: float | None = None,
     env: dict[str, str] | None = None,
+    resume: bool = False,
+    progress: Callable[[RefineProgress], None] | None = None,
+    poll_seconds: float = 2.0,
 ) -> RefineResult:
     """Run an auto-refine in ``workdir`` and wait for it.
 
@@ -167,51 +319,112 @@ def run_auto_refine(
     ----------
     settings: the refinement.
     workdir: RELION's project folder; paths in ``settings`` are relative to it. stdout and
-        stderr go to ``<root>.out``-style files ``<dirname(root)>/run.out`` and ``run.err``.
+        stderr go to ``run.out`` and ``run.err`` beside the output root (appended on resume).
     hook_command: value of RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE (None: RELION's default,
         ``relion_external_reconstruct``).
-    timeout_seconds: kill the run after this long (subprocess.TimeoutExpired is raised).
+    timeout_seconds: kill the run (its whole process group) after this long and raise
+        ``subprocess.TimeoutExpired``.
     env: environment for the run (default: this process's).
+    resume: continue from the newest ``_itNNN_optimiser.star`` of an interrupted run
+        (``--continue``, output root ``<root>_ctNNN``); start afresh when there is none.
+    progress: called with :class:`RefineProgress` every ``poll_seconds`` while RELION runs
+        and once at the end.
+
+    Raises
+    ------
+    RelionNotFoundError: mpirun or relion_refine_mpi missing.
+    RefineFailedError: mpirun could not be started.
+    subprocess.TimeoutExpired: past ``timeout_seconds``.
+    KeyboardInterrupt: passed on after RELION's process group was stopped.
     """
     require_programs("mpirun", "relion_refine_mpi")
     workdir = Path(workdir)
-    out_dir = workdir / Path(settings.output_root).parent
+    base_root = settings.output_root
+    out_dir = workdir / Path(base_root).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     run_env = dict(os.environ if env is None else env)
     if hook_command is not None:
         run_env[HOOK_VARIABLE] = hook_command
     run_env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
-    cmd = build_refine_command(settings, hook_variable=HOOK_VARIABLE in run_env)
+    hook = HOOK_VARIABLE in run_env
+    latest = latest_optimiser_star(workdir / base_root) if resume else None
+    if latest is not None:
+        optimiser, iteration = latest
+        root = f"{base_root}_ct{iteration}"
+        optimiser_rel = str(Path(base_root).parent / optimiser.name)
+        cmd = build_continue_command(settings, optimiser_rel, root, hook_variable=hook)
+        mode = "a"
+        logger.info("continuing %s from iteration %d", base_root, iteration)
+    else:
+        root = base_root
+        cmd = build_refine_command(settings, hook_variable=hook)
+        mode = "w"
     logger.info("running in %s: %s", workdir, " ".join(cmd))
     start = time.monotonic()
-    with open(out_dir / "run.out", "w") as out, open(out_dir / "run.err", "w") as err:
-        proc = subprocess.run(
-            cmd,
-            cwd=workdir,
-            env=run_env,
-            stdout=out,
-            stderr=err,
-            timeout=timeout_seconds,
-            check=False,
-        )
+    run_out = out_dir / "run.out"
+    with open(run_out, mode) as out, open(out_dir / "run.err", mode) as err:
+        try:
+            proc = subprocess.Popen(
+                cmd, cwd=workdir, env=run_env, stdout=out, stderr=err, start_new_session=True
+            )
+        except OSError as exc:
+            raise RefineFailedError(f"could not start {cmd[0]}: {exc}") from exc
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=poll_seconds)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if progress is not None:
+                    progress(read_progress(workdir / base_root, run_out))
+                if timeout_seconds is not None and time.monotonic() - start > timeout_seconds:
+                    _stop(proc)
+                    raise subprocess.TimeoutExpired(cmd, timeout_seconds)
+        except BaseException:
+            _stop(proc)
+            raise
     wall = time.monotonic() - start
-    root = (workdir / settings.output_root).resolve()
-    final_map = Path(f"{root}_class001.mrc")
+    result_root = (workdir / root).resolve()
+    final = read_progress(workdir / base_root, run_out)
+    if progress is not None:
+        progress(final)
+    return RefineResult(
+        returncode=proc.returncode,
+        output_root=result_root,
+        final_map=_existing(Path(f"{result_root}_class001.mrc")),
+        iterations=_last_iteration(result_root),
+        final_resolution_angstrom=final.final_resolution_angstrom,
+        wall_seconds=wall,
+    )
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.exists() else None
+
+
+def _last_iteration(root: Path) -> int:
     iterations = 0
     for model in root.parent.glob(f"{root.name}_it*_half1_model.star"):
         match = re.search(r"_it(\d+)_half1_model\.star$", model.name)
         if match:
             iterations = max(iterations, int(match.group(1)))
-    text = (out_dir / "run.out").read_text(errors="replace")
-    match = _FINAL_RES_RE.search(text)
-    return RefineResult(
-        returncode=proc.returncode,
-        output_root=root,
-        final_map=final_map if final_map.exists() else None,
-        iterations=iterations,
-        final_resolution_angstrom=float(match.group(1)) if match else None,
-        wall_seconds=wall,
-    )
+    return iterations
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate mpirun's process group (all ranks and the hook), then kill it."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
 
 def relion_project_uniform(

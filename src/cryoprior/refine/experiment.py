@@ -1,0 +1,626 @@
+"""Experiments: simulated datasets refined in several modes, cached per dataset and per run.
+
+An :class:`ExperimentCase` is a simulated dataset (:class:`SimulationConfig`) plus how to
+refine it (:class:`RefineOptions`) and which control it is (a resolution cut-off, pure
+noise). :func:`run_case` simulates the dataset (once per distinct configuration), refines it
+with real ``relion_refine_mpi`` in each mode (:data:`MODES`: the hook
+``cryoprior-extrec --regularizer ...``), validates every result against the ground truth and
+writes ``result.json`` per run.
+
+Layout under the experiment folder (``root``)::
+
+    datasets/<key>/        simulate_dataset() output (+ dataset.json when complete)
+    runs/<key>/            one refinement: links to the dataset, Refine3D/run*, run.json,
+                           validation/validation.json, result.json (when complete)
+
+Keys are hashes of everything that determines the result (the simulation, the refinement
+options, the mode's hook arguments), so a rerun does only what changed, two cases with the
+same configuration share their runs, and a run that was interrupted is resumed with RELION's
+``--continue`` from its last iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryoprior.refine.relion import (
+    AutoRefineSettings,
+    RefineProgress,
+    read_progress,
+    run_auto_refine,
+)
+from cryoprior.simulate.dataset import SimulationConfig, config_from_dict, simulate_dataset
+from cryoprior.simulate.models import resolve_model_path
+from cryoprior.validate.job import json_ready, load_validation_inputs
+from cryoprior.validate.summary import ValidationSettings, validate_maps
+
+__all__ = [
+    "MODES",
+    "ExperimentCase",
+    "ModeSpec",
+    "RefineOptions",
+    "RunResult",
+    "case_from_dict",
+    "case_to_dict",
+    "dataset_key",
+    "extrec_executable",
+    "run_case",
+    "run_key",
+    "run_mode",
+    "write_manifest",
+]
+
+logger = logging.getLogger(__name__)
+
+RESULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """A way of refining: the arguments of the hook ``cryoprior-extrec``.
+
+    Attributes
+    ----------
+    name: short name (``relion``, ``sidesplitter``, ``prior``, ``prior-noguard``).
+    label: for tables and plots.
+    hook_arguments: options given to ``cryoprior-extrec`` before RELION's STAR path.
+    description: one sentence for the report.
+    """
+
+    name: str
+    label: str
+    hook_arguments: tuple[str, ...]
+    description: str
+
+
+MODES: dict[str, ModeSpec] = {
+    m.name: m
+    for m in (
+        ModeSpec(
+            "relion",
+            "RELION",
+            ("--regularizer", "none"),
+            "plain RELION: the hook returns relion_external_reconstruct's map",
+        ),
+        ModeSpec(
+            "sidesplitter",
+            "SIDESPLITTER",
+            ("--regularizer", "sidesplitter"),
+            "local-SNR filter of both half-maps, in local searches",
+        ),
+        ModeSpec(
+            "prior",
+            "prior + guard",
+            ("--regularizer", "prior", "--guard"),
+            "learned prior on each half-map independently, in local searches, through the "
+            "guard (spectral trailing at FSC 1/7, greyscale fit): cryoprior's default",
+        ),
+        ModeSpec(
+            "prior-noguard",
+            "prior, no guard",
+            ("--regularizer", "prior", "--no-guard"),
+            "learned prior on each half-map, in local searches, returned as is (as the "
+            "paper ran deepEMhancer)",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """Refinement options shared by every mode of a case (RELION's names, units in names).
+
+    ``initial_reference``: ``dataset`` (the simulation's low-passed truth) or a path to an
+    MRC map (used as is, e.g. a symmetric map for the pure-noise control).
+    """
+
+    symmetry: str = "C1"
+    particle_diameter_angstrom: float = 190.0
+    ini_high_angstrom: float = 30.0
+    healpix_order: int = 1
+    auto_local_healpix_order: int = 3
+    offset_range_pixels: float = 3.0
+    offset_step_pixels: float = 1.5
+    padding_factor: float = 2.0
+    random_seed: int = 0
+    mpi_ranks: int = 3
+    threads: int = 1
+    timeout_seconds: float = 3600.0
+    initial_reference: str = "dataset"
+    extra_hook_arguments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExperimentCase:
+    """One dataset and how to refine it.
+
+    Attributes
+    ----------
+    name: identifier (folder-safe).
+    title: for the report.
+    group: which experiment it belongs to (``isotropic``, ``anisotropic``, ``cutoff``,
+        ``noise``, ``pure-noise``).
+    simulation: the dataset.
+    refine: the refinement.
+    modes: names from :data:`MODES`.
+    cutoff_angstrom: control: the particles carry nothing beyond this resolution; no mode
+        may report a resolution (gold-standard or against the truth) finer than it.
+    pure_noise: control: no particle carries signal; no structure may emerge.
+    validation_window_voxels: local-resolution and FSC-Q window.
+    paper: the paper's numbers for this case, per mode (for the report), or None.
+    """
+
+    name: str
+    title: str
+    group: str
+    simulation: SimulationConfig
+    refine: RefineOptions = field(default_factory=RefineOptions)
+    modes: tuple[str, ...] = ("relion", "sidesplitter", "prior", "prior-noguard")
+    cutoff_angstrom: float | None = None
+    pure_noise: bool = False
+    validation_window_voxels: int = 20
+    paper: dict[str, Any] | None = None
+
+    def __post_init__(self):
+        unknown = [m for m in self.modes if m not in MODES]
+        if unknown:
+            raise ValueError(f"case {self.name}: unknown mode(s) {unknown}; known: {list(MODES)}")
+        if not self.name or any(c in self.name for c in "/\\ "):
+            raise ValueError(f"case name {self.name!r} must be non-empty, without / or spaces")
+
+
+def case_to_dict(case: ExperimentCase) -> dict[str, Any]:
+    """JSON-ready dict of a case (inverse of :func:`case_from_dict`)."""
+    return json_ready(dataclasses.asdict(case))
+
+
+def case_from_dict(values: dict[str, Any]) -> ExperimentCase:
+    """An ExperimentCase from a dict as written by :func:`case_to_dict` (or TOML)."""
+    values = dict(values)
+    sim = config_from_dict(values.pop("simulation"))
+    refine = dict(values.pop("refine", {}))
+    if "extra_hook_arguments" in refine:
+        refine["extra_hook_arguments"] = tuple(refine["extra_hook_arguments"])
+    if "modes" in values:
+        values["modes"] = tuple(values["modes"])
+    return ExperimentCase(simulation=sim, refine=RefineOptions(**refine), **values)
+
+
+def _hash(data: Any) -> str:
+    text = json.dumps(json_ready(data), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def dataset_key(simulation: SimulationConfig) -> str:
+    """Cache key of a simulated dataset: a hash of its configuration."""
+    return "sim-" + _hash(dataclasses.asdict(simulation))
+
+
+def run_key(case: ExperimentCase, mode: str) -> str:
+    """Cache key of one refinement: dataset, refinement options, the mode's hook arguments.
+
+    The validation window is not in it: validation is redone from the maps when it changes.
+    """
+    refine = dataclasses.asdict(case.refine)
+    refine.pop("timeout_seconds")
+    return f"{mode}-" + _hash(
+        {
+            "dataset": dataset_key(case.simulation),
+            "refine": refine,
+            "hook": list(MODES[mode].hook_arguments),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One refinement of one case in one mode, validated.
+
+    Attributes
+    ----------
+    case, mode: which.
+    run_dir: the run's folder.
+    data: the content of ``result.json`` (see :func:`run_mode`).
+    cached: True when nothing had to be computed.
+    """
+
+    case: str
+    mode: str
+    run_dir: Path
+    data: dict[str, Any]
+    cached: bool
+
+
+def extrec_executable() -> str:
+    """Absolute path of ``cryoprior-extrec`` (beside this Python, else on PATH)."""
+    beside = Path(sys.executable).parent / "cryoprior-extrec"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("cryoprior-extrec")
+    if found is None:
+        raise FileNotFoundError("cryoprior-extrec is not installed (pip install the package)")
+    return found
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(json_ready(data), handle, indent=1, allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def ensure_dataset(simulation: SimulationConfig, root: str | Path) -> Path:
+    """Simulate the dataset into ``root/datasets/<key>`` unless it is already complete."""
+    folder = Path(root) / "datasets" / dataset_key(simulation)
+    marker = folder / "dataset.json"
+    if _read_json(marker) is not None:
+        return folder
+    logger.info("simulating dataset %s", folder.name)
+    start = time.monotonic()
+    result = simulate_dataset(simulation, folder, overwrite=True)
+    _write_json_atomic(
+        marker,
+        {
+            "key": folder.name,
+            "config": dataclasses.asdict(simulation),
+            "noise_sd": result.noise_sd,
+            "signal_sd": result.signal_sd,
+            "n_particles": result.n_particles,
+            "n_signal": result.n_signal,
+            "box_size": result.box_size,
+            "voxel_size_angstrom": result.voxel_size_angstrom,
+            "symmetry": result.symmetry,
+            "wall_seconds": time.monotonic() - start,
+        },
+    )
+    return folder
+
+
+def _link(target: Path, link: Path) -> None:
+    if link.is_symlink() or link.exists():
+        return
+    link.symlink_to(os.path.relpath(target, link.parent))
+
+
+def _prepare_run_dir(case: ExperimentCase, mode: str, dataset_dir: Path, run_dir: Path) -> str:
+    """Links to the dataset's particles; returns the initial reference path (relative)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _link(dataset_dir / "particles.star", run_dir / "particles.star")
+    _link(dataset_dir / "Particles", run_dir / "Particles")
+    if case.refine.initial_reference == "dataset":
+        _link(dataset_dir / "initial_reference.mrc", run_dir / "initial_reference.mrc")
+        return "initial_reference.mrc"
+    ref = Path(case.refine.initial_reference)
+    if not ref.is_file():
+        raise FileNotFoundError(f"{ref}: initial reference of case {case.name} does not exist")
+    _link(ref.resolve(), run_dir / "initial_reference_given.mrc")
+    return "initial_reference_given.mrc"
+
+
+def _hook_records(job_dir: Path) -> list[dict]:
+    log = job_dir / "cryoprior_extrec.log"
+    records = []
+    if log.exists():
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def _origin_angstrom(dataset_dir: Path) -> tuple[float, float, float]:
+    """(x, y, z) of voxel (0,0,0) in the model's frame: the simulation put the model's centre
+    of mass at voxel N//2."""
+    derived = (_read_json(dataset_dir / "simulation.json") or {}).get("derived") or {}
+    com = (derived.get("source") or {}).get("centre_of_mass_angstrom")
+    if com is None or "box_size" not in derived:
+        return (0.0, 0.0, 0.0)
+    half = (derived["box_size"] // 2) * derived["voxel_size_angstrom"]
+    return tuple(float(c) - half for c in com)
+
+
+def _validate_run(
+    case: ExperimentCase, dataset_dir: Path, job_dir: Path, out_dir: Path
+) -> dict[str, Any]:
+    """Validate the run's final maps against the truth; writes validation.json; returns it."""
+    model_path = None
+    if case.simulation.map_path is None and not case.pure_noise:
+        model_path, _ = resolve_model_path(case.simulation.model)
+    loaded = load_validation_inputs(
+        job_dir,
+        truth_map=dataset_dir / "true_map.mrc",
+        truth_star=None if case.pure_noise else dataset_dir / "ground_truth.star",
+    )
+    inputs = loaded.inputs
+    if model_path is not None:
+        from cryoprior.validate.atoms import model_density_map, read_atomic_model
+
+        origin = _origin_angstrom(dataset_dir)
+        inputs = dataclasses.replace(
+            inputs,
+            model=read_atomic_model(model_path),
+            model_map=model_density_map(
+                model_path,
+                box_size=inputs.half_map_1.shape[-1],
+                voxel_size_angstrom=inputs.voxel_size_angstrom,
+                origin_angstrom=origin,
+            ),
+            origin_angstrom=origin,
+        )
+    settings = ValidationSettings(
+        symmetry=case.refine.symmetry,
+        local_window_voxels=case.validation_window_voxels,
+        fscq_window_voxels=case.validation_window_voxels,
+        seed=case.refine.random_seed,
+    )
+    report = validate_maps(inputs, settings)
+    data = report.to_dict(per_atom=False)
+    data["inputs"] = loaded.paths
+    _write_json_atomic(out_dir / "validation.json", data)
+    return data
+
+
+def _summary(validation: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of the paper-style table, from a validation.json."""
+    gold = validation["gold_standard_fsc"]
+    out: dict[str, Any] = {
+        "fsc_0143_angstrom": gold.get("resolution_0143_angstrom"),
+        "fsc_05_angstrom": gold.get("resolution_05_angstrom"),
+        "local_resolution_median_angstrom": validation["local_resolution"].get("median_angstrom"),
+    }
+    truth = validation.get("truth")
+    if truth:
+        full = truth["full_map"]
+        out["truth_fsc_05_angstrom"] = full.get("resolution_05_angstrom")
+        out["truth_fsc_0143_angstrom"] = full.get("resolution_0143_angstrom")
+        out["truth_correlation"] = truth.get("correlation_full_map")
+    q = validation.get("q_score")
+    if q:
+        out["q_score_mean"] = q.get("mean")
+    fq = validation.get("fsc_q")
+    if fq:
+        out["fsc_q_mean_angstrom"] = fq.get("mean_angstrom")
+        out["fsc_qr_mean"] = fq.get("mean_normalised")
+    pose = validation.get("pose_errors")
+    if pose and pose.get("angular_error_degrees"):
+        out["angular_error_mean_degrees"] = pose["angular_error_degrees"].get("mean")
+        out["angular_error_median_degrees"] = pose["angular_error_degrees"].get("median")
+        out["shift_error_median_angstrom"] = pose["shift_error_angstrom"].get("median")
+    return out
+
+
+def _controls(case: ExperimentCase, refine: dict, summary: dict) -> dict[str, Any]:
+    """Pass/fail of the case's control, with the numbers it was decided on."""
+    controls: dict[str, Any] = {}
+    if case.cutoff_angstrom is not None:
+        cut = case.cutoff_angstrom
+        checks = {
+            "relion_final_angstrom": refine.get("final_resolution_angstrom"),
+            "gold_standard_fsc_0143_angstrom": summary.get("fsc_0143_angstrom"),
+            "truth_fsc_0143_angstrom": summary.get("truth_fsc_0143_angstrom"),
+        }
+        # one Fourier shell of tolerance: a resolution is only known to the shell
+        box = case.simulation.box_size or 0
+        voxel = case.simulation.voxel_size_angstrom or 1.0
+        shell = box * voxel / max(box * voxel / cut + 1.0, 1.0) if box else cut
+        controls["cutoff"] = {
+            "cutoff_angstrom": cut,
+            "one_shell_finer_angstrom": shell,
+            "values": checks,
+            "passed": all(v is None or v >= shell for v in checks.values()),
+        }
+    if case.pure_noise:
+        res = refine.get("final_resolution_angstrom")
+        limit = case.refine.ini_high_angstrom
+        controls["pure_noise"] = {
+            "ini_high_angstrom": limit,
+            "relion_final_angstrom": res,
+            "regularized_calls": refine.get("regularized_calls"),
+            "reached_local_searches": refine.get("reached_local_searches"),
+            "truth_correlation": summary.get("truth_correlation"),
+            # nothing beyond the initial reference's resolution may be reported
+            "passed": res is None or res >= limit,
+        }
+    return controls
+
+
+def run_mode(
+    case: ExperimentCase,
+    mode: str,
+    root: str | Path,
+    *,
+    progress: Callable[[str, str, RefineProgress], None] | None = None,
+    hook_executable: str | None = None,
+) -> RunResult:
+    """Refine ``case`` in ``mode`` (resuming an interrupted run), validate, write result.json.
+
+    A run whose ``result.json`` exists is returned as is (``cached=True``). ``result.json``
+    holds: ``case`` (the case dict), ``mode``, ``key``, ``refine`` (exit status, iterations,
+    RELION's final resolution, wall time, hook calls, regularized calls, fallbacks, whether
+    and when local searches began), ``summary`` (the table's numbers), ``controls``.
+    """
+    root = Path(root)
+    key = run_key(case, mode)
+    run_dir = root / "runs" / key
+    result_path = run_dir / "result.json"
+    cached = _read_json(result_path)
+    if cached is not None and cached.get("version") == RESULT_VERSION:
+        if cached.get("validation_window_voxels") == case.validation_window_voxels:
+            return RunResult(case.name, mode, run_dir, cached, cached=True)
+    dataset_dir = ensure_dataset(case.simulation, root)
+    reference = _prepare_run_dir(case, mode, dataset_dir, run_dir)
+    r = case.refine
+    settings = AutoRefineSettings(
+        particles_star="particles.star",
+        reference_map=reference,
+        output_root="Refine3D/run",
+        particle_diameter_angstrom=r.particle_diameter_angstrom,
+        symmetry=r.symmetry,
+        ini_high_angstrom=r.ini_high_angstrom,
+        padding_factor=r.padding_factor,
+        healpix_order=r.healpix_order,
+        auto_local_healpix_order=r.auto_local_healpix_order,
+        offset_range_pixels=r.offset_range_pixels,
+        offset_step_pixels=r.offset_step_pixels,
+        random_seed=r.random_seed,
+        mpi_ranks=r.mpi_ranks,
+        threads=r.threads,
+    )
+    hook = " ".join(
+        [hook_executable or extrec_executable(), *MODES[mode].hook_arguments]
+        + list(r.extra_hook_arguments)
+    )
+    job_dir = run_dir / "Refine3D"
+    refine_record = _read_json(run_dir / "refine.json") or {}
+    if not refine_record.get("finished"):
+        _write_json_atomic(
+            run_dir / "run.json",
+            {"case": case_to_dict(case), "mode": mode, "key": key, "hook": hook},
+        )
+        previous = _read_json(run_dir / "refine.json") or {}
+        callback = None
+        if progress is not None:
+
+            def callback(p: RefineProgress) -> None:
+                progress(case.name, mode, p)
+
+        result = run_auto_refine(
+            settings,
+            workdir=run_dir,
+            hook_command=hook,
+            timeout_seconds=r.timeout_seconds,
+            resume=True,
+            progress=callback,
+        )
+        records = _hook_records(job_dir)
+        local_iterations = [
+            rec.get("iteration")
+            for rec in records
+            if rec.get("local_searches") is True and rec.get("half") is not None
+        ]
+        state = read_progress(run_dir / settings.output_root)
+        refine_record = {
+            "returncode": result.returncode,
+            "finished": result.returncode == 0 and result.final_map is not None,
+            "output_root": os.path.relpath(result.output_root, run_dir),
+            "iterations": result.iterations,
+            "final_resolution_angstrom": result.final_resolution_angstrom,
+            "wall_seconds": previous.get("wall_seconds", 0.0) + result.wall_seconds,
+            "hook_calls": len(records),
+            "regularized_calls": sum(bool(rec.get("applied")) for rec in records),
+            "fallbacks": sum(bool(rec.get("fallback")) for rec in records),
+            "reached_local_searches": bool(state.local_searches) or bool(local_iterations),
+            "first_local_iteration": min(local_iterations) if local_iterations else None,
+            "hook_seconds": float(
+                sum((rec.get("seconds") or {}).get("total", 0.0) for rec in records)
+            ),
+        }
+        _write_json_atomic(run_dir / "refine.json", refine_record)
+        if not refine_record["finished"]:
+            raise RuntimeError(
+                f"{case.name}/{mode}: relion_refine_mpi exit {result.returncode}; "
+                f"see {job_dir / 'run.err'} and {job_dir / 'run.out'}"
+            )
+    validation = _validate_run(case, dataset_dir, job_dir, run_dir / "validation")
+    summary = _summary(validation)
+    data = {
+        "version": RESULT_VERSION,
+        "case": case_to_dict(case),
+        "mode": mode,
+        "key": key,
+        "dataset": dataset_dir.name,
+        "validation_window_voxels": case.validation_window_voxels,
+        "refine": refine_record,
+        "summary": summary,
+        "controls": _controls(case, refine_record, summary),
+    }
+    _write_json_atomic(result_path, data)
+    return RunResult(case.name, mode, run_dir, data, cached=False)
+
+
+def run_case(
+    case: ExperimentCase,
+    root: str | Path,
+    *,
+    modes: Sequence[str] | None = None,
+    progress: Callable[[str, str, RefineProgress], None] | None = None,
+) -> list[RunResult]:
+    """Every mode of ``case`` one after the other (cached runs are returned at once)."""
+    return [
+        run_mode(case, mode, root, progress=progress)
+        for mode in (modes if modes is not None else case.modes)
+    ]
+
+
+def write_manifest(
+    root: str | Path,
+    cases: Sequence[ExperimentCase],
+    *,
+    suite: str,
+    scale: str = "",
+    machine: str = "",
+) -> Path:
+    """Write ``root/benchmark.json``: the cases, the run folder of each mode, the modes.
+
+    The report (``cryoprior report``) reads only this file and the run folders it names.
+    """
+    root = Path(root)
+    data = {
+        "suite": suite,
+        "scale": scale,
+        "machine": machine,
+        "modes": {
+            name: {
+                "label": m.label,
+                "hook_arguments": list(m.hook_arguments),
+                "description": m.description,
+            }
+            for name, m in MODES.items()
+        },
+        "cases": [
+            {
+                "case": case_to_dict(case),
+                "runs": {mode: f"runs/{run_key(case, mode)}" for mode in case.modes},
+            }
+            for case in cases
+        ],
+    }
+    path = root / "benchmark.json"
+    _write_json_atomic(path, data)
+    return path
+
+
+def final_maps(run_dir: str | Path) -> dict[str, Path]:
+    """The final map and half-maps of a finished run (``full``, ``half1``, ``half2``)."""
+    record = _read_json(Path(run_dir) / "refine.json") or {}
+    root = Path(run_dir) / record.get("output_root", "Refine3D/run")
+    return {
+        "full": Path(f"{root}_class001.mrc"),
+        "half1": Path(f"{root}_half1_class001_unfil.mrc"),
+        "half2": Path(f"{root}_half2_class001_unfil.mrc"),
+    }

@@ -1,0 +1,254 @@
+"""A finished (or interrupted) RELION auto-refine as validation input.
+
+Finds a job's half-maps, final map, particles, model and sampling STAR files, and loads
+them with the optional ground truth and atomic model into :class:`ValidationInputs`. Used by
+``cryoprior validate`` and by the experiment runner; reads files only (no processes).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryoprior.io.mrc import read_map, read_map_header_voxel_size
+from cryoprior.io.relion import read_model_star, read_particles_star, read_sampling_star
+from cryoprior.validate.atoms import model_density_map, read_atomic_model
+from cryoprior.validate.poses import pose_table_from_particles
+from cryoprior.validate.summary import ValidationInputs
+
+__all__ = [
+    "RelionJobFiles",
+    "LoadedInputs",
+    "find_relion_job_files",
+    "load_validation_inputs",
+    "json_ready",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RelionJobFiles:
+    """The outputs of a RELION auto-refine that validation reads.
+
+    Attributes
+    ----------
+    output_root: the ``--o`` root (``Refine3D/job001/run``).
+    half_map_1, half_map_2: ``<root>_half{1,2}_class001_unfil.mrc`` (final), or the last
+        iteration's ``<root>_itNNN_half{1,2}_class001.mrc`` for an unfinished run.
+    full_map: ``<root>_class001.mrc`` (None for an unfinished run).
+    particles_star: ``<root>_data.star`` or the last iteration's ``_data.star``.
+    model_star: ``<root>_model.star`` / last ``_half1_model.star`` (pixel size), or None.
+    sampling_star: ``<root>_sampling.star`` / last ``_sampling.star`` (symmetry), or None.
+    finished: whether the final files were found.
+    """
+
+    output_root: Path
+    half_map_1: Path
+    half_map_2: Path
+    full_map: Path | None
+    particles_star: Path | None
+    model_star: Path | None
+    sampling_star: Path | None
+    finished: bool
+
+
+def find_relion_job_files(job: str | Path) -> RelionJobFiles:
+    """Locate the maps and STAR files of an auto-refine from its folder or its ``--o`` root.
+
+    A folder holding several roots (``run``, ``run_ct5``...) uses the one whose final half-map
+    is newest. Without final maps, the last iteration's half-maps are used.
+
+    Raises
+    ------
+    FileNotFoundError: no half-maps could be found.
+    """
+    job = Path(job)
+    if job.is_dir():
+        finals = sorted(job.glob("*_half1_class001_unfil.mrc"), key=lambda p: p.stat().st_mtime)
+        if finals:
+            root = Path(str(finals[-1])[: -len("_half1_class001_unfil.mrc")])
+        else:
+            iterations = sorted(job.glob("*_it[0-9][0-9][0-9]*_half1_class001.mrc"))
+            if not iterations:
+                raise FileNotFoundError(f"{job}: no RELION half-maps (*_half1_class001*.mrc)")
+            root = Path(re.sub(r"_it\d+_half1_class001\.mrc$", "", str(iterations[-1])))
+    else:
+        root = job
+    final_1 = Path(f"{root}_half1_class001_unfil.mrc")
+    final_2 = Path(f"{root}_half2_class001_unfil.mrc")
+    if final_1.is_file() and final_2.is_file():
+
+        def existing(path: Path) -> Path | None:
+            return path if path.is_file() else None
+
+        return RelionJobFiles(
+            output_root=root,
+            half_map_1=final_1,
+            half_map_2=final_2,
+            full_map=existing(Path(f"{root}_class001.mrc")),
+            particles_star=existing(Path(f"{root}_data.star")),
+            model_star=existing(Path(f"{root}_model.star")),
+            sampling_star=existing(Path(f"{root}_sampling.star")),
+            finished=True,
+        )
+    numbers = []
+    for path in root.parent.glob(f"{root.name}_it*_half1_class001.mrc"):
+        match = re.search(r"_it(\d+)_half1_class001\.mrc$", path.name)
+        if match:
+            numbers.append(int(match.group(1)))
+    if not numbers:
+        raise FileNotFoundError(f"{root}: no final or per-iteration half-maps")
+    stem = f"{root}_it{max(numbers):03d}"
+    logger.warning("%s has no final maps: using iteration %d", root, max(numbers))
+
+    def maybe(path: str) -> Path | None:
+        return Path(path) if Path(path).is_file() else None
+
+    return RelionJobFiles(
+        output_root=root,
+        half_map_1=Path(f"{stem}_half1_class001.mrc"),
+        half_map_2=Path(f"{stem}_half2_class001.mrc"),
+        full_map=None,
+        particles_star=maybe(f"{stem}_data.star"),
+        model_star=maybe(f"{stem}_half1_model.star"),
+        sampling_star=maybe(f"{stem}_sampling.star"),
+        finished=False,
+    )
+
+
+@dataclass(frozen=True)
+class LoadedInputs:
+    """Validation inputs with where they came from.
+
+    Attributes
+    ----------
+    inputs: the arrays.
+    symmetry: point group (given, else the job's sampling STAR, else C1).
+    paths: name -> path (or None) of every file read, for the record.
+    """
+
+    inputs: ValidationInputs
+    symmetry: str
+    paths: dict[str, str | None]
+
+
+def load_validation_inputs(
+    job: str | Path | None = None,
+    *,
+    half_map_1: str | Path | None = None,
+    half_map_2: str | Path | None = None,
+    full_map: str | Path | None = None,
+    mask: str | Path | None = None,
+    truth_map: str | Path | None = None,
+    truth_star: str | Path | None = None,
+    particles_star: str | Path | None = None,
+    model: str | Path | None = None,
+    model_map: str | Path | None = None,
+    voxel_size_angstrom: float | None = None,
+    symmetry: str | None = None,
+) -> LoadedInputs:
+    """Read everything validation needs; explicit paths win over the job's files.
+
+    Parameters
+    ----------
+    job: a RELION auto-refine folder or ``--o`` root (see :func:`find_relion_job_files`).
+    half_map_1, half_map_2, full_map, particles_star: override the job's files.
+    mask: soft mask (MRC, 0..1).
+    truth_map, truth_star: the true map and true poses of a simulation.
+    model, model_map: an atomic model in the maps' frame, and its map (made from the model
+        on the half-maps' grid when not given).
+    voxel_size_angstrom: default: the job's model STAR, else the half-map header.
+    symmetry: default: the job's sampling STAR, else C1.
+
+    Raises
+    ------
+    ValueError: neither a job nor both half-maps, or no voxel size anywhere.
+    FileNotFoundError, InputFileError: missing or unreadable files.
+    """
+    files = find_relion_job_files(job) if job is not None else None
+    h1_path = half_map_1 or (files.half_map_1 if files else None)
+    h2_path = half_map_2 or (files.half_map_2 if files else None)
+    if h1_path is None or h2_path is None:
+        raise ValueError("give a RELION job, or both half-maps")
+    full_path = full_map or (files.full_map if files else None)
+    particles_path = particles_star or (files.particles_star if files else None)
+    voxel = voxel_size_angstrom
+    if voxel is None and files is not None and files.model_star is not None:
+        voxel = read_model_star(files.model_star).pixel_size_angstrom
+    if voxel is None:
+        voxel = read_map_header_voxel_size(h1_path)
+    if not voxel or voxel <= 0:
+        raise ValueError(f"{h1_path} has no voxel size in its header: give the voxel size")
+    sym = symmetry
+    if sym is None and files is not None and files.sampling_star is not None:
+        sym = read_sampling_star(files.sampling_star).symmetry_group
+    sym = sym or "C1"
+
+    def load(path):
+        return None if path is None else read_map(path, dtype=np.float64)
+
+    def poses(path):
+        if path is None:
+            return None
+        table = read_particles_star(path)
+        return pose_table_from_particles(
+            table.particles, pixel_size_angstrom=table.pixel_size_angstrom
+        )
+
+    h1 = load(h1_path)
+    atoms = read_atomic_model(model) if model is not None else None
+    model_grid = load(model_map)
+    if atoms is not None and model_grid is None:
+        model_grid = model_density_map(model, box_size=h1.shape[-1], voxel_size_angstrom=voxel)
+    inputs = ValidationInputs(
+        half_map_1=h1,
+        half_map_2=load(h2_path),
+        voxel_size_angstrom=float(voxel),
+        full_map=load(full_path),
+        mask=load(mask),
+        truth_map=load(truth_map),
+        model=atoms,
+        model_map=model_grid,
+        refined_poses=poses(particles_path),
+        true_poses=poses(truth_star),
+    )
+    paths = {
+        "job": job,
+        "half_map_1": h1_path,
+        "half_map_2": h2_path,
+        "full_map": full_path,
+        "mask": mask,
+        "truth_map": truth_map,
+        "truth_star": truth_star,
+        "particles_star": particles_path,
+        "model": model,
+        "model_map": model_map,
+    }
+    return LoadedInputs(
+        inputs=inputs,
+        symmetry=sym,
+        paths={k: (None if v is None else str(v)) for k, v in paths.items()},
+    )
+
+
+def json_ready(value):
+    """Non-finite floats to None, numpy scalars and arrays to Python, recursively."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
