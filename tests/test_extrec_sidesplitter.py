@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from _jobfiles import copy_iteration_files, copy_job
-from conftest import _run, extrec_executable, hook_env
+from conftest import extrec_executable, hook_env
 from cryoprior.io.mrc import read_map
 from cryoprior.io.relion import read_external_reconstruct_job
 from cryoprior.io.star import read_star
@@ -149,19 +149,5 @@ def test_killed_partner_falls_back(pair):
     )
 
 
-def test_real_refinement_with_sidesplitter(demo_dataset, tmp_path_factory):
-    hook = (
-        f"{extrec_executable()} --regularizer sidesplitter --when local-searches --pair-timeout 120"
-    )
-    workdir, result = _run(demo_dataset, tmp_path_factory, "sidesplitter", hook)
-    assert result.returncode == 0, (workdir / "Refine3D/sidesplitter/run.err").read_text()[-2000:]
-    assert result.final_map is not None and result.final_resolution_angstrom is not None
-    log = result.output_root.parent / "cryoprior_extrec.log"
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    halves = [r for r in records if r["half"] is not None]
-    assert not any(r["fallback"] for r in records), [
-        r["fallback"] for r in records if r["fallback"]
-    ]
-    applied = [r for r in halves if r["applied"]]
-    assert applied, "sidesplitter was never applied in local searches"
-    assert all(r["local_searches"] for r in applied)
+# A real relion_refine_mpi run with --regularizer sidesplitter is part of the miniature
+# benchmark: tests/test_experiment_end_to_end.py.

@@ -89,21 +89,5 @@ def test_train_prior_cli(tmp_path):
     assert bad.exit_code != 0
 
 
-@pytest.mark.relion
-@pytest.mark.slow
-def test_real_refinement_with_the_prior(demo_dataset, tmp_path_factory):
-    """relion_refine_mpi with ``--regularizer prior`` (shipped weights, guard on) converges."""
-    from conftest import _run, extrec_executable
-
-    hook = f"{extrec_executable()} --regularizer prior --when local-searches"
-    workdir, result = _run(demo_dataset, tmp_path_factory, "prior", hook)
-    assert result.returncode == 0, (workdir / "Refine3D/prior/run.err").read_text()[-2000:]
-    assert result.final_map is not None and result.final_resolution_angstrom is not None
-    log = result.output_root.parent / "cryoprior_extrec.log"
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert not any(r["fallback"] for r in records), [
-        r["fallback"] for r in records if r["fallback"]
-    ]
-    applied = [r for r in records if r["half"] is not None and r["applied"]]
-    assert applied, "the prior was never applied in local searches"
-    assert all(r["local_searches"] for r in applied)
+# A real relion_refine_mpi run with --regularizer prior (guard on and off) is part of the
+# miniature benchmark: tests/test_experiment_end_to_end.py.

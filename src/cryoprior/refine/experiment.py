@@ -509,14 +509,21 @@ def run_mode(
             def callback(p: RefineProgress) -> None:
                 progress(case.name, mode, p)
 
-        result = run_auto_refine(
-            settings,
-            workdir=run_dir,
-            hook_command=hook,
-            timeout_seconds=r.timeout_seconds,
-            resume=True,
-            progress=callback,
-        )
+        started = time.monotonic()
+        try:
+            result = run_auto_refine(
+                settings,
+                workdir=run_dir,
+                hook_command=hook,
+                timeout_seconds=r.timeout_seconds,
+                resume=True,
+                progress=callback,
+            )
+        except BaseException:
+            # interrupted or timed out: keep the time spent, so a resumed run reports it all
+            spent = previous.get("wall_seconds", 0.0) + time.monotonic() - started
+            _write_json_atomic(run_dir / "refine.json", {"finished": False, "wall_seconds": spent})
+            raise
         records = _hook_records(job_dir)
         local_iterations = [
             rec.get("iteration")
