@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,16 @@ def _progress_printer(console):
         status.update(f"{case} / {mode}: {progress.line()}")
 
     return status, update
+
+
+def _stop_relion_on_sigterm() -> None:
+    """SIGTERM (a queue's kill, `kill PID`) ends like Ctrl-C: the runner stops RELION's
+    process group (it runs in its own session) instead of leaving it running."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _machine() -> str:
@@ -89,6 +100,7 @@ def refine(
     )
 
     setup_logging(verbose)
+    _stop_relion_on_sigterm()
     console = Console()
     if mode not in MODES:
         console.print(f"[red]error:[/] unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -240,11 +252,15 @@ def benchmark(
         for c in suite(suite_name):
             console.print(f"{c.name}: {c.title} [{', '.join(c.modes)}]")
         return
+    _stop_relion_on_sigterm()
     try:
         _run_suite(console, suite_name, root, case, mode)
     except (RelionNotFoundError, RefineFailedError, RuntimeError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print(f"interrupted: run the same command again to resume ({root})")
+        raise typer.Exit(130) from None
     path = build_report(root, report_dir or root / "report", title=f"cryoprior {suite_name}")
     console.print(f"report: {path} and {path.with_suffix('.html')}")
 
@@ -297,11 +313,15 @@ def demo(
         "[bold]cryoprior demo[/]: beta-galactosidase (5a1a, D2), box 48 at 4.4 A, 800 particles,"
         f" refined with RELION and with the prior, in {root}"
     )
+    _stop_relion_on_sigterm()
     try:
         _run_suite(console, "demo", root, None, None)
     except (RelionNotFoundError, RefineFailedError, RuntimeError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print(f"interrupted: run the same command again to resume ({root})")
+        raise typer.Exit(130) from None
     path = build_report(root, root / "report", title="cryoprior demo")
     manifest, cases = load_experiment(root)
     labels = {m: info["label"] for m, info in manifest["modes"].items()}
