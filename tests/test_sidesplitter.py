@@ -50,14 +50,30 @@ def test_inputs_not_modified(reference_inputs):
 
 
 def test_memory_is_bounded(reference_inputs):
-    """Peak allocations during a run, outputs included, in units of one float64 map."""
+    """Peak allocations during a run, outputs included, in units of one float64 map
+    (measured 9.7 default, 9.9 rotfl; scipy.fft's internal buffers are not traced)."""
     half1, half2, mask = reference_inputs
     for mode in ("default", "rotfl"):
         tracemalloc.start()
         sidesplitter(half1, half2, mask=mask, mode=mode)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        assert peak / half1.nbytes <= 11.5, (mode, peak / half1.nbytes)
+        assert peak / half1.nbytes <= 10.5, (mode, peak / half1.nbytes)
+
+
+@pytest.mark.parametrize("mode", ["default", "rotfl"])
+def test_threads_give_identical_results(reference_inputs, mode):
+    """Two threads (the default with 2+ workers) and one give bit-identical outputs."""
+    half1, half2, mask = reference_inputs
+    threaded = sidesplitter(half1, half2, mask=mask, mode=mode, fft_workers=2)
+    serial = sidesplitter(half1, half2, mask=mask, mode=mode, fft_workers=1)
+    np.testing.assert_array_equal(threaded.half_map_1, serial.half_map_1)
+    np.testing.assert_array_equal(threaded.half_map_2, serial.half_map_2)
+    assert (threaded.cutoff_frequency, threaded.n_bands, threaded.recovery) == (
+        serial.cutoff_frequency,
+        serial.n_bands,
+        serial.recovery,
+    )
 
 
 def _blobs(n: int, seed: int) -> np.ndarray:

@@ -192,9 +192,10 @@ def _pass1(
     """Adaptive bands with whitening weights step / rms.
 
     v1, v2, inside: (N, N, N) halves and the statistics mask; q: (N, N, N//2+1) |k|^2;
-    f2: (Q,) |f|^2 per |k|^2; pool: two threads for the pairs of transforms, or None. Statistics of the sum and the difference of the band-passed
-    halves in the mask, inverted on the lines through the mask only. Returns the bands
-    [(res, step, rms)], the whitening filter (Q,) and the final cut-off.
+    f2: (Q,) |f|^2 per |k|^2; pool: two threads for the pairs of transforms, or None.
+    Statistics of the sum and the difference of the band-passed halves in the mask,
+    inverted on the lines through the mask only. Returns the bands [(res, step, rms)],
+    the whitening filter (Q,) and the final cut-off.
     """
     n = v1.shape[0]
     lines = np.nonzero(inside.any(axis=2))
