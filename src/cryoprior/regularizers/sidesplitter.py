@@ -22,13 +22,14 @@ The two linear accumulations (pass 1 and the un-whitening) are applied as one Fo
 filter each, so only the per-band statistics and thresholds need real-space transforms
 (~4 inverse FFTs per band, 6 in rotfl mode, ~200 bands). All filters are radial: tabulated
 once per integer |k|^2 and gathered onto the rfft half-grid. Pass 1 inverts only the lines
-through the mask (its statistics live there). Transforms work in place in preallocated
-buffers; the two half-spectra of each step (sum and difference, then the two halves) go to
-two threads when two or more workers are allowed, with identical results. Statistics,
-thresholds and decisions are float64: they must match the C program's, and a threshold
-moved by 1e-6 already changes outputs at the 1e-5 level. The only float32 step is the
-rotfl output values (the original low-passed at the voxels a band takes; relative error
-~1e-7). Inputs are never modified.
+through the mask (its statistics live there), the rotfl values only the lines holding the
+voxels a band takes. Transforms work in place in preallocated buffers; the two
+half-spectra of each step (sum and difference, then the two halves) go to two threads
+when two or more workers are allowed, with identical results. Statistics, thresholds and
+decisions are float64: they must match the C program's, and a threshold moved by 1e-6
+already changes outputs at the 1e-5 level. The only float32 step is the rotfl output
+values (the original low-passed at the voxels a band takes; relative error ~1e-7).
+Inputs are never modified.
 """
 
 from __future__ import annotations
@@ -128,6 +129,21 @@ def _inverse_lines(
     a = scipy.fft.ifft(a, axis=1, overwrite_x=True, workers=workers)
     a = a[lines[0] - lo, lines[1]]
     return scipy.fft.irfft(a, n=n, axis=-1, overwrite_x=True, workers=workers)
+
+
+def _inverse_at(spectrum: np.ndarray, n: int, idx: np.ndarray, workers: int) -> np.ndarray:
+    """The inverse transform of one (N, N, N//2+1) half-spectrum at the flat voxel indices
+    ``idx`` (K,) only: (K,). The second axis is transformed on the rows holding those
+    voxels, the last one on their lines only; ``spectrum`` is overwritten."""
+    x0, x1, x2 = np.unravel_index(idx, (n, n, n))
+    a = scipy.fft.ifft(spectrum, axis=0, overwrite_x=True, workers=workers)
+    rows, row_of = np.unique(x0, return_inverse=True)
+    if rows.size < n:
+        a = a[rows]
+    a = scipy.fft.ifft(a, axis=1, overwrite_x=True, workers=workers)
+    lines, line_of = np.unique(row_of * n + x1, return_inverse=True)
+    a = a.reshape(-1, a.shape[-1])[lines]
+    return scipy.fft.irfft(a, n=n, axis=-1, overwrite_x=True, workers=workers)[line_of, x2]
 
 
 def _spectrum(m1: np.ndarray, m2: np.ndarray, shells: np.ndarray, n: int):
@@ -283,8 +299,8 @@ def _pass2(
         if idx.size and mode == "rotfl":  # fbuf: low / whiten, so kw * fbuf = K * low
             r[i] = None
             np.multiply(kw[i], fbuf, out=bufs32[i])
-            r[i] = _inverse(bufs32[i], n, fft_workers)
-        if idx.size:
+            outs[i].reshape(-1)[idx] = _inverse_at(bufs32[i], n, idx, fft_workers)
+        elif idx.size:
             outs[i].reshape(-1)[idx] = r[i].reshape(-1).take(idx)
         r[i] = None
 
