@@ -8,6 +8,7 @@ import logging
 import os
 import platform
 import signal
+import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -189,7 +190,8 @@ def refine(
         )
 
 
-def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted) -> list:
+def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted):
+    """Run the suite's cases; returns (results, number of failed refinements)."""
     from cryoprior.refine.config import SCALE, suite
     from cryoprior.refine.experiment import run_mode, write_manifest
 
@@ -202,12 +204,19 @@ def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted)
     write_manifest(root, cases, suite=suite_name, scale=SCALE, machine=_machine())
     status, update = _progress_printer(console)
     results = []
+    failures = 0
     with status:
         for case in cases:
             for mode in case.modes:
                 if modes_wanted and mode not in modes_wanted:
                     continue
-                run = run_mode(case, mode, root, progress=update)
+                try:
+                    run = run_mode(case, mode, root, progress=update)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    # one failed refinement must not cost the others: report it, go on
+                    console.print(f"[red]{case.name} / {mode} failed:[/] {exc}")
+                    failures += 1
+                    continue
                 r, s = run.data["refine"], run.data["summary"]
                 console.print(
                     f"{case.name} / {mode}: {'cached' if run.cached else 'done'}, "
@@ -216,7 +225,9 @@ def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted)
                     f"{(r.get('wall_seconds') or 0) / 60:.1f} min"
                 )
                 results.append(run)
-    return results
+    if failures:
+        console.print(f"[red]{failures} refinement(s) failed[/]: rerun the command to retry them")
+    return results, failures
 
 
 def _num(value) -> str:
@@ -254,7 +265,7 @@ def benchmark(
         return
     _stop_relion_on_sigterm()
     try:
-        _run_suite(console, suite_name, root, case, mode)
+        _, failures = _run_suite(console, suite_name, root, case, mode)
     except (RelionNotFoundError, RefineFailedError, RuntimeError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
@@ -263,6 +274,8 @@ def benchmark(
         raise typer.Exit(130) from None
     path = build_report(root, report_dir or root / "report", title=f"cryoprior {suite_name}")
     console.print(f"report: {path} and {path.with_suffix('.html')}")
+    if failures:
+        raise typer.Exit(1)
 
 
 def report(
@@ -315,7 +328,7 @@ def demo(
     )
     _stop_relion_on_sigterm()
     try:
-        _run_suite(console, "demo", root, None, None)
+        _, failures = _run_suite(console, "demo", root, None, None)
     except (RelionNotFoundError, RefineFailedError, RuntimeError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
@@ -333,3 +346,5 @@ def demo(
             table.add_row(*row)
         console.print(table)
     console.print(f"report: {path} and {path.with_suffix('.html')}")
+    if failures:
+        raise typer.Exit(1)

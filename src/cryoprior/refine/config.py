@@ -142,11 +142,11 @@ def _full() -> list[ExperimentCase]:
     cases.append(
         ExperimentCase(
             name="pure-noise",
-            title="pure-noise control: noise particles (the isotropic case's noise level), D2, "
-            "beta-galactosidase at 30 A as the initial map",
+            title="pure-noise control: 300 noise particles (the isotropic case's noise level), "
+            "D2, beta-galactosidase at 30 A as the initial map, at most 12 iterations",
             group="pure-noise",
-            simulation=_betagal(pure_noise_only=True),
-            refine=_D2,
+            simulation=_betagal(pure_noise_only=True, n_particles=300),
+            refine=RefineOptions(symmetry="D2", particle_diameter_angstrom=190.0, auto_iter_max=12),
             pure_noise=True,
             paper=PAPER["pure-noise"],
         )

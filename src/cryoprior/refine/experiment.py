@@ -122,6 +122,9 @@ MODES: dict[str, ModeSpec] = {
 class RefineOptions:
     """Refinement options shared by every mode of a case (RELION's names, units in names).
 
+    ``auto_iter_max``: RELION's cap on auto-refine iterations (None: RELION's default); the
+    pure-noise control needs it, since noise never converges.
+
     ``initial_reference``: ``dataset`` (the simulation's low-passed truth) or a path to an
     MRC map (used as is, e.g. a symmetric map for the pure-noise control).
     """
@@ -140,6 +143,7 @@ class RefineOptions:
     timeout_seconds: float = 3600.0
     initial_reference: str = "dataset"
     extra_hook_arguments: tuple[str, ...] = ()
+    auto_iter_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,8 @@ def run_key(case: ExperimentCase, mode: str) -> str:
     """
     refine = dataclasses.asdict(case.refine)
     refine.pop("timeout_seconds")
+    if refine["auto_iter_max"] is None:  # added later: keys of runs without it stay the same
+        refine.pop("auto_iter_max")
     return f"{mode}-" + _hash(
         {
             "dataset": dataset_key(case.simulation),
@@ -490,6 +496,7 @@ def run_mode(
         random_seed=r.random_seed,
         mpi_ranks=r.mpi_ranks,
         threads=r.threads,
+        auto_iter_max=r.auto_iter_max,
     )
     hook = " ".join(
         [hook_executable or extrec_executable(), *MODES[mode].hook_arguments]

@@ -348,6 +348,8 @@ def run_auto_refine(
     run_env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
     hook = HOOK_VARIABLE in run_env
     latest = latest_optimiser_star(workdir / base_root) if resume else None
+    if latest is not None and latest[1] < 1:  # RELION cannot continue from iteration 0
+        latest = None
     if latest is not None:
         optimiser, iteration = latest
         root = f"{base_root}_ct{iteration}"
