@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cryoprior.io._atomic import write_text_atomic
 from cryoprior.validate.job import RelionJobFiles, find_relion_job_files, json_ready
 
 __all__ = ["RelionJobFiles", "find_relion_job_files", "validate", "write_json_atomic"]
@@ -20,15 +19,8 @@ logger = logging.getLogger(__name__)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(json_ready(data), handle, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """JSON (non-finite floats as null) written atomically."""
+    write_text_atomic(path, json.dumps(json_ready(data), indent=1, allow_nan=False))
 
 
 def validate(

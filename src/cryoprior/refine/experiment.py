@@ -28,13 +28,13 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryoprior.io._atomic import write_text_atomic
 from cryoprior.refine.relion import (
     AutoRefineSettings,
     RefineProgress,
@@ -261,15 +261,7 @@ def extrec_executable() -> str:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(json_ready(data), handle, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(json_ready(data), indent=1, allow_nan=False))
 
 
 def _read_json(path: Path) -> dict | None:

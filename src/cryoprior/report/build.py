@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from cryoprior.io._atomic import write_text_atomic
 from cryoprior.io.mrc import read_map
 from cryoprior.report.comparison import (
     plot_map_gallery,
@@ -214,17 +214,6 @@ def _inline(text: str) -> str:
     out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
     out = out.replace("**FAIL**", '<span class="fail">FAIL</span>')
     return out.replace("PASS", '<span class="pass">PASS</span>')
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _maps_for_gallery(root: Path, runs: dict[str, ReportRun], labels: dict[str, str]):
@@ -497,7 +486,7 @@ def build_report(
             pure_rows,
         )  # fmt: skip
     md_path = out / "report.md"
-    _write_text_atomic(md_path, doc.markdown())
-    _write_text_atomic(out / "report.html", doc.html(title))
-    _write_text_atomic(out / "results.json", json.dumps(results_json, indent=1, allow_nan=True))
+    write_text_atomic(md_path, doc.markdown())
+    write_text_atomic(out / "report.html", doc.html(title))
+    write_text_atomic(out / "results.json", json.dumps(results_json, indent=1, allow_nan=True))
     return md_path

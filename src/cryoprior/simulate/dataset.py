@@ -44,6 +44,7 @@ import torch
 
 from cryoprior.errors import InputFileError
 from cryoprior.fourier.filters import apply_filter, raised_cosine_lowpass
+from cryoprior.io._atomic import write_text_atomic
 from cryoprior.io.mrc import read_map, read_map_header_voxel_size
 from cryoprior.simulate.ctf import CTFOptics
 from cryoprior.simulate.density import model_info, model_to_map, read_model
@@ -488,7 +489,7 @@ def simulate_dataset(
             "gemmi": _package_version("gemmi"),
         },
     }
-    _write_text_atomic(out / RECORD_JSON, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(out / RECORD_JSON, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return SimulationResult(
         output_dir=out,
         particles_star=out / PARTICLES_STAR,
@@ -802,19 +803,7 @@ def _write_star(path: Path, blocks: dict[str, pd.DataFrame]) -> None:
     lines = starfile.to_string(blocks, float_format="%.6f").splitlines()
     while lines and (lines[0].startswith("# Created by") or not lines[0].strip()):
         lines.pop(0)
-    _write_text_atomic(path, "\n# version 30001\n\n" + "\n".join(lines) + "\n")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, "\n# version 30001\n\n" + "\n".join(lines) + "\n")
 
 
 def _sha256(path: Path) -> str:
