@@ -230,6 +230,22 @@ def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted)
     return results, failures
 
 
+def _run_suite_or_exit(console, suite_name: str, root: Path, cases_wanted, modes_wanted) -> int:
+    """_run_suite with the CLI's error handling; returns the number of failed refinements."""
+    from cryoprior.refine.relion import RefineFailedError, RelionNotFoundError
+
+    _stop_relion_on_sigterm()
+    try:
+        _, failures = _run_suite(console, suite_name, root, cases_wanted, modes_wanted)
+    except (RelionNotFoundError, RefineFailedError, RuntimeError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print(f"interrupted: run the same command again to resume ({root})")
+        raise typer.Exit(130) from None
+    return failures
+
+
 def _num(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -254,7 +270,6 @@ def benchmark(
 
     from cryoprior.cli._common import setup_logging
     from cryoprior.refine.config import suite
-    from cryoprior.refine.relion import RefineFailedError, RelionNotFoundError
     from cryoprior.report.build import build_report
 
     setup_logging(verbose)
@@ -263,15 +278,7 @@ def benchmark(
         for c in suite(suite_name):
             console.print(f"{c.name}: {c.title} [{', '.join(c.modes)}]")
         return
-    _stop_relion_on_sigterm()
-    try:
-        _, failures = _run_suite(console, suite_name, root, case, mode)
-    except (RelionNotFoundError, RefineFailedError, RuntimeError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        console.print(f"interrupted: run the same command again to resume ({root})")
-        raise typer.Exit(130) from None
+    failures = _run_suite_or_exit(console, suite_name, root, case, mode)
     path = build_report(root, report_dir or root / "report", title=f"cryoprior {suite_name}")
     console.print(f"report: {path} and {path.with_suffix('.html')}")
     if failures:
@@ -317,7 +324,6 @@ def demo(
     from rich.table import Table
 
     from cryoprior.cli._common import setup_logging
-    from cryoprior.refine.relion import RefineFailedError, RelionNotFoundError
     from cryoprior.report.build import TABLE_COLUMNS, build_report, comparison_rows, load_experiment
 
     setup_logging(verbose)
@@ -326,15 +332,7 @@ def demo(
         "[bold]cryoprior demo[/]: beta-galactosidase (5a1a, D2), box 48 at 4.4 A, 800 particles,"
         f" refined with RELION and with the prior, in {root}"
     )
-    _stop_relion_on_sigterm()
-    try:
-        _, failures = _run_suite(console, "demo", root, None, None)
-    except (RelionNotFoundError, RefineFailedError, RuntimeError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        console.print(f"interrupted: run the same command again to resume ({root})")
-        raise typer.Exit(130) from None
+    failures = _run_suite_or_exit(console, "demo", root, None, None)
     path = build_report(root, root / "report", title="cryoprior demo")
     manifest, cases = load_experiment(root)
     labels = {m: info["label"] for m, info in manifest["modes"].items()}
