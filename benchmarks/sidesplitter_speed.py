@@ -102,8 +102,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the committed rows of sizes not measured now (each row keeps its date)",
+    )
     args = parser.parse_args()
     rows = []
+    kept = []
+    previous = RESULTS / "sidesplitter_speed.json"
+    if args.merge and previous.exists():
+        old = json.loads(previous.read_text())
+        kept = [
+            {**r, "date": r.get("date", old["meta"]["date"])}
+            for r in old["results"]
+            if r["size"] not in args.sizes
+        ]
     for n in args.sizes:
         h1, h2, mask = make_inputs(n)
         for mode in ("default", "rotfl"):
@@ -151,15 +165,19 @@ def main() -> None:
                     "c_program_seconds": c,
                     "target_seconds": (c / TARGET_SPEEDUP) if c else None,
                     "speedup_vs_c": (c / median) if c else None,
+                    "date": time.strftime("%Y-%m-%d %H:%M"),
                 }
             )
             print(rows[-1])
+    rows = sorted(kept + rows, key=lambda r: (r["size"], r["mode"]))
     meta = {
         "command": "python benchmarks/sidesplitter_speed.py "
         + " ".join(
             f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
             for k, v in vars(args).items()
-        ),
+            if k != "merge"
+        )
+        + (" --merge (other sizes: earlier runs, dated per row)" if args.merge else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "note": "in-process wall time of sidesplitter() after one warm-up (median, min-max of the runs); "
@@ -179,8 +197,8 @@ def main() -> None:
         f"Machine: {meta['machine']}; {meta['date']}.  ",
         f"{meta['note']}.",
         "",
-        "| size | mode | bands | wall median (s) [min-max] | CPU median (s) | load 1-min | others (cores) | C program (s) | target (s) | speed-up | target met | peak memory (map copies) | parity vs C (rel. L2) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| size | mode | bands | wall median (s) [min-max] | CPU median (s) | load 1-min | others (cores) | C program (s) | target (s) | speed-up | target met | peak memory (map copies) | parity vs C (rel. L2) | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         c = f"{r['c_program_seconds']:.1f}" if r["c_program_seconds"] else "n/a"
@@ -200,7 +218,7 @@ def main() -> None:
             else "n/a"
         )
         lines.append(
-            f"| {r['size']}^3 | {r['mode']} | {r['bands']} | {wall} | {r['median_cpu_seconds']:.2f} | {load} | {others} | {c} | {tg} | {sp} | {met} | {r['peak_memory_map_copies']:.1f} | {par} |"
+            f"| {r['size']}^3 | {r['mode']} | {r['bands']} | {wall} | {r['median_cpu_seconds']:.2f} | {load} | {others} | {c} | {tg} | {sp} | {met} | {r['peak_memory_map_copies']:.1f} | {par} | {r.get('date', meta['date'])} |"
         )
     (RESULTS / "sidesplitter_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
