@@ -182,3 +182,28 @@ def test_report_from_cached_runs(tmp_path):
     html = (tmp_path / "report" / "report.html").read_text()
     assert '<span class="fail">FAIL</span>' in html
     assert (tmp_path / "report" / "figures" / "cut16_maps.png").stat().st_size > 1000
+
+
+def test_stop_ends_every_process_of_the_session():
+    """As mpirun's ranks: children in their own process groups (one ignoring SIGTERM) are
+    still stopped, since they share mpirun's session."""
+    import subprocess
+    import time
+
+    from cryoprior.refine.relion import _session_members, _stop
+
+    child = "import os, signal, time; os.setpgid(0, 0); {} time.sleep(300)"
+    script = (
+        f'python3 -c "{child.format("signal.signal(signal.SIGTERM, signal.SIG_IGN);")}" & '
+        f'python3 -c "{child.format("")}" & wait'
+    )
+    proc = subprocess.Popen(["bash", "-c", script], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while len(_session_members(proc.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_session_members(proc.pid)) == 3
+    _stop(proc, grace_seconds=1.0)
+    deadline = time.monotonic() + 5  # killed orphans are reaped by init shortly after
+    while _session_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _session_members(proc.pid) == []

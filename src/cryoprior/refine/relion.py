@@ -414,19 +414,43 @@ def _last_iteration(root: Path) -> int:
     return iterations
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Terminate mpirun's process group (all ranks and the hook), then kill it."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+def _session_members(session_id: int) -> list[int]:
+    """PIDs of the processes in a session (mpirun's ranks each get their own process group,
+    but stay in the session mpirun was started in)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            if os.getsid(int(entry)) == session_id:
+                members.append(int(entry))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return members
+
+
+def _signal_all(pids: Sequence[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
         except ProcessLookupError:
             pass
-        proc.wait()
+
+
+def _stop(proc: subprocess.Popen, *, grace_seconds: float = 10.0) -> None:
+    """Stop mpirun, its ranks and the hooks they run: SIGTERM to every process of the session
+    mpirun leads, then SIGKILL to whatever is left after ``grace_seconds``."""
+    members = _session_members(proc.pid)
+    if proc.poll() is not None and not members:
+        return
+    _signal_all(members or [proc.pid], signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not _session_members(proc.pid):
+            return
+        time.sleep(0.2)
+    _signal_all(_session_members(proc.pid), signal.SIGKILL)
+    proc.wait()
 
 
 def relion_project_uniform(
