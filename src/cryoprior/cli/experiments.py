@@ -196,12 +196,13 @@ def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted)
     from cryoprior.refine.experiment import run_mode, write_manifest
 
     cases = suite(suite_name)
+    # the manifest lists the whole suite (the report marks what has not run yet)
+    write_manifest(root, cases, suite=suite_name, scale=SCALE, machine=_machine())
     if cases_wanted:
         unknown = sorted(set(cases_wanted) - {c.name for c in cases})
         if unknown:
             raise typer.BadParameter(f"unknown case(s) {unknown}; see --list")
         cases = [c for c in cases if c.name in cases_wanted]
-    write_manifest(root, cases, suite=suite_name, scale=SCALE, machine=_machine())
     status, update = _progress_printer(console)
     results = []
     failures = 0
