@@ -187,15 +187,19 @@ def test_report_from_cached_runs(tmp_path):
 def test_stop_ends_every_process_of_the_session():
     """As mpirun's ranks: children in their own process groups (one ignoring SIGTERM) are
     still stopped, since they share mpirun's session."""
+    import shlex
     import subprocess
+    import sys
     import time
 
     from cryoprior.refine.relion import _session_members, _stop
 
+    python = shlex.quote(sys.executable)  # no interpreter shims: exactly 3 processes
+
     child = "import os, signal, time; os.setpgid(0, 0); {} time.sleep(300)"
     script = (
-        f'python3 -c "{child.format("signal.signal(signal.SIGTERM, signal.SIG_IGN);")}" & '
-        f'python3 -c "{child.format("")}" & wait'
+        f'{python} -c "{child.format("signal.signal(signal.SIGTERM, signal.SIG_IGN);")}" & '
+        f'{python} -c "{child.format("")}" & wait'
     )
     proc = subprocess.Popen(["bash", "-c", script], start_new_session=True)
     deadline = time.monotonic() + 10
