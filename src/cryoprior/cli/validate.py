@@ -3,24 +3,17 @@ explicit maps), written as JSON and PNG figures, with a short table on the termi
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cryoprior.io._atomic import write_text_atomic
-from cryoprior.validate.job import RelionJobFiles, find_relion_job_files, json_ready
+from cryoprior.validate.job import RelionJobFiles, find_relion_job_files, write_json_atomic
 
 __all__ = ["RelionJobFiles", "find_relion_job_files", "validate", "write_json_atomic"]
 
 logger = logging.getLogger(__name__)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """JSON (non-finite floats as null) written atomically."""
-    write_text_atomic(path, json.dumps(json_ready(data), indent=1, allow_nan=False))
 
 
 def validate(

@@ -34,16 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryoprior.io._atomic import write_text_atomic
 from cryoprior.refine.relion import (
     AutoRefineSettings,
     RefineProgress,
+    read_hook_log,
     read_progress,
     run_auto_refine,
 )
 from cryoprior.simulate.dataset import SimulationConfig, config_from_dict, simulate_dataset
 from cryoprior.simulate.models import resolve_model_path
-from cryoprior.validate.job import json_ready, load_validation_inputs
+from cryoprior.validate.job import json_ready, load_validation_inputs, write_json_atomic
 from cryoprior.validate.summary import ValidationSettings, validate_maps
 
 __all__ = [
@@ -260,10 +260,6 @@ def extrec_executable() -> str:
     return found
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(json_ready(data), indent=1, allow_nan=False))
-
-
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -280,7 +276,7 @@ def ensure_dataset(simulation: SimulationConfig, root: str | Path) -> Path:
     logger.info("simulating dataset %s", folder.name)
     start = time.monotonic()
     result = simulate_dataset(simulation, folder, overwrite=True)
-    _write_json_atomic(
+    write_json_atomic(
         marker,
         {
             "key": folder.name,
@@ -317,18 +313,6 @@ def _prepare_run_dir(case: ExperimentCase, mode: str, dataset_dir: Path, run_dir
         raise FileNotFoundError(f"{ref}: initial reference of case {case.name} does not exist")
     _link(ref.resolve(), run_dir / "initial_reference_given.mrc")
     return "initial_reference_given.mrc"
-
-
-def _hook_records(job_dir: Path) -> list[dict]:
-    log = job_dir / "cryoprior_extrec.log"
-    records = []
-    if log.exists():
-        for line in log.read_text(errors="replace").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
 
 
 def _origin_angstrom(dataset_dir: Path) -> tuple[float, float, float]:
@@ -379,7 +363,7 @@ def _validate_run(
     report = validate_maps(inputs, settings)
     data = report.to_dict(per_atom=False)
     data["inputs"] = loaded.paths
-    _write_json_atomic(out_dir / "validation.json", data)
+    write_json_atomic(out_dir / "validation.json", data)
     return data
 
 
@@ -497,7 +481,7 @@ def run_mode(
     job_dir = run_dir / "Refine3D"
     refine_record = _read_json(run_dir / "refine.json") or {}
     if not refine_record.get("finished"):
-        _write_json_atomic(
+        write_json_atomic(
             run_dir / "run.json",
             {"case": case_to_dict(case), "mode": mode, "key": key, "hook": hook},
         )
@@ -521,9 +505,9 @@ def run_mode(
         except BaseException:
             # interrupted or timed out: keep the time spent, so a resumed run reports it all
             spent = previous.get("wall_seconds", 0.0) + time.monotonic() - started
-            _write_json_atomic(run_dir / "refine.json", {"finished": False, "wall_seconds": spent})
+            write_json_atomic(run_dir / "refine.json", {"finished": False, "wall_seconds": spent})
             raise
-        records = _hook_records(job_dir)
+        records = read_hook_log(job_dir)
         local_iterations = [
             rec.get("iteration")
             for rec in records
@@ -546,7 +530,7 @@ def run_mode(
                 sum((rec.get("seconds") or {}).get("total", 0.0) for rec in records)
             ),
         }
-        _write_json_atomic(run_dir / "refine.json", refine_record)
+        write_json_atomic(run_dir / "refine.json", refine_record)
         if not refine_record["finished"]:
             raise RuntimeError(
                 f"{case.name}/{mode}: relion_refine_mpi exit {result.returncode}; "
@@ -565,7 +549,7 @@ def run_mode(
         "summary": summary,
         "controls": _controls(case, refine_record, summary),
     }
-    _write_json_atomic(result_path, data)
+    write_json_atomic(result_path, data)
     return RunResult(case.name, mode, run_dir, data, cached=False)
 
 
@@ -617,7 +601,7 @@ def write_manifest(
         ],
     }
     path = root / "benchmark.json"
-    _write_json_atomic(path, data)
+    write_json_atomic(path, data)
     return path
 
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryoprior.extrec.protocol import LOG_FILE_NAME
+
 __all__ = [
     "AutoRefineSettings",
     "RefineProgress",
@@ -29,6 +31,7 @@ __all__ = [
     "build_continue_command",
     "build_refine_command",
     "latest_optimiser_star",
+    "read_hook_log",
     "read_progress",
     "relion_project_uniform",
     "run_auto_refine",
@@ -235,7 +238,21 @@ class RefineProgress:
 _ITER_RE = re.compile(r"Auto-refine: Iteration=\s*(\d+)")
 _RES_RE = re.compile(r"Auto-refine: Resolution=\s*([0-9.]+)")
 _STEP_RE = re.compile(r"Angular step=\s*([0-9.eE+-]+) degrees; local searches=\s*(\w+)")
-HOOK_LOG_NAME = "cryoprior_extrec.log"
+
+
+def read_hook_log(job_dir: str | Path) -> list[dict]:
+    """The JSON lines cryoprior-extrec appended to its log in ``job_dir`` (RELION's output
+    folder); a torn last line (the hook writing while we read) is skipped."""
+    log = Path(job_dir) / LOG_FILE_NAME
+    if not log.exists():
+        return []
+    records = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def read_progress(output_root: str | Path, run_out: str | Path | None = None) -> RefineProgress:
@@ -250,27 +267,15 @@ def read_progress(output_root: str | Path, run_out: str | Path | None = None) ->
     res = _RES_RE.findall(text)
     steps = _STEP_RE.findall(text)
     final = _FINAL_RES_RE.findall(text)
-    calls = regularized = None
-    n_calls = fallbacks = 0
-    log = root.parent / HOOK_LOG_NAME
-    if log.exists():
-        for line in log.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            n_calls += 1
-            fallbacks += bool(record.get("fallback"))
-            regularized = bool(record.get("applied"))
-            calls = n_calls
+    records = read_hook_log(root.parent)
     return RefineProgress(
         iteration=int(iters[-1]) if iters else None,
         resolution_angstrom=float(res[-1]) if res else None,
         angular_step_degrees=float(steps[-1][0]) if steps else None,
         local_searches=(steps[-1][1].lower() == "true") if steps else None,
-        hook_calls=calls or 0,
-        regularized=regularized,
-        fallbacks=fallbacks,
+        hook_calls=len(records),
+        regularized=bool(records[-1].get("applied")) if records else None,
+        fallbacks=sum(bool(r.get("fallback")) for r in records),
         finished=bool(final),
         final_resolution_angstrom=float(final[-1]) if final else None,
     )

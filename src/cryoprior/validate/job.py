@@ -7,6 +7,7 @@ them with the optional ground truth and atomic model into :class:`ValidationInpu
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryoprior.io._atomic import write_text_atomic
 from cryoprior.io.mrc import read_map, read_map_header_voxel_size
 from cryoprior.io.relion import read_model_star, read_particles_star, read_sampling_star
 from cryoprior.validate.atoms import model_density_map, read_atomic_model
@@ -27,6 +29,7 @@ __all__ = [
     "find_relion_job_files",
     "load_validation_inputs",
     "json_ready",
+    "write_json_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -252,3 +255,8 @@ def json_ready(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """``data`` as JSON (non-finite floats as null, see :func:`json_ready`), written atomically."""
+    write_text_atomic(path, json.dumps(json_ready(data), indent=1, allow_nan=False))
