@@ -334,6 +334,10 @@ def main() -> None:
     parser.add_argument("--weights", default="default")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="one level per protein, no timing")
+    parser.add_argument("--levels", nargs="*", help="only these levels (d4.5 d6 d8 d11), no timing")
+    parser.add_argument(
+        "--tile-size", type=int, default=InferenceSettings().tile_size, help="largest tile edge"
+    )
     parser.add_argument("--out", default=str(RESULTS / "prior_eval"))
     parser.add_argument(
         "--markdown-only", action="store_true", help="rewrite the .md from the .json"
@@ -347,8 +351,10 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     prior = load_prior(args.weights)
-    settings = InferenceSettings()
+    settings = InferenceSettings(tile_size=args.tile_size)
     levels = LEVELS[1:2] if args.quick else LEVELS
+    if args.levels:
+        levels = [lv for lv in LEVELS if lv["name"] in args.levels]
     rng = np.random.default_rng(2024)
     rows = []
     for case in CASES:
@@ -364,7 +370,8 @@ def main() -> None:
         "threads": args.threads,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.python_version()}",
         "rows": rows,
-        "timing": {} if args.quick else timings(prior, settings, (64, 128, 256)),
+        "settings": {"tile_size": settings.tile_size, "overlap": settings.overlap},
+        "timing": {} if args.quick or args.levels else timings(prior, settings, (64, 128, 256)),
         "load_average": os.getloadavg()[0],
     }
     out.parent.mkdir(parents=True, exist_ok=True)

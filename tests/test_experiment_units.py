@@ -13,12 +13,14 @@ import pytest
 from cryoprior.io.mrc import write_map_atomic
 from cryoprior.refine.config import SUITES, suite
 from cryoprior.refine.experiment import (
+    MODES,
     ExperimentCase,
     RefineOptions,
     _controls,
     case_from_dict,
     case_to_dict,
     dataset_key,
+    prior_weights,
     run_key,
     write_manifest,
 )
@@ -83,6 +85,31 @@ def test_cache_keys_follow_what_determines_a_result():
         case, title="x", refine=dataclasses.replace(case.refine, timeout_seconds=1.0)
     )
     assert run_key(longer, "relion") == run_key(case, "relion")
+
+
+def test_prior_runs_are_keyed_by_the_weights_content(tmp_path):
+    """Other weights (or retrained weights under the same name) are another run; the modes
+    without the prior do not depend on them."""
+    from cryoprior.prior.infer import weights_path
+
+    case = suite("mini")[0]
+    shipped = prior_weights(case, "prior")
+    assert shipped is not None and shipped["file"] == weights_path("default").name
+    assert prior_weights(case, "relion") is None and prior_weights(case, "sidesplitter") is None
+    path = tmp_path / "mine.pt"
+    path.write_bytes(weights_path("default").read_bytes())
+    mine = dataclasses.replace(
+        case,
+        refine=dataclasses.replace(
+            case.refine, extra_hook_arguments=("--option", f"weights={path}")
+        ),
+    )
+    assert prior_weights(mine, "prior")["sha256"] == shipped["sha256"]
+    before = {mode: run_key(mine, mode) for mode in MODES}
+    path.write_bytes(path.read_bytes() + b"retrained")
+    after = {mode: run_key(mine, mode) for mode in MODES}
+    assert after["prior"] != before["prior"] and after["prior-noguard"] != before["prior-noguard"]
+    assert after["relion"] == before["relion"] and after["sidesplitter"] == before["sidesplitter"]
 
 
 def test_case_round_trip_and_suites():

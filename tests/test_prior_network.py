@@ -12,6 +12,7 @@ from cryoprior.prior.infer import (
     blend_window,
     enhance_map,
     load_prior,
+    plan_tiles,
     tile_starts,
 )
 from cryoprior.prior.network import PriorNet, PriorNetConfig, build_network
@@ -78,6 +79,17 @@ def test_tiles_cover_and_overlap():
             assert all(b - a <= 64 - 16 for a, b in zip(starts, starts[1:], strict=False))
     w = blend_window(32, 8)
     assert w.min() > 0 and w.max() == 1.0
+
+
+def test_tile_plan_uses_the_fewest_tiles_that_fit():
+    assert plan_tiles(141, tile_size=160, overlap=16, divisor=4) == (144, [0])
+    for n in (161, 200, 256, 300, 500):
+        edge, starts = plan_tiles(n, tile_size=160, overlap=16, divisor=4)
+        assert edge <= 160 and edge % 4 == 0
+        assert starts[0] == 0 and starts[-1] + edge == n
+        assert all(b - a <= edge - 16 for a, b in zip(starts, starts[1:], strict=False))
+        fewer = len(starts) - 1  # one tile fewer per axis cannot cover n with the overlap
+        assert fewer * 160 - (fewer - 1) * 16 < n
 
 
 def test_pointwise_network_is_unchanged_by_tiling():

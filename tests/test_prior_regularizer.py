@@ -88,6 +88,25 @@ def test_train_prior_cli(tmp_path):
     bad = CliRunner().invoke(app, args[:-4] + ["--crop-size", "15"])
     assert bad.exit_code != 0
 
+    # Fine-tuning starts from the given weights (not a fresh network) and records its parent.
+    tuned = tmp_path / "tuned"
+    args2 = [a if a != str(out) else str(tuned) for a in args] + ["--steps", "1"]
+    args2 += ["--init-weights", str(out / "prior.pt"), "--pure-noise-probability", "1"]
+    result = CliRunner().invoke(app, args2 + ["--resolution-range", "4,14"])
+    assert result.exit_code == 0, result.output
+    child = load_prior(tuned / "prior.pt")
+    assert child.metadata["parent"]["weights"] == "prior.pt"
+    assert child.metadata["parent"]["steps"] == 2
+    assert tuple(child.metadata["train_config"]["data"]["resolution_range_angstrom"]) == (4.0, 14.0)
+    before = loaded.network.state_dict()
+    after = child.network.state_dict()
+    # one step of AdamW at lr warm-up moves each weight by ~1e-5; a fresh init would differ O(1)
+    assert max(float((before[k] - after[k]).abs().max()) for k in before) < 1e-2
+    missing = CliRunner().invoke(app, args2[:-4] + ["--init-weights", str(tmp_path / "no.pt")])
+    assert missing.exit_code != 0 and "no.pt" in missing.output
+    for bad_range in ("14,4", "x"):
+        assert CliRunner().invoke(app, args + ["--resolution-range", bad_range]).exit_code != 0
+
 
 # A real relion_refine_mpi run with --regularizer prior (guard on and off) is part of the
 # miniature benchmark: tests/test_experiment_end_to_end.py.

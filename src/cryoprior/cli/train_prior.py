@@ -24,6 +24,16 @@ def train_prior(
     learning_rate: Annotated[float, typer.Option(help="AdamW learning rate")] = 2e-3,
     seed: Annotated[int, typer.Option(help="seed of the network and the data")] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: default)")] = 0,
+    init_weights: Annotated[
+        str | None,
+        typer.Option(help="fine-tune: start from these weights (shipped name or prior.pt path)"),
+    ] = None,
+    pure_noise_probability: Annotated[
+        float, typer.Option(help="share of inputs that are noise only (target empty)")
+    ] = 0.1,
+    resolution_range: Annotated[
+        str, typer.Option(help="range of the inputs' half-map FSC=0.5 resolution, A: LOW,HIGH")
+    ] = "3.5,10",
     model: Annotated[
         list[Path] | None,
         typer.Option(help="training model file (repeatable; default: mdanalysistests' proteins)"),
@@ -47,6 +57,7 @@ def train_prior(
     )
 
     from cryoprior.cli._common import setup_logging
+    from cryoprior.prior.data import DegradationConfig
     from cryoprior.prior.network import PriorNetConfig
     from cryoprior.prior.train import TrainConfig
     from cryoprior.prior.train import train_prior as run_training
@@ -59,8 +70,23 @@ def train_prior(
         raise typer.BadParameter(
             f"--channels must be integers separated by commas, not {channels!r}"
         ) from None
+    try:
+        res_range = tuple(float(v) for v in resolution_range.split(","))
+    except ValueError:
+        res_range = ()
+    if len(res_range) != 2 or not 0 < res_range[0] < res_range[1]:
+        raise typer.BadParameter(
+            f"--resolution-range must be LOW,HIGH in A (e.g. 3.5,10), not {resolution_range!r}"
+        )
+    if not 0.0 <= pure_noise_probability <= 1.0:
+        raise typer.BadParameter("--pure-noise-probability must be in [0, 1]")
     config = TrainConfig(
         network=PriorNetConfig(channels=chans),
+        data=DegradationConfig(
+            pure_noise_probability=pure_noise_probability,
+            resolution_range_angstrom=res_range,
+        ),
+        init_weights=init_weights,
         steps=steps,
         max_minutes=max_minutes,
         batch_size=batch_size,
@@ -89,7 +115,7 @@ def train_prior(
                 model_paths=list(model) if model else None,
                 progress=lambda s, n, loss: bar.update(task, completed=s, loss=loss),
             )
-        except ValueError as exc:
+        except (ValueError, FileNotFoundError) as exc:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
     val = f", validation loss {result.validation[-1][1]:.4g}" if result.validation else ""

@@ -4,8 +4,9 @@
    model voxel); the achieved voxel size differs from the model's by < 1/m).
 2. Normalise as in training: mean 0, SD 1 (signal plus noise) in the particle region - the
    sphere of the particle diameter when known, else of radius 0.45 m.
-3. Cut overlapping cubic tiles (evenly spread, ``overlap`` voxels shared), skip tiles that are
-   exactly empty, run them through the network in batches (CPU or GPU, ``torch.inference_mode``),
+3. Run the map whole when it fits in one tile of at most ``tile_size``; otherwise cut the fewest
+   overlapping cubic tiles per axis that fit (evenly spread, ``overlap`` voxels shared), skip
+   tiles that are exactly empty, run them through the network in batches (CPU or GPU, ``torch.inference_mode``),
    blend with raised-cosine weights that sum to one.
 4. Back to the input's greyscale: multiply by the SD, shift so the mean in the particle region
    equals the input's (the network predicts the clean map in input units, so no fitted scale
@@ -42,6 +43,7 @@ __all__ = [
     "load_prior",
     "enhance_map",
     "tile_starts",
+    "plan_tiles",
     "blend_window",
 ]
 
@@ -55,8 +57,10 @@ _ALIASES = {"default": "cryoprior-prior-v1"}
 class InferenceSettings:
     """How the network is applied.
 
-    tile_size: edge of the cubic tiles at the model's voxel size (a multiple of the network's
-        divisor); maps smaller than a tile are run whole.
+    tile_size: largest edge of a cubic tile at the model's voxel size (a multiple of the
+        network's divisor); maps up to it are run whole, larger ones in the fewest tiles per
+        axis that fit (see :func:`plan_tiles`). Whole maps are fastest (no overlap is computed
+        twice); the memory of one forward pass grows with the tile's volume (about 2 GB at 160).
     overlap: voxels shared by neighbouring tiles (blended).
     batch_size: tiles per forward pass.
     device: "cpu", "cuda", "cuda:1", ...; None: a GPU when one is present, else the CPU.
@@ -66,7 +70,7 @@ class InferenceSettings:
         regularizer turns it on so that the guard, not the network, decides about them).
     """
 
-    tile_size: int = 64
+    tile_size: int = 160
     overlap: int = 16
     batch_size: int = 4
     device: str | None = None
@@ -155,6 +159,26 @@ def tile_starts(n: int, *, tile_size: int, overlap: int) -> list[int]:
     return [int(round(s)) for s in np.linspace(0, n - tile_size, count)]
 
 
+def plan_tiles(n: int, *, tile_size: int, overlap: int, divisor: int = 1) -> tuple[int, list[int]]:
+    """Tiles for an axis of n voxels: (edge, start indices).
+
+    The fewest tiles per axis whose edge - a multiple of ``divisor``, at most ``tile_size`` -
+    covers n with neighbours sharing at least ``overlap`` voxels; n <= tile_size gives one tile
+    of n rounded up to the divisor (the caller pads the map to it)."""
+    if tile_size % divisor or tile_size <= 0:
+        raise ValueError(f"tile_size must be a positive multiple of {divisor}")
+    if n <= tile_size:
+        return int(np.ceil(n / divisor) * divisor), [0]
+    if not 0 <= overlap < tile_size:
+        raise ValueError("overlap must be in [0, tile_size)")
+    count = 2
+    while True:
+        edge = int(np.ceil((n + (count - 1) * overlap) / count / divisor) * divisor)
+        if edge <= tile_size:
+            return edge, tile_starts(n, tile_size=edge, overlap=overlap)
+        count += 1
+
+
 def blend_window(tile_size: int, overlap: int) -> np.ndarray:
     """(tile_size,)^3 separable raised-cosine weights, > 0 everywhere, ramping over ``overlap``
     voxels at each face; blended tiles are divided by the sum of the weights."""
@@ -181,18 +205,13 @@ def _run_tiles(
     net = prior.network
     div = net.config.divisor
     m = x.shape[0]
-    tile = settings.tile_size
-    if tile % div:
-        raise ValueError(f"tile_size must be a multiple of {div}")
-    if m <= tile:
-        tile = int(np.ceil(m / div) * div)
+    overlap = min(settings.overlap, settings.tile_size // 2)
+    tile, starts = plan_tiles(m, tile_size=settings.tile_size, overlap=overlap, divisor=div)
     size = max(m, tile)
     padded = np.zeros((size,) * 3, dtype=np.float32)
     padded[:m, :m, :m] = x
     occupied = np.zeros((size,) * 3, dtype=bool)
     occupied[:m, :m, :m] = ~empty
-    overlap = min(settings.overlap, tile // 2)
-    starts = tile_starts(size, tile_size=tile, overlap=overlap)
     corners = [(a, b, c) for a in starts for b in starts for c in starts]
     window = blend_window(tile, overlap if len(starts) > 1 else 0).astype(np.float64)
     acc = np.zeros((size,) * 3)

@@ -9,6 +9,7 @@ architecture, data and training configuration, data seed, package and torch vers
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -53,6 +54,8 @@ class TrainConfig:
     validation_models: file names of models kept out of training, for the validation loss.
     validation_pairs, validate_every: validation set size and interval (steps).
     num_threads: torch CPU threads (0: torch's default).
+    init_weights: start from these weights (a shipped name or a checkpoint path) instead of a
+        fresh network - fine-tuning; the network configuration is then the checkpoint's.
     """
 
     network: PriorNetConfig = field(default_factory=PriorNetConfig)
@@ -69,6 +72,7 @@ class TrainConfig:
     validation_pairs: int = 12
     validate_every: int = 100
     num_threads: int = 0
+    init_weights: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -211,7 +215,27 @@ def train_prior(
         _batch(val_models, val_rng, TrainConfig(**{**config.__dict__, "batch_size": 1}))
         for _ in range(config.validation_pairs if val_models else 0)
     ]
-    net = build_network(config.network, seed=config.seed).to(device)
+    parent: dict | None = None
+    if config.init_weights:
+        from cryoprior.prior.infer import weights_path
+
+        path = weights_path(config.init_weights)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        net_config = PriorNetConfig.from_dict(payload["network_config"])
+        if net_config != config.network:
+            log.info("network configuration taken from %s: %s", path.name, net_config)
+            config = dataclasses.replace(config, network=net_config)
+        net = build_network(config.network, seed=config.seed)
+        net.load_state_dict(payload["state_dict"])
+        net = net.to(device)
+        parent = {
+            "weights": path.name,
+            "steps": payload.get("steps"),
+            "training_seconds": payload.get("training_seconds"),
+            "parent": payload.get("parent"),
+        }
+    else:
+        net = build_network(config.network, seed=config.seed).to(device)
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(net)
     opt = torch.optim.AdamW(
@@ -269,6 +293,7 @@ def train_prior(
             "training_models": [m.name for m in train_models],
             "validation_models": [m.name for m in val_models],
             "final_validation_loss": validation[-1][1] if validation else None,
+            "parent": parent,
         }
         save_checkpoint(ckpt, net, config, extra)
         (out / "losses.json").write_text(json.dumps({"train": losses, "validation": validation}))

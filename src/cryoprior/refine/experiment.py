@@ -212,8 +212,32 @@ def dataset_key(simulation: SimulationConfig) -> str:
     return "sim-" + _hash(dataclasses.asdict(simulation))
 
 
+# Weights every prior run used before the weights became part of the run key: runs with them
+# keep their keys (and their cached results).
+_UNKEYED_PRIOR_WEIGHTS = "cryoprior-prior-v1.pt"
+
+
+def prior_weights(case: ExperimentCase, mode: str) -> dict | None:
+    """The prior weights a mode's hook loads: {'file', 'sha256'}; None for modes without one.
+
+    The weights are ``--option weights=...`` of the case's extra hook arguments, else the
+    shipped default (resolved, so that a new default gives new keys)."""
+    hook = [*MODES[mode].hook_arguments, *case.refine.extra_hook_arguments]
+    if "prior" not in hook:
+        return None
+    name = "default"
+    for arg in hook:
+        if arg.startswith("weights="):
+            name = arg.split("=", 1)[1]
+    from cryoprior.prior.infer import weights_path  # torch: only for prior modes
+
+    path = weights_path(name)
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def run_key(case: ExperimentCase, mode: str) -> str:
-    """Cache key of one refinement: dataset, refinement options, the mode's hook arguments.
+    """Cache key of one refinement: dataset, refinement options, the mode's hook arguments,
+    and the prior's weights (by content) for the prior modes.
 
     The validation window is not in it: validation is redone from the maps when it changes.
     """
@@ -221,13 +245,15 @@ def run_key(case: ExperimentCase, mode: str) -> str:
     refine.pop("timeout_seconds")
     if refine["auto_iter_max"] is None:  # added later: keys of runs without it stay the same
         refine.pop("auto_iter_max")
-    return f"{mode}-" + _hash(
-        {
-            "dataset": dataset_key(case.simulation),
-            "refine": refine,
-            "hook": list(MODES[mode].hook_arguments),
-        }
-    )
+    parts = {
+        "dataset": dataset_key(case.simulation),
+        "refine": refine,
+        "hook": list(MODES[mode].hook_arguments),
+    }
+    weights = prior_weights(case, mode)
+    if weights is not None and weights["file"] != _UNKEYED_PRIOR_WEIGHTS:
+        parts["prior_weights"] = weights["sha256"]
+    return f"{mode}-" + _hash(parts)
 
 
 @dataclass(frozen=True)
@@ -529,6 +555,7 @@ def run_mode(
             "hook_seconds": float(
                 sum((rec.get("seconds") or {}).get("total", 0.0) for rec in records)
             ),
+            "prior_weights": prior_weights(case, mode),
         }
         write_json_atomic(run_dir / "refine.json", refine_record)
         if not refine_record["finished"]:

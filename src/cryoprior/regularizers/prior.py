@@ -29,19 +29,20 @@ class PriorRegularizer:
         self,
         weights: str = "default",
         *,
-        tile_size: int = 64,
-        overlap: int = 16,
-        batch_size: int = 4,
+        tile_size: int | None = None,
+        overlap: int | None = None,
+        batch_size: int | None = None,
         device: str | None = None,
         num_threads: int = 0,
         keep_beyond_model_nyquist: bool = True,
     ):
         from cryoprior.prior.infer import InferenceSettings, load_prior
 
+        defaults = InferenceSettings()
         self.settings = InferenceSettings(
-            tile_size=int(tile_size),
-            overlap=int(overlap),
-            batch_size=int(batch_size),
+            tile_size=defaults.tile_size if tile_size is None else int(tile_size),
+            overlap=defaults.overlap if overlap is None else int(overlap),
+            batch_size=defaults.batch_size if batch_size is None else int(batch_size),
             device=None if device in (None, "", "auto") else str(device),
             num_threads=int(num_threads),
             keep_beyond_model_nyquist=bool(keep_beyond_model_nyquist),
