@@ -100,12 +100,18 @@ def shells(n: int) -> np.ndarray:
     return np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2)
 
 
-def classical(half: np.ndarray, fsc: np.ndarray, voxel: float) -> np.ndarray:
+def fsc_weighted(half: np.ndarray, fsc: np.ndarray) -> np.ndarray:
+    """The half-map times its FSC per shell: the Wiener filter of one half-map."""
     n = half.shape[0]
     r = np.minimum(np.rint(shells(n)).astype(int), n // 2)
     weight = np.clip(fsc, 0.0, 1.0)[r]
     weight[0, 0, 0] = 1.0
-    filtered = scipy.fft.irfftn(scipy.fft.rfftn(half) * weight, s=half.shape)
+    return scipy.fft.irfftn(scipy.fft.rfftn(half) * weight, s=half.shape)
+
+
+def classical(half: np.ndarray, fsc: np.ndarray, voxel: float) -> np.ndarray:
+    n = half.shape[0]
+    filtered = fsc_weighted(half, fsc)
     s2 = (rfft_freq(n, voxel) ** 2).sum(-1)
     lp = scipy.fft.irfftn(scipy.fft.rfftn(filtered) * (s2 < (1 / 15.0) ** 2), s=half.shape)
     binary = lp > 0.1 * np.percentile(lp, 99.9)
@@ -198,6 +204,7 @@ def run_case(case, prior, settings, levels, rng) -> list[dict]:
         )
         seconds = time.perf_counter() - t0
         guarded, report = apply_guard(out.map, h1, fsc=half_fsc)
+        guarded_wiener, _ = apply_guard(out.map, fsc_weighted(h1, half_fsc), fsc=half_fsc)
         noise_out = enhance_map(
             noises[0],
             voxel_size_angstrom=voxel,
@@ -220,6 +227,7 @@ def run_case(case, prior, settings, levels, rng) -> list[dict]:
                 "classical": scores(classical(h1, half_fsc, voxel), truth, envelope, voxel),
                 "prior": scores(out.map, truth, envelope, voxel),
                 "prior+guard": scores(guarded, truth, envelope, voxel),
+                "prior+guard(wiener)": scores(guarded_wiener, truth, envelope, voxel),
             },
             "guard_power_removed_fraction": report.power_removed_fraction,
             "beyond_fsc_1_7": beyond_cutoff(out.map, h1, truth, cutoff),
@@ -274,13 +282,16 @@ def markdown(result: dict) -> str:
         "Resolution where the FSC against the truth falls to 0.5 / 0.143 (A), and the real-space",
         "correlation with the truth inside the molecule:",
         "",
-        "| protein | level | half-map FSC0.5 | input | classical (FSC filter + mask) | prior | prior + guard |",
-        "|---|---|---|---|---|---|---|",
+        "| protein | level | half-map FSC0.5 | input | classical (FSC filter + mask) | prior | prior + guard (raw half) | prior + guard (FSC-weighted half) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         cells = []
-        for k in ("input", "classical", "prior", "prior+guard"):
-            m = r["methods"][k]
+        for k in ("input", "classical", "prior", "prior+guard", "prior+guard(wiener)"):
+            m = r["methods"].get(k)
+            if m is None:
+                cells.append("-")
+                continue
             cells.append(
                 f"{m['res_fsc0.5_angstrom']:.2f} / {m['res_fsc0.143_angstrom']:.2f}, cc {m['cc_in_molecule']:.3f}"
             )
@@ -320,9 +331,11 @@ NOTES = """Notes
 - "classical" filters half-map 1 by the half-map FSC per shell (the Wiener weight of one
   half-map) and multiplies by a solvent mask estimated from it; "prior" is the network alone,
   band-limited to its Nyquist (3 A); "prior + guard" puts the unfiltered half-map back beyond
-  the half-maps' FSC = 1/7 shell, as the guard does with RELION's plain map. Here the plain map
-  is an unregularized simulated half-map; in RELION it is RELION's MAP reconstruction, which is
-  already attenuated there, so this column is a pessimistic stand-in for the guarded regularizer.
+  the half-maps' FSC = 1/7 shell (and fits the greyscale to it), as the guard does with RELION's
+  plain map. The guard's plain map in RELION is RELION's MAP reconstruction, which is already
+  attenuated where the SNR is low (tau^2 regularization); two stand-ins for it: the raw half-map
+  (pessimistic: all its noise comes back) and the FSC-weighted half-map (the Wiener filter of one
+  half, close to what RELION's regularization does; no mask).
 - The pure-noise ratio compares the prior's output on the noise alone with its output on the
   protein plus the same noise (RMS in the particle sphere).
 - cc(prior - input, truth) beyond the 1/7 shell measures whether what the prior adds where the

@@ -206,6 +206,8 @@ def test_report_from_cached_runs(tmp_path):
     assert len(rows) == 2
     assert rows[0].endswith("| PASS |") and rows[1].endswith("| **FAIL** |")
     assert "| RELION | 19.20 |" in md and "| prior + guard | 9.60 |" in md
+    # a prior run without the record is from before weights were recorded: the first weights
+    assert "Prior weights used by the runs: `cryoprior-prior-v1.pt` (1 run)." in md
     html = (tmp_path / "report" / "report.html").read_text()
     assert '<span class="fail">FAIL</span>' in html
     assert (tmp_path / "report" / "figures" / "cut16_maps.png").stat().st_size > 1000

@@ -79,6 +79,25 @@ def load_experiment(root: str | Path) -> tuple[dict, list[tuple[dict, dict[str, 
     return manifest, cases
 
 
+# Runs made before refine.json recorded the weights all used the first shipped weights (the run
+# keys of other weights differ: cryoprior.refine.experiment.run_key).
+_FIRST_WEIGHTS = "cryoprior-prior-v1.pt"
+
+
+def _prior_weights_used(cases, modes_info: dict) -> dict[str, int]:
+    """Weights file name -> number of finished runs of the prior modes that used it."""
+    prior_modes = {m for m, info in modes_info.items() if "prior" in info.get("hook_arguments", [])}
+    used: dict[str, int] = {}
+    for _case, runs in cases:
+        for mode, run in runs.items():
+            if mode not in prior_modes:
+                continue
+            record = (run.result.get("refine") or {}).get("prior_weights")
+            name = record["file"] if record else _FIRST_WEIGHTS
+            used[name] = used.get(name, 0) + 1
+    return used
+
+
 def _fmt(value, digits: int = 2, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
@@ -272,6 +291,16 @@ def build_report(
                 for m, info in modes_info.items()
             ]
         )
+        weights = _prior_weights_used(cases, modes_info)
+        if weights:
+            doc.para(
+                "Prior weights used by the runs: "
+                + "; ".join(
+                    f"`{name}` ({count} run{'s' if count != 1 else ''})"
+                    for name, count in sorted(weights.items())
+                )
+                + "."
+            )
     doc.heading(2, "Columns")
     doc.para(
         "RELION final: the resolution relion_refine printed at the end (unmasked, its own "
