@@ -190,8 +190,9 @@ def refine(
         )
 
 
-def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted):
-    """Run the suite's cases; returns (results, number of failed refinements)."""
+def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted, cluster=None):
+    """Run the suite's cases, here one after another or as submitit jobs when ``cluster`` (a
+    ClusterSettings) is given; returns (results, number of failed refinements)."""
     from cryoprior.refine.config import SCALE, suite
     from cryoprior.refine.experiment import run_mode, write_manifest
 
@@ -203,42 +204,63 @@ def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted)
         if unknown:
             raise typer.BadParameter(f"unknown case(s) {unknown}; see --list")
         cases = [c for c in cases if c.name in cases_wanted]
-    status, update = _progress_printer(console)
+    tasks = [(c, m) for c in cases for m in c.modes if not modes_wanted or m in modes_wanted]
     results = []
     failures = 0
-    with status:
-        for case in cases:
-            for mode in case.modes:
-                if modes_wanted and mode not in modes_wanted:
-                    continue
+
+    def done(run) -> None:
+        r, s = run.data["refine"], run.data.get("summary", {})
+        console.print(
+            f"{run.case} / {run.mode}: {'cached' if run.cached else 'done'}, "
+            f"RELION {r.get('final_resolution_angstrom')} A, vs truth "
+            f"{_num(s.get('truth_fsc_0143_angstrom'))} A, "
+            f"{(r.get('wall_seconds') or 0) / 60:.1f} min"
+        )
+        results.append(run)
+
+    if cluster is not None:
+        from cryoprior.refine.dispatch import run_with_submitit
+
+        console.print(
+            f"submitting {len(tasks)} runs through submitit ({cluster.cluster or 'auto'})"
+        )
+        for outcome in run_with_submitit(tasks, root, cluster):
+            if outcome.result is None:
+                console.print(f"[red]{outcome.case} / {outcome.mode} failed:[/] {outcome.error}")
+                failures += 1
+            else:
+                done(outcome.result)
+    else:
+        status, update = _progress_printer(console)
+        with status:
+            for case, mode in tasks:
                 try:
-                    run = run_mode(case, mode, root, progress=update)
+                    done(run_mode(case, mode, root, progress=update))
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     # one failed refinement must not cost the others: report it, go on
                     console.print(f"[red]{case.name} / {mode} failed:[/] {exc}")
                     failures += 1
-                    continue
-                r, s = run.data["refine"], run.data["summary"]
-                console.print(
-                    f"{case.name} / {mode}: {'cached' if run.cached else 'done'}, "
-                    f"RELION {r.get('final_resolution_angstrom')} A, vs truth "
-                    f"{_num(s.get('truth_fsc_0143_angstrom'))} A, "
-                    f"{(r.get('wall_seconds') or 0) / 60:.1f} min"
-                )
-                results.append(run)
     if failures:
         console.print(f"[red]{failures} refinement(s) failed[/]: rerun the command to retry them")
     return results, failures
 
 
-def _run_suite_or_exit(console, suite_name: str, root: Path, cases_wanted, modes_wanted) -> int:
+def _run_suite_or_exit(
+    console, suite_name: str, root: Path, cases_wanted, modes_wanted, cluster=None
+) -> int:
     """_run_suite with the CLI's error handling; returns the number of failed refinements."""
     from cryoprior.refine.relion import RefineFailedError, RelionNotFoundError
 
     _stop_relion_on_sigterm()
     try:
-        _, failures = _run_suite(console, suite_name, root, cases_wanted, modes_wanted)
-    except (RelionNotFoundError, RefineFailedError, RuntimeError, FileNotFoundError) as exc:
+        _, failures = _run_suite(console, suite_name, root, cases_wanted, modes_wanted, cluster)
+    except (
+        RelionNotFoundError,
+        RefineFailedError,
+        RuntimeError,
+        FileNotFoundError,
+        ImportError,
+    ) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
@@ -260,12 +282,26 @@ def benchmark(
     case: Annotated[list[str] | None, typer.Option(help="only these cases (repeatable)")] = None,
     mode: Annotated[list[str] | None, typer.Option(help="only these modes (repeatable)")] = None,
     list_cases: Annotated[bool, typer.Option("--list", help="list the cases and stop")] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="sequential (here, one run after another) | submitit (every run a job: Slurm "
+            "when there, else local processes; pip install 'cryoprior[cluster]')"
+        ),
+    ] = "sequential",
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="with --executor submitit: slurm | local (default: auto)"),
+    ] = None,
+    slurm_partition: Annotated[str | None, typer.Option(help="Slurm partition")] = None,
+    job_minutes: Annotated[int, typer.Option(help="wall-time limit of each job (submitit)")] = 120,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
     """Run the paper's simulated experiments (every case in every mode, cached: a rerun does
     only what changed or was interrupted), then write the report.
 
     Example: cryoprior benchmark --suite full --root benchmark_runs
+    On a Slurm cluster: cryoprior benchmark --executor submitit --slurm-partition cpu
     """
     from rich.console import Console
 
@@ -279,7 +315,20 @@ def benchmark(
         for c in suite(suite_name):
             console.print(f"{c.name}: {c.title} [{', '.join(c.modes)}]")
         return
-    failures = _run_suite_or_exit(console, suite_name, root, case, mode)
+    if executor not in ("sequential", "submitit"):
+        raise typer.BadParameter(f"--executor must be sequential or submitit, not {executor!r}")
+    if cluster not in (None, "slurm", "local"):
+        raise typer.BadParameter(f"--cluster must be slurm or local, not {cluster!r}")
+    settings = None
+    if executor == "submitit":
+        from cryoprior.refine.dispatch import ClusterSettings
+
+        settings = ClusterSettings(
+            cluster=cluster, timeout_minutes=job_minutes, slurm_partition=slurm_partition
+        )
+    elif cluster or slurm_partition:
+        raise typer.BadParameter("--cluster and --slurm-partition need --executor submitit")
+    failures = _run_suite_or_exit(console, suite_name, root, case, mode, settings)
     path = build_report(root, report_dir or root / "report", title=f"cryoprior {suite_name}")
     console.print(f"report: {path} and {path.with_suffix('.html')}")
     if failures:

@@ -52,11 +52,13 @@ __all__ = [
     "ModeSpec",
     "RefineOptions",
     "RunResult",
+    "cached_result",
     "case_from_dict",
     "case_to_dict",
     "dataset_key",
     "extrec_executable",
     "run_case",
+    "prior_weights",
     "run_key",
     "run_mode",
     "write_manifest",
@@ -457,6 +459,17 @@ def _controls(case: ExperimentCase, refine: dict, summary: dict) -> dict[str, An
     return controls
 
 
+def cached_result(case: ExperimentCase, mode: str, root: str | Path) -> RunResult | None:
+    """The finished, validated run of ``case`` in ``mode`` under ``root``, or None."""
+    run_dir = Path(root) / "runs" / run_key(case, mode)
+    cached = _read_json(run_dir / "result.json")
+    if cached is None or cached.get("version") != RESULT_VERSION:
+        return None
+    if cached.get("validation_window_voxels") != case.validation_window_voxels:
+        return None
+    return RunResult(case.name, mode, run_dir, cached, cached=True)
+
+
 def run_mode(
     case: ExperimentCase,
     mode: str,
@@ -476,10 +489,9 @@ def run_mode(
     key = run_key(case, mode)
     run_dir = root / "runs" / key
     result_path = run_dir / "result.json"
-    cached = _read_json(result_path)
-    if cached is not None and cached.get("version") == RESULT_VERSION:
-        if cached.get("validation_window_voxels") == case.validation_window_voxels:
-            return RunResult(case.name, mode, run_dir, cached, cached=True)
+    cached = cached_result(case, mode, root)
+    if cached is not None:
+        return cached
     dataset_dir = ensure_dataset(case.simulation, root)
     reference = _prepare_run_dir(case, mode, dataset_dir, run_dir)
     r = case.refine
