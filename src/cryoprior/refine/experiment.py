@@ -43,7 +43,12 @@ from cryoprior.refine.relion import (
 )
 from cryoprior.simulate.dataset import SimulationConfig, config_from_dict, simulate_dataset
 from cryoprior.simulate.models import resolve_model_path
-from cryoprior.validate.job import json_ready, load_validation_inputs, write_json_atomic
+from cryoprior.validate.job import (
+    json_ready,
+    load_validation_inputs,
+    read_json,
+    write_json_atomic,
+)
 from cryoprior.validate.summary import ValidationSettings, validate_maps
 
 __all__ = [
@@ -288,18 +293,11 @@ def extrec_executable() -> str:
     return found
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def ensure_dataset(simulation: SimulationConfig, root: str | Path) -> Path:
     """Simulate the dataset into ``root/datasets/<key>`` unless it is already complete."""
     folder = Path(root) / "datasets" / dataset_key(simulation)
     marker = folder / "dataset.json"
-    if _read_json(marker) is not None:
+    if read_json(marker) is not None:
         return folder
     logger.info("simulating dataset %s", folder.name)
     start = time.monotonic()
@@ -346,7 +344,7 @@ def _prepare_run_dir(case: ExperimentCase, mode: str, dataset_dir: Path, run_dir
 def _origin_angstrom(dataset_dir: Path) -> tuple[float, float, float]:
     """(x, y, z) of voxel (0,0,0) in the model's frame: the simulation put the model's centre
     of mass at voxel N//2."""
-    derived = (_read_json(dataset_dir / "simulation.json") or {}).get("derived") or {}
+    derived = (read_json(dataset_dir / "simulation.json") or {}).get("derived") or {}
     com = (derived.get("source") or {}).get("centre_of_mass_angstrom")
     if com is None or "box_size" not in derived:
         return (0.0, 0.0, 0.0)
@@ -462,7 +460,7 @@ def _controls(case: ExperimentCase, refine: dict, summary: dict) -> dict[str, An
 def cached_result(case: ExperimentCase, mode: str, root: str | Path) -> RunResult | None:
     """The finished, validated run of ``case`` in ``mode`` under ``root``, or None."""
     run_dir = Path(root) / "runs" / run_key(case, mode)
-    cached = _read_json(run_dir / "result.json")
+    cached = read_json(run_dir / "result.json")
     if cached is None or cached.get("version") != RESULT_VERSION:
         return None
     if cached.get("validation_window_voxels") != case.validation_window_voxels:
@@ -517,13 +515,13 @@ def run_mode(
         + list(r.extra_hook_arguments)
     )
     job_dir = run_dir / "Refine3D"
-    refine_record = _read_json(run_dir / "refine.json") or {}
+    refine_record = read_json(run_dir / "refine.json") or {}
     if not refine_record.get("finished"):
         write_json_atomic(
             run_dir / "run.json",
             {"case": case_to_dict(case), "mode": mode, "key": key, "hook": hook},
         )
-        previous = _read_json(run_dir / "refine.json") or {}
+        previous = read_json(run_dir / "refine.json") or {}
         callback = None
         if progress is not None:
 
@@ -646,7 +644,7 @@ def write_manifest(
 
 def final_maps(run_dir: str | Path) -> dict[str, Path]:
     """The final map and half-maps of a finished run (``full``, ``half1``, ``half2``)."""
-    record = _read_json(Path(run_dir) / "refine.json") or {}
+    record = read_json(Path(run_dir) / "refine.json") or {}
     root = Path(run_dir) / record.get("output_root", "Refine3D/run")
     return {
         "full": Path(f"{root}_class001.mrc"),

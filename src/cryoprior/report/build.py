@@ -30,6 +30,7 @@ from cryoprior.report.comparison import (
     plot_mode_view_distributions,
     plot_series,
 )
+from cryoprior.validate.job import read_json
 
 __all__ = ["ReportRun", "build_report", "load_experiment", "comparison_rows", "TABLE_COLUMNS"]
 
@@ -49,20 +50,13 @@ class ReportRun:
     validation: dict[str, Any]
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def load_experiment(root: str | Path) -> tuple[dict, list[tuple[dict, dict[str, ReportRun]]]]:
     """The manifest and, per case, its finished runs (mode -> ReportRun).
 
     Raises FileNotFoundError when ``root`` has no manifest.
     """
     root = Path(root)
-    manifest = _read_json(root / MANIFEST_NAME)
+    manifest = read_json(root / MANIFEST_NAME)
     if manifest is None:
         raise FileNotFoundError(f"{root / MANIFEST_NAME}: no experiment manifest (run a benchmark)")
     cases = []
@@ -70,8 +64,8 @@ def load_experiment(root: str | Path) -> tuple[dict, list[tuple[dict, dict[str, 
         runs: dict[str, ReportRun] = {}
         for mode, rel in entry["runs"].items():
             run_dir = root / rel
-            result = _read_json(run_dir / "result.json")
-            validation = _read_json(run_dir / "validation" / "validation.json")
+            result = read_json(run_dir / "result.json")
+            validation = read_json(run_dir / "validation" / "validation.json")
             if result is None or validation is None:
                 continue
             runs[mode] = ReportRun(entry["case"], mode, run_dir, result, validation)

@@ -29,6 +29,7 @@ __all__ = [
     "find_relion_job_files",
     "load_validation_inputs",
     "json_ready",
+    "read_json",
     "write_json_atomic",
 ]
 
@@ -255,6 +256,15 @@ def json_ready(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def read_json(path: str | Path) -> dict | None:
+    """A JSON file's content, or None when it is missing or not complete JSON (a run that was
+    stopped before writing it)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
