@@ -270,13 +270,23 @@ def timings(prior, settings, sizes) -> dict:
     return out
 
 
+def _parent_text(parent: dict | None) -> str:
+    if not parent:
+        return ""
+    minutes = (parent.get("training_seconds") or 0) / 60
+    return (
+        f", fine-tuned from `{parent['weights']}` ({parent.get('steps')} steps, {minutes:.1f} min)"
+    )
+
+
 def markdown(result: dict) -> str:
     meta = result["weights"]
     lines = [
         "# The learned prior against the truth (held-out 5a1a, 6bdf)",
         "",
         f"Weights: `{meta['source']}` ({meta['steps']} steps, {meta['training_minutes']:.1f} min on "
-        f"{meta['device']}); threads: {result['threads']}; machine: {result['machine']}.",
+        f"{meta['device']}{_parent_text(meta.get('parent'))}); threads: {result['threads']}; "
+        f"machine: {result['machine']}.",
         "Made by `benchmarks/prior_eval.py` (its docstring says how the inputs are simulated).",
         "",
         "Resolution where the FSC against the truth falls to 0.5 / 0.143 (A), and the real-space",
@@ -379,6 +389,7 @@ def main() -> None:
             "steps": meta.get("steps"),
             "training_minutes": (meta.get("training_seconds") or 0) / 60,
             "device": meta.get("device"),
+            "parent": meta.get("parent"),
         },
         "threads": args.threads,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.python_version()}",

@@ -68,6 +68,11 @@ def test_shipped_weights_load_offline_by_name():
     assert prior.voxel_size_angstrom == 1.5
     files = [p for p in (Path(__file__).parents[1] / "src/cryoprior/prior/weights").glob("*.pt")]
     assert files and all(p.stat().st_size < 8e6 for p in files)
+    for name in available_weights():  # every shipped file loads by its name
+        assert load_prior(name).network.config.voxel_size_angstrom == 1.5
+    # the default is fine-tuned from the first weights: the chain is recorded
+    parent = meta.get("parent")
+    assert parent is None or parent["weights"] in {f.name for f in files}
 
 
 def test_train_prior_cli(tmp_path):

@@ -366,7 +366,7 @@ def demo(
 ) -> None:
     """Simulate a small beta-galactosidase dataset, refine it with plain RELION and with the
     learned prior (real relion_refine_mpi calling cryoprior-extrec), print the comparison
-    and write the report. About 10 minutes on 2 cores.
+    and write the report. About 6 minutes on 2 idle cores.
 
     Example: cryoprior demo --root demo_runs
     """
@@ -378,6 +378,8 @@ def demo(
 
     setup_logging(verbose)
     console = Console()
+    if not console.is_terminal:  # a log file or a pipe: the 12-column table unfolded
+        console = Console(width=200)
     console.print(
         "[bold]cryoprior demo[/]: beta-galactosidase (5a1a, D2), box 48 at 4.4 A, 800 particles,"
         f" refined with RELION and with the prior, in {root}"

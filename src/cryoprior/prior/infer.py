@@ -4,8 +4,8 @@
    model voxel); the achieved voxel size differs from the model's by < 1/m).
 2. Normalise as in training: mean 0, SD 1 (signal plus noise) in the particle region - the
    sphere of the particle diameter when known, else of radius 0.45 m.
-3. Run the map whole when it fits in one tile of at most ``tile_size``; otherwise cut the fewest
-   overlapping cubic tiles per axis that fit (evenly spread, ``overlap`` voxels shared), skip
+3. Run the map whole when it fits in one tile of at most ``tile_size`` (64 by default); otherwise
+   cut the fewest overlapping cubic tiles per axis that fit (evenly spread, ``overlap`` voxels shared), skip
    tiles that are exactly empty, run them through the network in batches (CPU or GPU, ``torch.inference_mode``),
    blend with raised-cosine weights that sum to one.
 4. Back to the input's greyscale: multiply by the SD, shift so the mean in the particle region
@@ -50,7 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = "default"
-_ALIASES = {"default": "cryoprior-prior-v1"}
+_ALIASES = {"default": "cryoprior-prior-v2"}
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,12 @@ class InferenceSettings:
 
     tile_size: largest edge of a cubic tile at the model's voxel size (a multiple of the
         network's divisor); maps up to it are run whole, larger ones in the fewest tiles per
-        axis that fit (see :func:`plan_tiles`). Whole maps are fastest (no overlap is computed
-        twice); the memory of one forward pass grows with the tile's volume (about 2 GB at 160).
+        axis that fit (see :func:`plan_tiles`). The default, 64, is near the training crops
+        (48): the network's group normalisation then sees statistics like those it was trained
+        on. Larger tiles are faster (whole maps compute no overlap twice; memory grows with the
+        tile's volume, about 2 GB at 160) and scored the same on the held-out maps of
+        ``benchmarks/prior_eval.py``, but inside refinement whole 141^3 maps gave worse poses
+        (``benchmarks/prior_in_refinement.py``).
     overlap: voxels shared by neighbouring tiles (blended).
     batch_size: tiles per forward pass.
     device: "cpu", "cuda", "cuda:1", ...; None: a GPU when one is present, else the CPU.
@@ -70,7 +74,7 @@ class InferenceSettings:
         regularizer turns it on so that the guard, not the network, decides about them).
     """
 
-    tile_size: int = 160
+    tile_size: int = 64
     overlap: int = 16
     batch_size: int = 4
     device: str | None = None
