@@ -55,7 +55,13 @@ def mini_benchmark(tmp_path_factory):
     first = root / "runs" / run_key(case, case.modes[0]) / "Refine3D"
     cmd = [sys.executable, "-m", "cryoprior.cli.app", "benchmark", "--suite", "mini"]
     start = time.monotonic()
-    proc = subprocess.Popen([*cmd, "--root", str(root)], start_new_session=True)
+    # SIGINT reset to its default in the child: a test run started in the background by a
+    # non-interactive shell (`./run.sh test &`) ignores SIGINT, and children inherit that
+    proc = subprocess.Popen(
+        [*cmd, "--root", str(root)],
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 600
     while not (first / "run_it003_optimiser.star").exists():
         assert proc.poll() is None, "the benchmark ended before iteration 3"
