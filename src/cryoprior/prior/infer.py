@@ -5,9 +5,9 @@
 2. Normalise as in training: mean 0, SD 1 (signal plus noise) in the particle region - the
    sphere of the particle diameter when known, else of radius 0.45 m.
 3. Run the map whole when it fits in one tile of at most ``tile_size`` (64 by default); otherwise
-   cut the fewest overlapping cubic tiles per axis that fit (evenly spread, ``overlap`` voxels shared), skip
-   tiles that are exactly empty, run them through the network in batches (CPU or GPU, ``torch.inference_mode``),
-   blend with raised-cosine weights that sum to one.
+   cut the fewest overlapping cubic tiles per axis that fit (evenly spread, ``overlap`` voxels
+   shared), skip tiles that are exactly empty, run them through the network in batches (CPU or
+   GPU, ``torch.inference_mode``), blend with raised-cosine weights that sum to one.
 4. Back to the input's greyscale: multiply by the SD, shift so the mean in the particle region
    equals the input's (the network predicts the clean map in input units, so no fitted scale
    can blow up noise), and Fourier-resample to N. Frequencies beyond the model's Nyquist are

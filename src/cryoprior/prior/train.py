@@ -216,26 +216,26 @@ def train_prior(
         for _ in range(config.validation_pairs if val_models else 0)
     ]
     parent: dict | None = None
+    state = None
     if config.init_weights:
-        from cryoprior.prior.infer import weights_path
+        from cryoprior.prior.infer import load_prior
 
-        path = weights_path(config.init_weights)
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        net_config = PriorNetConfig.from_dict(payload["network_config"])
-        if net_config != config.network:
-            log.info("network configuration taken from %s: %s", path.name, net_config)
-            config = dataclasses.replace(config, network=net_config)
-        net = build_network(config.network, seed=config.seed)
-        net.load_state_dict(payload["state_dict"])
-        net = net.to(device)
+        start_from = load_prior(config.init_weights)
+        if start_from.network.config != config.network:
+            log.info("network configuration taken from %s", start_from.source)
+            config = dataclasses.replace(config, network=start_from.network.config)
+        state = start_from.network.state_dict()
+        meta = start_from.metadata
         parent = {
-            "weights": path.name,
-            "steps": payload.get("steps"),
-            "training_seconds": payload.get("training_seconds"),
-            "parent": payload.get("parent"),
+            "weights": Path(start_from.source).name,
+            "steps": meta.get("steps"),
+            "training_seconds": meta.get("training_seconds"),
+            "parent": meta.get("parent"),
         }
-    else:
-        net = build_network(config.network, seed=config.seed).to(device)
+    net = build_network(config.network, seed=config.seed)
+    if state is not None:
+        net.load_state_dict(state)  # copies: the loaded (cached) prior is not trained in place
+    net = net.to(device)
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(net)
     opt = torch.optim.AdamW(

@@ -28,7 +28,7 @@ from cryoprior.refine.experiment import (
     run_mode,
 )
 
-__all__ = ["ClusterSettings", "RunOutcome", "run_with_submitit", "submitit_available"]
+__all__ = ["ClusterSettings", "RunOutcome", "run_with_submitit"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +61,6 @@ class RunOutcome:
     mode: str
     result: RunResult | None
     error: str | None = None
-
-
-def submitit_available() -> bool:
-    """Whether the optional dependency submitit is installed."""
-    try:
-        import submitit  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _cpus(case: ExperimentCase) -> int:

@@ -248,6 +248,11 @@ def run_key(case: ExperimentCase, mode: str) -> str:
 
     The validation window is not in it: validation is redone from the maps when it changes.
     """
+    return _run_key(case, mode, prior_weights(case, mode))
+
+
+def _run_key(case: ExperimentCase, mode: str, weights: dict | None) -> str:
+    """run_key with the mode's prior_weights already known."""
     refine = dataclasses.asdict(case.refine)
     refine.pop("timeout_seconds")
     if refine["auto_iter_max"] is None:  # added later: keys of runs without it stay the same
@@ -257,7 +262,6 @@ def run_key(case: ExperimentCase, mode: str) -> str:
         "refine": refine,
         "hook": list(MODES[mode].hook_arguments),
     }
-    weights = prior_weights(case, mode)
     if weights is not None and weights["file"] != _UNKEYED_PRIOR_WEIGHTS:
         parts["prior_weights"] = weights["sha256"]
     return f"{mode}-" + _hash(parts)
@@ -459,7 +463,10 @@ def _controls(case: ExperimentCase, refine: dict, summary: dict) -> dict[str, An
 
 def cached_result(case: ExperimentCase, mode: str, root: str | Path) -> RunResult | None:
     """The finished, validated run of ``case`` in ``mode`` under ``root``, or None."""
-    run_dir = Path(root) / "runs" / run_key(case, mode)
+    return _cached_in(Path(root) / "runs" / run_key(case, mode), case, mode)
+
+
+def _cached_in(run_dir: Path, case: ExperimentCase, mode: str) -> RunResult | None:
     cached = read_json(run_dir / "result.json")
     if cached is None or cached.get("version") != RESULT_VERSION:
         return None
@@ -484,10 +491,11 @@ def run_mode(
     and when local searches began), ``summary`` (the table's numbers), ``controls``.
     """
     root = Path(root)
-    key = run_key(case, mode)
+    weights = prior_weights(case, mode)
+    key = _run_key(case, mode, weights)
     run_dir = root / "runs" / key
     result_path = run_dir / "result.json"
-    cached = cached_result(case, mode, root)
+    cached = _cached_in(run_dir, case, mode)
     if cached is not None:
         return cached
     dataset_dir = ensure_dataset(case.simulation, root)
@@ -565,7 +573,7 @@ def run_mode(
             "hook_seconds": float(
                 sum((rec.get("seconds") or {}).get("total", 0.0) for rec in records)
             ),
-            "prior_weights": prior_weights(case, mode),
+            "prior_weights": weights,
         }
         write_json_atomic(run_dir / "refine.json", refine_record)
         if not refine_record["finished"]:
