@@ -212,7 +212,7 @@ def matrix_to_euler(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rot = np.where(regular, alpha, 0.0)
     tilt = np.where(regular, beta, gimbal_beta)
     psi = np.where(regular, gamma, gimbal_gamma)
-    return tuple(np.rad2deg(angle)[()] for angle in (rot, tilt, psi))
+    return np.rad2deg(rot)[()], np.rad2deg(tilt)[()], np.rad2deg(psi)[()]
 
 
 def _sgn(x: np.ndarray) -> np.ndarray:

@@ -277,7 +277,9 @@ def fsc_shaped_noise(
     spec = scipy.fft.rfftn(signal)
     shells = _shells(n)
     counts = np.bincount(shells.ravel(), minlength=n // 2 + 2)
-    power = np.bincount(shells.ravel(), weights=np.abs(spec.ravel()) ** 2, minlength=n // 2 + 2)
+    power: np.ndarray = np.bincount(
+        shells.ravel(), weights=np.abs(spec.ravel()) ** 2, minlength=n // 2 + 2
+    )
     power = power / np.maximum(counts, 1)
     s = np.arange(power.size) / (n * voxel_size_angstrom)
     s0 = 1.0 / resolution_angstrom

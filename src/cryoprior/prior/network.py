@@ -66,7 +66,8 @@ class _ResBlock(nn.Module):
         self.act = nn.SiLU()
         self.skip = nn.Identity() if c_in == c_out else nn.Conv3d(c_in, c_out, 1)
         nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        if self.conv2.bias is not None:
+            nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(self.act(self.norm1(x)))

@@ -232,7 +232,7 @@ def train_prior(
             "training_seconds": meta.get("training_seconds"),
             "parent": meta.get("parent"),
         }
-    net = build_network(config.network, seed=config.seed)
+    net: torch.nn.Module = build_network(config.network, seed=config.seed)
     if state is not None:
         net.load_state_dict(state)  # copies: the loaded (cached) prior is not trained in place
     net = net.to(device)

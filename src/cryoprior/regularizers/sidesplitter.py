@@ -400,7 +400,7 @@ def sidesplitter(
         u *= mask
         results.append(ifft(_apply_spectrum(fft(u), spec, shells, maxres, n)))
         del u
-    out1 = out2 = None
+    del out1, out2
     return SidesplitterResult(results[0], results[1], maxres, len(bands), recovered)
 
 

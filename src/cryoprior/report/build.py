@@ -466,15 +466,15 @@ def build_report(
         for (_case, runs), x in zip(noise_cases, xs, strict=True):
             for m in all_modes:
                 if m in runs:
-                    r = runs[m].result
+                    result = runs[m].result
                     rows.append(
                         [
                             f"x{x:g}",
                             labels.get(m, m),
-                            _fmt(r["refine"].get("final_resolution_angstrom")),
-                            _fmt(r["summary"].get("truth_fsc_0143_angstrom")),
-                            _fmt(r["refine"].get("reached_local_searches")),
-                            str(r["refine"].get("regularized_calls")),
+                            _fmt(result["refine"].get("final_resolution_angstrom")),
+                            _fmt(result["summary"].get("truth_fsc_0143_angstrom")),
+                            _fmt(result["refine"].get("reached_local_searches")),
+                            str(result["refine"].get("regularized_calls")),
                         ]
                     )
         doc.table(

@@ -100,7 +100,7 @@ def model_info(structure) -> ModelInfo:
     return ModelInfo(
         n_atoms=len(xyz),
         n_chains=len(model),
-        centre_of_mass_angstrom=tuple(float(v) for v in com),
+        centre_of_mass_angstrom=(float(com[0]), float(com[1]), float(com[2])),
         max_radius_angstrom=float(np.sqrt(((xyz - com) ** 2).sum(axis=1)).max()),
         min_b_factor_angstrom2=float(b.min()),
         mean_b_factor_angstrom2=float(b.mean()),

@@ -34,6 +34,7 @@ def add_white_noise(
         raise ValueError("give exactly one of snr or sd")
     images = np.asarray(images, dtype=np.float64)
     if sd is None:
+        assert snr is not None
         sd = noise_sd_for_snr(images, snr=snr)
     rng = np.random.default_rng(seed)
     return (images + rng.normal(0.0, sd, size=images.shape)).astype(np.float32)

@@ -33,7 +33,7 @@ def atom_like_phantom(
     rng = np.random.default_rng(seed)
     radius = box_size / 4 if radius_voxels is None else float(radius_voxels)
     semi_axes = radius * np.array([1.0, 0.8, 0.6])
-    points = []
+    points: list[np.ndarray] = []
     while len(points) < n_atoms:
         p = rng.uniform(-1, 1, size=3)
         if p @ p <= 1:

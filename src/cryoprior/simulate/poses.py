@@ -77,9 +77,10 @@ class Poses:
 
         Returns (n, 2) float64.
         """
-        return -np.stack([self.origin_y_angstrom, self.origin_x_angstrom], axis=1) / float(
-            voxel_size_angstrom
+        origins = np.stack(
+            [np.asarray(self.origin_y_angstrom), np.asarray(self.origin_x_angstrom)], axis=1
         )
+        return -origins / float(voxel_size_angstrom)
 
     def take(self, indices) -> Poses:
         """The poses at ``indices`` (any numpy index), as a new Poses."""
@@ -248,8 +249,8 @@ def with_random_shifts(
         poses.rot_degrees,
         poses.tilt_degrees,
         poses.psi_degrees,
-        poses.origin_x_angstrom + dx,
-        poses.origin_y_angstrom + dy,
+        np.asarray(poses.origin_x_angstrom) + dx,
+        np.asarray(poses.origin_y_angstrom) + dy,
     )
 
 
@@ -289,9 +290,9 @@ def poses_from_star(path: str | Path) -> Poses:
 
     try:
         return Poses(
-            column("rlnAngleRot"),
-            column("rlnAngleTilt"),
-            column("rlnAnglePsi"),
+            np.asarray(column("rlnAngleRot")),
+            np.asarray(column("rlnAngleTilt")),
+            np.asarray(column("rlnAnglePsi")),
             column("rlnOriginXAngst"),
             column("rlnOriginYAngst"),
         )

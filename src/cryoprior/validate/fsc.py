@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -281,7 +282,7 @@ class GoldStandardFsc:
 
     def to_dict(self) -> dict:
         """JSON-ready summary and curves."""
-        out = {
+        out: dict[str, Any] = {
             "resolution_0143_angstrom": self.resolution_0143_angstrom,
             "resolution_05_angstrom": self.resolution_05_angstrom,
             "resolution_0143_relion_rule_angstrom": self.corrected.resolution_angstrom(

@@ -119,6 +119,9 @@ def pose_table_from_particles(particles: pd.DataFrame, *, pixel_size_angstrom=No
             return pd.to_numeric(particles[name]).to_numpy(dtype=np.float64).copy()
         return None
 
+    def angles(name: str) -> np.ndarray:  # the angle columns were checked above
+        return pd.to_numeric(particles[name]).to_numpy(dtype=np.float64).copy()
+
     shifts = []
     for axis in ("X", "Y"):
         value = column(f"rlnOrigin{axis}Angst")
@@ -135,9 +138,9 @@ def pose_table_from_particles(particles: pd.DataFrame, *, pixel_size_angstrom=No
         shifts.append(value)
     return PoseTable(
         image_names=particles["rlnImageName"].astype(str).to_numpy(dtype=object).copy(),
-        rot_degrees=column("rlnAngleRot"),
-        tilt_degrees=column("rlnAngleTilt"),
-        psi_degrees=column("rlnAnglePsi"),
+        rot_degrees=angles("rlnAngleRot"),
+        tilt_degrees=angles("rlnAngleTilt"),
+        psi_degrees=angles("rlnAnglePsi"),
         origin_x_angstrom=shifts[0],
         origin_y_angstrom=shifts[1],
     )

@@ -259,8 +259,8 @@ def q_scores(
     a_ref, b_ref = reference_gaussian_parameters(vol)
     if a_ref <= 0:
         raise ValueError("the map is constant: no Q-score can be computed")
-    radii = np.arange(1, int(round(max_radius_angstrom / radius_step_angstrom)) + 1)
-    radii = radii * float(radius_step_angstrom)
+    n_radii = int(round(max_radius_angstrom / radius_step_angstrom))
+    radii = np.arange(1, n_radii + 1) * float(radius_step_angstrom)
 
     # Running sums for the per-atom Pearson correlation of (map value u, reference value g).
     count = np.zeros(n_atoms)

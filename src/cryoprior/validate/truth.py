@@ -143,7 +143,10 @@ def compare_with_truth(
         for h in halves:
             if h.shape != truth.shape:
                 raise ValueError(f"half-map shape {h.shape} differs from the truth's {truth.shape}")
-        correlations = tuple(real_space_correlation(h, truth, mask=mask) for h in halves)
+        correlations = (
+            real_space_correlation(halves[0], truth, mask=mask),
+            real_space_correlation(halves[1], truth, mask=mask),
+        )
     return TruthComparison(
         full_map=curve(full),
         half_map_1=curve(halves[0]) if halves else None,
