@@ -52,10 +52,10 @@ from cryoprior.validate.fsc import fourier_shell_correlation, resolution_at_thre
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SEARCH = [ROOT / "src" / "cryoprior" / "data", Path("/work/shared/data")]
+MODELS = ROOT / "src" / "cryoprior" / "data"  # shipped with the package (PROVENANCE.md)
 CASES = [
     {"name": "5a1a", "file": "5a1a.cif.gz", "voxel": 1.2, "box": 180, "aniso_b": 0.0},
-    {"name": "6bdf", "file": "6bdf.pdb", "voxel": 1.0, "box": 200, "aniso_b": 200.0},
+    {"name": "6bdf", "file": "6bdf.pdb.gz", "voxel": 1.0, "box": 200, "aniso_b": 200.0},
 ]
 LEVELS = [
     {"name": "d4.5", "resolution": 4.5, "b": 50.0},
@@ -66,11 +66,10 @@ LEVELS = [
 
 
 def find_model(file: str) -> Path:
-    for base in SEARCH:
-        hits = sorted(base.rglob(file)) if base.exists() else []
-        if hits:
-            return hits[0]
-    raise FileNotFoundError(f"{file} not found under {', '.join(map(str, SEARCH))}")
+    path = MODELS / file
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found")
+    return path
 
 
 def load_positions(path: Path) -> tuple[np.ndarray, list[str]]:

@@ -45,7 +45,7 @@ from cryoprior.validate.poses import PoseTable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
-DEFAULT_MODEL = ROOT.parent / "shared" / "data" / "beta_galactosidase" / "5a1a.cif.gz"
+DEFAULT_MODEL = ROOT / "src" / "cryoprior" / "data" / "5a1a.cif.gz"  # shipped (PROVENANCE.md)
 BOX, VOXEL = 128, 1.5
 
 CLI = (
