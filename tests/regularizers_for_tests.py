@@ -87,3 +87,79 @@ class JointAverage(_Base):
 class JointRaise(JointAverage):
     def regularize_pair(self, half_map_1, half_map_2, *, context):
         raise RuntimeError("injected joint failure")
+
+
+class SysExit(_Base):
+    """Calls sys.exit(3) inside the regularizer."""
+
+    needs_both_halves = False
+
+    def regularize(self, half_map, *, context):
+        import sys
+
+        sys.exit(3)
+
+
+class KbdInt(_Base):
+    def regularize(self, half_map, *, context):
+        raise KeyboardInterrupt
+
+
+class OsExit(_Base):
+    def regularize(self, half_map, *, context):
+        import os
+
+        os._exit(7)
+
+
+class Segfault(_Base):
+    """Dereferences NULL in native code (as a crash inside torch would)."""
+
+    def regularize(self, half_map, *, context):
+        import ctypes
+
+        ctypes.string_at(0)
+
+
+class Killed(_Base):
+    """SIGKILLs itself, as the kernel's out-of-memory killer would."""
+
+    def regularize(self, half_map, *, context):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class NativeHang(_Base):
+    """Sleeps inside C (libc sleep: no Python signal handling, no GIL release checks)."""
+
+    def regularize(self, half_map, *, context):
+        import ctypes
+
+        ctypes.CDLL(None).sleep(3600)
+
+
+class MultiLineError(_Base):
+    def regularize(self, half_map, *, context):
+        raise RuntimeError("first line\nsecond line\n  third line")
+
+
+class JointSysExit(JointAverage):
+    def regularize_pair(self, half_map_1, half_map_2, *, context):
+        import sys
+
+        sys.exit(4)
+
+
+class JointScale(JointAverage):
+    """Half 1 x factor1, half 2 x factor2: which attempt made a map shows in its scale."""
+
+    def regularize_pair(self, half_map_1, half_map_2, *, context):
+        delay = float(self.options.get("seconds", 0))
+        if delay:
+            time.sleep(delay)
+        return (
+            half_map_1 * float(self.options.get("factor1", 2.0)),
+            half_map_2 * float(self.options.get("factor2", 3.0)),
+        )

@@ -14,6 +14,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 @app.command()
 def extrec(
+    ctx: typer.Context,
     job_star: Annotated[
         Path, typer.Argument(help="<root>_external_reconstruct.star (RELION adds it last)")
     ],
@@ -26,7 +27,11 @@ def extrec(
         typer.Option("--option", "-o", help="regularizer option KEY=VALUE (repeatable)"),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="TOML file with any of these options (command line wins)")
+        Path | None,
+        typer.Option(
+            help="TOML file with any of these options, keys as the option names "
+            '(pair-timeout = 60, when = "always", [option] table); the command line wins'
+        ),
     ] = None,
     regularize_final: Annotated[
         bool, typer.Option("--regularize-final", help="also regularize the final joined call")
@@ -80,60 +85,160 @@ def extrec(
         mpirun -np 3 -x RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE relion_refine_mpi ... --external_reconstruct
 
     Exit 0 whenever a map was written (falling back to the plain reconstruction if the
-    regularizer fails); exit 1 with a one-line message only if no map could be made.
+    regularizer fails, in any way); exit 1 with a one-line message only if no map could be
+    made or written; exit 2 for bad options. Precedence: command line, then --config, then
+    the defaults.
     """
-    from cryoprior.cli._common import parse_key_values, setup_logging
+    from cryoprior.cli._common import setup_logging
 
     setup_logging(verbose)
     from cryoprior.errors import InputFileError
-    from cryoprior.extrec.run import ExtrecConfig, run_extrec
+    from cryoprior.extrec.protocol import ResultWriteError, one_line
+    from cryoprior.extrec.run import run_extrec
+
+    def fail(message: object, code: int) -> typer.Exit:
+        print(f"cryoprior-extrec: error: {one_line(message, limit=2000)}", file=sys.stderr)
+        return typer.Exit(code)
+
+    given = {
+        key: value
+        for key, value in ctx.params.items()
+        if getattr(ctx.get_parameter_source(key), "name", None) == "COMMANDLINE"
+    }
+    try:
+        cfg = build_config(given, config)
+    except InputFileError as exc:
+        raise fail(exc, 2) from None
+    except (TypeError, ValueError) as exc:  # bad options: usage error, before any work
+        raise fail(exc, 2) from None
+    try:
+        run_extrec(job_star, cfg)
+    except (InputFileError, ResultWriteError) as exc:
+        raise fail(exc, 1) from None
+    except MemoryError:
+        raise fail(f"{job_star}: out of memory while reconstructing", 1) from None
+    except Exception as exc:  # anything else before the plain map: one line, no traceback
+        raise fail(f"{job_star}: {type(exc).__name__}: {exc}", 1) from None
+
+
+#: TOML keys: the option names as on the command line (``pair-timeout``; ``pair_timeout``
+#: is accepted too), with the type each must have. ``option`` is a table of KEY = VALUE.
+_KEYS: dict[str, tuple[type, ...]] = {
+    "regularizer": (str,),
+    "when": (str,),
+    "option": (dict,),
+    "regularize-final": (bool,),
+    "pair-timeout": (int, float),
+    "timeout": (int, float),
+    "mask": (str,),
+    "no-map": (bool,),
+    "skip-gridding": (bool,),
+    "guard": (bool,),
+    "guard-fsc-threshold": (int, float),
+    "guard-edge-shells": (int, float),
+    "write-fsc-star": (bool,),
+    "log-file": (str,),
+}
+
+_DEFAULTS: dict[str, object] = {
+    "regularizer": "none",
+    "when": "local-searches",
+    "option": {},
+    "regularize-final": False,
+    "pair-timeout": 300.0,
+    "timeout": 1800.0,
+    "mask": None,
+    "no-map": False,
+    "skip-gridding": False,
+    "guard": None,
+    "guard-fsc-threshold": 1.0 / 7.0,
+    "guard-edge-shells": 3.0,
+    "write-fsc-star": False,
+    "log-file": None,
+}
+
+
+def read_config_file(path: Path) -> dict[str, object]:
+    """The TOML file's options, keys normalized to the command-line names and type-checked.
+
+    Raises InputFileError (naming the file) for an unreadable file, an unknown key or a
+    value of the wrong type.
+    """
+    from cryoprior.errors import InputFileError
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputFileError(path, f"not a readable TOML file ({exc})") from exc
+    out: dict[str, object] = {}
+    for raw_key, value in data.items():
+        key = raw_key.replace("_", "-")
+        if key == "options":
+            key = "option"
+        if key not in _KEYS:
+            raise InputFileError(
+                path, f"unknown key {raw_key!r}; use the option names: {', '.join(_KEYS)}"
+            )
+        types = _KEYS[key]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            wanted = " or ".join(t.__name__ for t in types)
+            raise InputFileError(path, f"{raw_key} must be a {wanted}, not {value!r}")
+        out[key] = value
+    return out
+
+
+def build_config(given: dict[str, object], config_path: Path | None):
+    """ExtrecConfig from the options given on the command line, then the file, then defaults.
+
+    ``given`` maps parameter names (``pair_timeout``) to values for options that were
+    given on the command line only. Raises ValueError for bad values, InputFileError for a
+    bad file.
+    """
+    import math
+
+    from cryoprior.cli._common import parse_key_values
+    from cryoprior.extrec.run import ExtrecConfig
     from cryoprior.extrec.schedule import parse_schedule
     from cryoprior.reconstruct.relion_map import ReconstructionOptions
     from cryoprior.regularizers.guard import GuardSettings
 
-    try:
-        file_options: dict = {}
-        if config is not None:
-            try:
-                file_options = tomllib.loads(config.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise InputFileError(config, f"not a readable TOML file ({exc})") from exc
-        reg_options = dict(file_options.get("options", {}))
-        reg_options.update(parse_key_values(option))
-        cfg = ExtrecConfig(
-            regularizer=regularizer
-            if regularizer != "none"
-            else file_options.get("regularizer", "none"),
-            regularizer_options=reg_options,
-            schedule=parse_schedule(
-                file_options.get("when", when) if when == "local-searches" else when
-            ),
-            regularize_final=regularize_final or bool(file_options.get("regularize_final", False)),
-            pair_timeout_seconds=float(file_options.get("pair_timeout", pair_timeout)),
-            regularizer_timeout_seconds=float(file_options.get("timeout", timeout)),
-            mask_path=str(mask) if mask else file_options.get("mask"),
-            reconstruction=ReconstructionOptions(do_map=not no_map, skip_gridding=skip_gridding),
-            log_path=str(log_file) if log_file else None,
-            guard=guard if guard is not None else file_options.get("guard"),
-            guard_settings=GuardSettings(
-                fsc_threshold=float(file_options.get("guard_fsc_threshold", guard_fsc_threshold)),
-                edge_width_shells=float(file_options.get("guard_edge_shells", guard_edge_shells)),
-            ),
-            write_fsc_star=write_fsc_star or bool(file_options.get("write_fsc_star", False)),
-        )
-        run_extrec(job_star, cfg)
-    except InputFileError as exc:
-        print(f"cryoprior-extrec: error: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
-    except ValueError as exc:  # bad options
-        print(f"cryoprior-extrec: error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    except MemoryError:
-        print(
-            f"cryoprior-extrec: error: {job_star}: out of memory while reconstructing",
-            file=sys.stderr,
-        )
-        raise typer.Exit(1) from None
+    file_options = read_config_file(config_path) if config_path is not None else {}
+    command_line = {k.replace("_", "-"): v for k, v in given.items()}
+
+    def get(key: str):
+        if key in command_line:
+            return command_line[key]
+        if key in file_options:
+            return file_options[key]
+        return _DEFAULTS[key]
+
+    reg_options = dict(file_options.get("option", {}))  # type: ignore[arg-type]
+    reg_options.update(parse_key_values(command_line.get("option")))  # type: ignore[arg-type]
+    for key in ("timeout", "pair-timeout"):
+        value = float(get(key))  # type: ignore[arg-type]
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"--{key} must be a number of seconds >= 0, not {value:g}")
+    mask = get("mask")
+    log_file = get("log-file")
+    return ExtrecConfig(
+        regularizer=str(get("regularizer")),
+        regularizer_options=reg_options,
+        schedule=parse_schedule(str(get("when"))),
+        regularize_final=bool(get("regularize-final")),
+        pair_timeout_seconds=float(get("pair-timeout")),  # type: ignore[arg-type]
+        regularizer_timeout_seconds=float(get("timeout")),  # type: ignore[arg-type]
+        mask_path=str(mask) if mask else None,
+        reconstruction=ReconstructionOptions(
+            do_map=not get("no-map"), skip_gridding=bool(get("skip-gridding"))
+        ),
+        log_path=str(log_file) if log_file else None,
+        guard=get("guard"),  # type: ignore[arg-type]
+        guard_settings=GuardSettings(
+            fsc_threshold=float(get("guard-fsc-threshold")),  # type: ignore[arg-type]
+            edge_width_shells=float(get("guard-edge-shells")),  # type: ignore[arg-type]
+        ),
+        write_fsc_star=bool(get("write-fsc-star")),
+    )
 
 
 def main() -> None:

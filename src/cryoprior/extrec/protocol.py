@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,33 @@ import numpy as np
 from cryoprior.io.mrc import write_map_atomic
 from cryoprior.io.relion import ExternalReconstructJob
 
-__all__ = ["check_volume", "write_result", "append_log_line", "LOG_FILE_NAME"]
+__all__ = [
+    "LOG_FILE_NAME",
+    "ResultWriteError",
+    "append_log_line",
+    "check_volume",
+    "one_line",
+    "result_target",
+    "write_result",
+]
 
 #: One JSON line per call, in the folder of RELION's output root.
 LOG_FILE_NAME = "cryoprior_extrec.log"
+
+
+class ResultWriteError(Exception):
+    """The map for RELION could not be written; the message names the file and the OS error."""
+
+    def __init__(self, path: str | Path, exc: BaseException):
+        self.path = Path(path)
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        super().__init__(f"{path}: cannot write the map ({one_line(detail)})")
+
+
+def one_line(text: object, *, limit: int = 500) -> str:
+    """``text`` on one line (newlines and runs of blanks become one space), at most ``limit``."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def check_volume(volume: np.ndarray, *, box_size: int) -> str | None:
@@ -32,7 +57,14 @@ def check_volume(volume: np.ndarray, *, box_size: int) -> str | None:
     finite = np.isfinite(volume)
     if not finite.all():
         return f"{int((~finite).sum())} NaN/Inf values"
+    if not np.isfinite(volume.astype(np.float32)).all():
+        return "values overflow float32"
     return None
+
+
+def result_target(job: ExternalReconstructJob, base_dir: str | Path = ".") -> Path:
+    """Where RELION expects the map (``rlnExtReconsResult``), relative paths under base_dir."""
+    return job.result_path if job.result_path.is_absolute() else Path(base_dir) / job.result_path
 
 
 def write_result(
@@ -44,20 +76,31 @@ def write_result(
 ) -> Path:
     """Write ``volume`` as float32 to the job's ``rlnExtReconsResult``, atomically.
 
-    Raises ValueError if the volume is not an acceptable map (see ``check_volume``).
+    Raises ValueError if the volume is not an acceptable map (see ``check_volume``) and
+    ResultWriteError (naming the file) when the file system refuses the write; in both
+    cases whatever was at the target before is untouched and no temporary file is left.
     """
     problem = check_volume(volume, box_size=job.original_image_size)
     if problem:
         raise ValueError(problem)
-    target = job.result_path if job.result_path.is_absolute() else Path(base_dir) / job.result_path
-    return write_map_atomic(target, volume, voxel_size_angstrom=voxel_size_angstrom)
+    target = result_target(job, base_dir)
+    try:
+        return write_map_atomic(target, volume, voxel_size_angstrom=voxel_size_angstrom)
+    except (OSError, ValueError) as exc:  # mrcfile raises ValueError for some bad targets
+        raise ResultWriteError(target, exc) from exc
 
 
 def append_log_line(path: str | Path, record: dict[str, Any]) -> None:
-    """Append one JSON line with a single write (O_APPEND keeps concurrent lines whole)."""
+    """Append one JSON line with a single write (O_APPEND keeps concurrent lines whole).
+
+    The file is opened without blocking and must be a regular file: a FIFO or a device in
+    its place raises OSError at once instead of blocking the call.
+    """
     line = (json.dumps(record, default=str, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o644)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         os.write(fd, line)
     finally:
         os.close(fd)

@@ -17,8 +17,6 @@ overruns its time limit.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,8 +26,16 @@ from typing import Any
 import numpy as np
 
 from cryoprior.errors import InputFileError
-from cryoprior.extrec.pairing import rendezvous
-from cryoprior.extrec.protocol import LOG_FILE_NAME, append_log_line, check_volume, write_result
+from cryoprior.extrec.isolate import StageError, run_isolated
+from cryoprior.extrec.pairing import call_identity, rendezvous
+from cryoprior.extrec.protocol import (
+    LOG_FILE_NAME,
+    ResultWriteError,
+    append_log_line,
+    check_volume,
+    one_line,
+    write_result,
+)
 from cryoprior.extrec.schedule import (
     IterationState,
     Schedule,
@@ -42,7 +48,7 @@ from cryoprior.io.relion import read_external_reconstruct_job
 from cryoprior.reconstruct.relion_map import ReconstructionOptions, reconstruct_job
 from cryoprior.regularizers.base import RegularizationContext
 from cryoprior.regularizers.guard import GuardSettings, apply_guard
-from cryoprior.regularizers.registry import get_regularizer
+from cryoprior.regularizers.registry import builtin_needs_both_halves, get_regularizer
 
 __all__ = ["ExtrecConfig", "ExtrecOutcome", "run_extrec"]
 
@@ -100,30 +106,6 @@ class ExtrecOutcome:
     record: dict[str, Any]
 
 
-class _Watchdog:
-    """Ends the process with status 0 if regularization overruns (the plain map is in place)."""
-
-    def __init__(self, seconds: float, on_expire):
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-        self._on_expire = on_expire
-        self.seconds = seconds
-
-    def _expire(self) -> None:
-        try:
-            self._on_expire()
-        finally:
-            os._exit(0)
-
-    def __enter__(self):
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._timer.cancel()
-        return False
-
-
 def _context(job, state: IterationState, config: ExtrecConfig, base: Path) -> RegularizationContext:
     voxel = job.pixel_size_angstrom or state.pixel_size_angstrom
     diameter = job.particle_diameter_angstrom or state.particle_diameter_angstrom
@@ -144,14 +126,31 @@ def _context(job, state: IterationState, config: ExtrecConfig, base: Path) -> Re
     )
 
 
+def _staged(label: str, fn, *args, **kwargs):
+    """Run ``fn``; an Exception becomes a StageError '<label>Type: message' (one line)."""
+    try:
+        return fn(*args, **kwargs)
+    except StageError:
+        raise
+    except Exception as exc:
+        raise StageError(one_line(f"{label}{type(exc).__name__}: {exc}")) from exc
+
+
+def _use_guard(config: ExtrecConfig, regularizer) -> bool:
+    if config.guard is not None:
+        return config.guard
+    return bool(getattr(regularizer, "guard_by_default", False))
+
+
 def run_extrec(
     star_path: str | Path, config: ExtrecConfig, *, base_dir: str | Path = "."
 ) -> ExtrecOutcome:
     """Run one external-reconstruction call for RELION (see the module docstring).
 
-    Raises InputFileError (naming the file) only when the plain map cannot be made.
+    Raises InputFileError (naming the file) when the plain map cannot be made, and
+    ResultWriteError (naming the file and the OS error) when it cannot be written. Once the
+    plain map is written nothing raises: every later failure is logged and leaves it.
     """
-    process_start = time.time()
     t0 = time.monotonic()
     base = Path(base_dir)
     seconds: dict[str, float] = {}
@@ -159,6 +158,13 @@ def run_extrec(
     full_star = star_path if star_path.is_absolute() else base / star_path
 
     job = read_external_reconstruct_job(full_star)
+    if job.tau2 is None and config.reconstruction.do_map:
+        raise InputFileError(
+            full_star,
+            "no data_external_reconstruct_tau2 block, which the MAP term needs "
+            "(relion_external_reconstruct crashes on such a file); give --no-map to "
+            "reconstruct without it",
+        )
     name = job.name
     t1 = time.monotonic()
     seconds["read_job"] = t1 - t0
@@ -170,11 +176,20 @@ def run_extrec(
         raise InputFileError(full_star, f"cannot reconstruct: {exc}") from exc
     t2 = time.monotonic()
     seconds["reconstruct"] = t2 - t1
-    state = read_iteration_state(name, base_dir=base) if name is not None else IterationState()
+    try:
+        state = read_iteration_state(name, base_dir=base) if name is not None else IterationState()
+    except Exception as exc:  # the state only steers the schedule: never fatal
+        logger.warning("%s: cannot read the iteration state: %s", star_path, one_line(exc))
+        state = IterationState(
+            iteration=name.iteration if name else None, half=name.half if name else None
+        )
     voxel = job.pixel_size_angstrom or state.pixel_size_angstrom
+    if voxel is not None and not (np.isfinite(voxel) and voxel > 0):
+        voxel = None
     result = write_result(job, plain, voxel_size_angstrom=voxel, base_dir=base)
     seconds["write_plain"] = time.monotonic() - t2
 
+    # From here on the plain map is in place: nothing may end the call with an error.
     log_path = Path(config.log_path) if config.log_path else result.parent / LOG_FILE_NAME
     record: dict[str, Any] = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -189,6 +204,7 @@ def run_extrec(
 
     def finish(applied: bool, reason: str, fallback: str | None) -> ExtrecOutcome:
         seconds["total"] = time.monotonic() - t0
+        fallback = one_line(fallback) if fallback else None
         record.update(
             applied=applied,
             reason=reason,
@@ -198,7 +214,7 @@ def run_extrec(
         try:
             append_log_line(log_path, record)
         except OSError as exc:
-            logger.warning("could not append to %s: %s", log_path, exc)
+            logger.warning("could not append to %s: %s", log_path, one_line(exc))
         if fallback:
             logger.warning(
                 "%s: regularizer %s not applied, plain map kept: %s",
@@ -208,7 +224,16 @@ def run_extrec(
             )
         return ExtrecOutcome(result, applied, reason, fallback, dict(seconds), record)
 
-    # decide
+    try:
+        return _after_plain(job, plain, state, config, base, voxel, record, seconds, finish)
+    except Exception as exc:  # a bug of ours must not cost RELION its map either
+        logger.debug("after the plain map", exc_info=True)
+        return finish(False, "internal error", one_line(f"{type(exc).__name__}: {exc}"))
+
+
+def _after_plain(job, plain, state, config: ExtrecConfig, base, voxel, record, seconds, finish):
+    """Steps 2-4: decide, regularize in isolation, write the regularized map."""
+    name = job.name
     if name is None or name.half is None:
         if not config.regularize_final:
             return finish(False, "final joined call (plain map unless --regularize-final)", None)
@@ -217,84 +242,144 @@ def run_extrec(
         apply, reason = decide(config.schedule, state)
     if not apply:
         return finish(False, reason, None)
+    if config.regularizer == "none":  # the identity: the plain map is the answer, no rewrite
+        record["unchanged"] = True
+        return finish(True, reason, None)
 
-    def on_expire() -> None:
-        seconds["regularize"] = time.monotonic() - t_reg
-        finish(
-            False,
-            reason,
-            f"timeout: regularization exceeded {config.regularizer_timeout_seconds:g} s",
-        )
-
+    box = job.original_image_size
     t_reg = time.monotonic()
-    try:
-        regularizer = get_regularizer(config.regularizer, **config.regularizer_options)
-        context = _context(job, state, config, base)
-    except Exception as exc:  # a broken regularizer or its inputs: fallback, never a crash
-        seconds["regularize"] = time.monotonic() - t_reg
-        return finish(False, reason, f"setup failed: {type(exc).__name__}: {exc}")
-    allowance = config.regularizer_timeout_seconds
-    if regularizer.needs_both_halves:
-        allowance += config.pair_timeout_seconds
-    with _Watchdog(allowance, on_expire):
-        box = job.original_image_size
+    joint = builtin_needs_both_halves(config.regularizer)
+    volume = None
+    if not joint:
 
-        def validate(volume) -> str | None:
-            return check_volume(volume, box_size=box)
-
-        if regularizer.needs_both_halves:
-            if name is None or name.half is None:
-                seconds["regularize"] = time.monotonic() - t_reg
-                return finish(
-                    False, reason, "joint regularizer needs two half-maps; final call kept plain"
-                )
-            outcome = rendezvous(
-                name,
-                plain,
-                lambda a, b: regularizer.regularize_pair(a, b, context=context),
-                timeout_seconds=config.pair_timeout_seconds,
-                regularizer_timeout_seconds=config.regularizer_timeout_seconds,
-                process_start_time=process_start,
-                base_dir=base,
-                validate=validate,
+        def single(outbox) -> dict:
+            regularizer = _staged(
+                "setup failed: ", get_regularizer, config.regularizer, **config.regularizer_options
             )
-            seconds["pair_wait"] = outcome.wait_seconds
-            volume, fallback = outcome.volume, outcome.reason
-        else:
-            try:
-                volume = np.asarray(regularizer.regularize(plain, context=context))
-                fallback = validate(volume)
-            except Exception as exc:  # any regularizer failure means fallback, never a crash
-                volume, fallback = plain, f"{type(exc).__name__}: {exc}"
+            if regularizer.needs_both_halves:
+                return {"needs_both_halves": True}
+            context = _staged("setup failed: ", _context, job, state, config, base)
+            out = np.asarray(regularizer.regularize(plain, context=context))
+            problem = check_volume(out, box_size=box)
+            if problem:
+                raise StageError(problem)
+            info: dict[str, Any] = {}
+            if _use_guard(config, regularizer):
+                guard_record: dict[str, Any] = {}
+                out = _staged(
+                    "guard failed: ", _guarded, out, plain, job, context, config, guard_record
+                )
+                info["guard"] = guard_record.get("guard")
+            outbox.save("volume", np.asarray(out, dtype=np.float64))
+            return info
+
+        child = run_isolated(single, timeout_seconds=config.regularizer_timeout_seconds)
         seconds["regularize"] = time.monotonic() - t_reg
-        if fallback:
-            return finish(False, reason, fallback)
-        use_guard = (
-            config.guard
-            if config.guard is not None
-            else getattr(regularizer, "guard_by_default", False)
+        if child.failure:
+            return finish(False, reason, child.failure)
+        if child.info.get("needs_both_halves"):
+            joint = True
+        else:
+            volume = child.arrays.get("volume")
+            if child.info.get("guard") is not None:
+                record["guard"] = child.info["guard"]
+    if joint:
+        if name is None or name.half is None:
+            seconds["regularize"] = time.monotonic() - t_reg
+            return finish(
+                False, reason, "joint regularizer needs two half-maps; final call kept plain"
+            )
+
+        def compute_pair(map_1, map_2):
+            def pair(outbox) -> dict:
+                regularizer = _staged(
+                    "setup failed: ",
+                    get_regularizer,
+                    config.regularizer,
+                    **config.regularizer_options,
+                )
+                context = _staged("setup failed: ", _context, job, state, config, base)
+                out_1, out_2 = regularizer.regularize_pair(map_1, map_2, context=context)
+                outs = [np.asarray(out_1), np.asarray(out_2)]
+                for out in outs:
+                    problem = check_volume(out, box_size=box)
+                    if problem:
+                        raise StageError(problem)
+                info: dict[str, Any] = {}
+                if _use_guard(config, regularizer):
+                    for h, (out, plain_h) in enumerate(zip(outs, (map_1, map_2), strict=True)):
+                        guard_record: dict[str, Any] = {}
+                        outs[h] = _staged(
+                            "guard failed: ",
+                            _guarded,
+                            out,
+                            plain_h,
+                            job,
+                            context,
+                            config,
+                            guard_record,
+                        )
+                        info[f"half{h + 1}"] = {"guard": guard_record.get("guard")}
+                outbox.save("map_1", np.asarray(outs[0], dtype=np.float64))
+                outbox.save("map_2", np.asarray(outs[1], dtype=np.float64))
+                return info
+
+            got = run_isolated(pair, timeout_seconds=config.regularizer_timeout_seconds)
+            if got.failure:
+                logger.warning("joint regularizer failed: %s", got.failure)
+                return None, None, got.failure, {}
+            return got.arrays.get("map_1"), got.arrays.get("map_2"), None, got.info
+
+        outcome = rendezvous(
+            name,
+            plain,
+            compute_pair,
+            identity=call_identity(
+                config.regularizer,
+                config.regularizer_options,
+                config.mask_path or state.solvent_mask_name,
+            ),
+            inputs=[job.star_path, *_array_paths(job, base)],
+            timeout_seconds=config.pair_timeout_seconds,
+            regularizer_timeout_seconds=config.regularizer_timeout_seconds,
+            base_dir=base,
+            validate=lambda v: check_volume(v, box_size=box),
         )
-        if use_guard:
-            t_g = time.monotonic()
-            try:
-                volume = _guarded(volume, plain, job, context, config, record)
-                fallback = validate(volume)
-            except Exception as exc:  # a guard failure means the plain map, never a crash
-                fallback = f"guard failed: {type(exc).__name__}: {exc}"
-            seconds["guard"] = time.monotonic() - t_g
-            if fallback:
-                return finish(False, reason, fallback)
-        t_w = time.monotonic()
+        seconds["pair_wait"] = outcome.wait_seconds
+        seconds["regularize"] = time.monotonic() - t_reg
+        if not outcome.regularized:
+            return finish(False, reason, outcome.reason)
+        volume = outcome.volume
+        if outcome.info.get("guard") is not None:
+            record["guard"] = outcome.info["guard"]
+
+    problem = check_volume(volume, box_size=box) if volume is not None else "no map returned"
+    if problem:
+        return finish(False, reason, problem)
+    t_w = time.monotonic()
+    as_written = np.asarray(volume, dtype=np.float32)
+    if np.array_equal(as_written, np.asarray(plain, dtype=np.float32)):
+        record["unchanged"] = True  # nothing to rewrite: the plain map on disk is the answer
+    else:
         try:
             write_result(job, volume, voxel_size_angstrom=voxel, base_dir=base)
-        except (OSError, ValueError) as exc:
-            write_result(job, plain, voxel_size_angstrom=voxel, base_dir=base)
+        except (ResultWriteError, ValueError) as exc:
             return finish(False, reason, f"writing the regularized map failed: {exc}")
-        if config.write_fsc_star and name is not None and name.half is not None:
-            _write_fsc_star(job, base)
-            record["fsc_star_written"] = True
         seconds["write_regularized"] = time.monotonic() - t_w
+    if config.write_fsc_star and name is not None and name.half is not None:
+        try:
+            record["fsc_star_written"] = str(_write_fsc_star(job, base))
+        except (OSError, ValueError) as exc:  # the map is RELION's answer; the STAR is extra
+            record["fsc_star_error"] = one_line(exc)
+            logger.warning("%s: --write-fsc-star: %s", job.star_path, one_line(exc))
     return finish(True, reason, None)
+
+
+def _array_paths(job, base: Path) -> list[Path]:
+    return [
+        p if p.is_absolute() else base / p
+        for p in (job.data_real_path, job.data_imag_path, job.weight_path)
+    ]
 
 
 def _guarded(
@@ -334,14 +419,16 @@ def _guarded(
     return out
 
 
-def _write_fsc_star(job, base: Path) -> None:
+def _write_fsc_star(job, base: Path) -> Path:
     """SIDESPLITTER-wrapper style FSC read-back (see ExtrecConfig.write_fsc_star)."""
     import pandas as pd
 
     from cryoprior.io.star import write_star_atomic
 
-    if job.gold_standard_fsc is None or job.result_star_path is None:
-        raise ValueError("no FSC in the job STAR or no rlnExtReconsResultStarfile to write")
+    if job.result_star_path is None:
+        raise ValueError(f"{job.star_path}: no rlnExtReconsResultStarfile to write")
+    if job.gold_standard_fsc is None:
+        raise ValueError(f"{job.star_path}: no rlnGoldStandardFsc column to transform")
     fsc = np.clip(job.gold_standard_fsc, 0.0, None)
     transformed = (np.sqrt(2.0 * (fsc + fsc * fsc)) + fsc) / (2.0 + fsc)
     table = pd.DataFrame(
@@ -354,4 +441,8 @@ def _write_fsc_star(job, base: Path) -> None:
     target = (
         job.result_star_path if job.result_star_path.is_absolute() else base / job.result_star_path
     )
-    write_star_atomic(target, {"": table})
+    try:
+        write_star_atomic(target, {"": table})
+    except OSError as exc:
+        raise OSError(f"{target}: cannot write ({exc.strerror or exc})") from exc
+    return target

@@ -5,6 +5,8 @@ Arrays are (z, y, x) = (sections, rows, columns), as mrcfile returns them.
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -34,8 +36,7 @@ def read_map(path: str | Path, *, dtype: np.dtype | type | None = np.float32) ->
     InputFileError: missing file, not an MRC file, or truncated data.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "file does not exist")
+    _require_regular_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -49,6 +50,20 @@ def read_map(path: str | Path, *, dtype: np.dtype | type | None = np.float32) ->
     except Exception as exc:  # mrcfile raises ValueError/OSError/etc. for bad files
         raise InputFileError(path, f"not a readable MRC file ({exc})") from exc
     return array
+
+
+def _require_regular_file(path: Path) -> None:
+    """InputFileError unless ``path`` is a regular file (a FIFO would block, a folder fail)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputFileError(path, "file does not exist") from None
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read the file ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputFileError(path, "is a folder, not an MRC file")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputFileError(path, "not a regular file (a FIFO, socket or device)")
 
 
 def read_map_header_voxel_size(path: str | Path) -> float:

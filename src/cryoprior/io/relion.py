@@ -180,6 +180,18 @@ def _general_value(general: dict[str, Any], label: str, path: Path, cast):
         raise InputFileError(path, f"label _{label} has a malformed value {value!r}") from exc
 
 
+def _optional_length(general: dict[str, Any], label: str, path: Path) -> float | None:
+    """A RELION >= 4.0.1 length label (Angstrom): None when absent or 0, else positive."""
+    if label not in general:
+        return None
+    value = _general_value(general, label, path, _to_float)
+    if not np.isfinite(value) or value < 0:
+        raise InputFileError(
+            path, f"label _{label} must be a positive length in Angstrom, not {general[label]!r}"
+        )
+    return value or None
+
+
 def read_external_reconstruct_job(path: str | Path) -> ExternalReconstructJob:
     """Read ``<root>_external_reconstruct.star`` (RELION 3.1, 4.0 or 5.0).
 
@@ -220,8 +232,10 @@ def read_external_reconstruct_job(path: str | Path) -> ExternalReconstructJob:
         raise InputFileError(
             path, f"image sizes must be positive (original {original}, current {current})"
         )
-    if padding < 1.0:
+    if not np.isfinite(padding) or padding < 1.0:
         raise InputFileError(path, f"_rlnPaddingFactor must be >= 1, not {padding}")
+    if not np.isfinite(fudge):
+        raise InputFileError(path, f"_rlnTau2FudgeFactor must be a finite number, not {fudge}")
 
     spectral_index = tau2 = fsc = None
     if "external_reconstruct_tau2" in blocks:
@@ -246,13 +260,20 @@ def read_external_reconstruct_job(path: str | Path) -> ExternalReconstructJob:
                 path, f"non-numeric values in data_external_reconstruct_tau2 ({exc})"
             ) from exc
         n_shells = original // 2 + 1
-        if spectral_index.min(initial=0) < 0 or spectral_index.max(initial=0) >= n_shells:
-            raise InputFileError(path, f"_rlnSpectralIndex outside 0..{n_shells - 1}")
-        tau2 = np.zeros(n_shells)
-        tau2[spectral_index] = tau2_values
-        if fsc_values is not None:
-            fsc = np.zeros(n_shells)
-            fsc[spectral_index] = fsc_values
+        # relion_external_reconstruct takes tau2 in row order, one row per shell 0..N/2; a
+        # missing row makes it read past its array (exit 1 or a crash). A deleted, extra or
+        # reordered row means a damaged file: refuse it rather than guess.
+        if len(table) != n_shells or not np.array_equal(spectral_index, np.arange(n_shells)):
+            raise InputFileError(
+                path,
+                f"data_external_reconstruct_tau2 must have {n_shells} rows with "
+                f"_rlnSpectralIndex 0..{n_shells - 1} in order (box {original}), found "
+                f"{len(table)} rows (truncated or edited file?)",
+            )
+        if not np.all(np.isfinite(tau2_values)):
+            raise InputFileError(path, "_rlnReferenceTau2 has NaN or Inf values")
+        tau2 = tau2_values.copy()
+        fsc = fsc_values.copy() if fsc_values is not None else None
         spectral_index = np.arange(n_shells)
 
     return ExternalReconstructJob(
@@ -267,10 +288,8 @@ def read_external_reconstruct_job(path: str | Path) -> ExternalReconstructJob:
         reference_dimensionality=ref_dim,
         original_image_size=original,
         current_image_size=current,
-        pixel_size_angstrom=float(general["rlnPixelSize"]) if "rlnPixelSize" in general else None,
-        particle_diameter_angstrom=(
-            float(general["rlnParticleDiameter"]) if "rlnParticleDiameter" in general else None
-        ),
+        pixel_size_angstrom=_optional_length(general, "rlnPixelSize", path),
+        particle_diameter_angstrom=_optional_length(general, "rlnParticleDiameter", path),
         spectral_index=spectral_index,
         tau2=tau2,
         gold_standard_fsc=fsc,

@@ -56,3 +56,12 @@ def get_regularizer(name: str, **options: Any) -> Regularizer:
         if not hasattr(regularizer, attr):
             raise ValueError(f"{name!r} did not give a regularizer (no attribute {attr!r})")
     return regularizer
+
+
+#: Which built-in regularizers are joint (need both half-maps), known without importing them.
+_BUILTIN_JOINT: dict[str, bool] = {"none": False, "sidesplitter": True, "prior": False}
+
+
+def builtin_needs_both_halves(name: str) -> bool | None:
+    """Whether the built-in ``name`` needs both halves; None for anything else (unknown)."""
+    return _BUILTIN_JOINT.get(name)
