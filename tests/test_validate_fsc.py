@@ -14,12 +14,12 @@ import starfile
 
 from cryoprior.conventions import shell_index
 from cryoprior.fourier import apply_filter, bfactor_filter, raised_cosine_lowpass, soft_sphere
+from cryoprior.fourier.correlation import crossing_shell, fourier_correlation, shell_sums
 from cryoprior.fourier.grids import fourier_radius, shell_counts
 from cryoprior.io.mrc import write_map_atomic
 from cryoprior.validate.atoms import model_density_map
 from cryoprior.validate.fsc import (
     FscCurve,
-    crossing_shell,
     fourier_shell_correlation,
     gold_standard_fsc,
     randomize_phases_beyond,
@@ -91,7 +91,10 @@ def test_crossing_and_resolution_interpolate_linearly_in_frequency():
     fsc = np.array([1.0, 0.9, 0.6, 0.2, 0.1])
     assert crossing_shell(fsc, threshold=0.5) == pytest.approx(2.25)
     assert crossing_shell(fsc, threshold=0.95) == pytest.approx(0.5)  # shell 0 counts as 1
-    assert crossing_shell(fsc, threshold=0.05) is None
+    assert np.isnan(crossing_shell(fsc, threshold=0.05))
+    curves = np.stack([fsc, fsc[::-1], np.ones(5)])  # batched == looped
+    looped = [float(crossing_shell(c, threshold=0.5)) for c in curves]
+    assert np.allclose(crossing_shell(curves, threshold=0.5), looped, equal_nan=True)
     r = resolution_at_threshold(fsc, threshold=0.5, box_size=8, voxel_size_angstrom=1.5)
     assert r == pytest.approx(8 * 1.5 / 2.25)
     # RELION's rule: last shell before the first one below the threshold
@@ -251,3 +254,24 @@ def test_corrected_fsc_and_resolution_agree_with_relion_postprocess(postprocess_
         interpolate=False,
     )
     assert g.unmasked.resolution_angstrom(0.143, interpolate=False) == pytest.approx(unmasked_rule)
+
+
+def test_fourier_correlation_in_a_cone_mask_equals_the_sums_by_hand():
+    """The kernel with an fft_mask: the same sums written out with a Python loop over voxels."""
+    rng = np.random.default_rng(3)
+    n = 8
+    f1 = np.fft.rfftn(rng.normal(size=(n, n, n)))
+    f2 = np.fft.rfftn(rng.normal(size=(n, n, n)))
+    mask = rng.random(f1.shape) < 0.5
+    shells = shell_index(n)
+    num, d1, d2 = np.zeros(n // 2 + 1), np.zeros(n // 2 + 1), np.zeros(n // 2 + 1)
+    for idx in np.ndindex(f1.shape):
+        s = shells[idx]
+        if mask[idx] and s <= n // 2:
+            num[s] += (f1[idx] * np.conj(f2[idx])).real
+            d1[s] += abs(f1[idx]) ** 2
+            d2[s] += abs(f2[idx]) ** 2
+    den = np.sqrt(d1 * d2)
+    expected = np.divide(num, den, out=np.zeros_like(num), where=den > 0)  # empty shells: 0
+    assert np.allclose(fourier_correlation(f1, f2, n=n, fft_mask=mask), expected)
+    assert np.array_equal(shell_sums(mask, n=n), np.bincount(shells[mask & (shells <= n // 2)]))

@@ -1,9 +1,11 @@
-"""Fourier-space tools on numpy arrays: grids and shells, filters, soft masks, resampling.
+"""Fourier-space tools on numpy arrays: grids and shells, shell correlation (the FSC kernel and
+its crossing rule), filters, soft masks, resampling.
 
 Layouts and conventions are those of :mod:`cryoprior.conventions`. Everything here is a pure
 function: float64 arrays out, inputs never modified.
 """
 
+from cryoprior.fourier.correlation import crossing_shell, fourier_correlation, shell_sums
 from cryoprior.fourier.filters import (
     apply_filter,
     bfactor_filter,
@@ -26,6 +28,8 @@ __all__ = [
     "apply_filter",
     "bfactor_filter",
     "butterworth_lowpass",
+    "crossing_shell",
+    "fourier_correlation",
     "fourier_crop",
     "fourier_pad",
     "fourier_radius",
@@ -37,6 +41,7 @@ __all__ = [
     "resample_fourier",
     "shell_counts",
     "shell_index",
+    "shell_sums",
     "soft_mask_outside_sphere",
     "soft_sphere",
 ]

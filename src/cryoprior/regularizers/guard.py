@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from cryoprior.fourier.correlation import crossing_shell
 from cryoprior.fourier.grids import fourier_radius, real_space_radius
 
 __all__ = ["GuardSettings", "GuardReport", "fsc_cutoff_shell", "trailing_weights", "apply_guard"]
@@ -54,20 +55,17 @@ class GuardReport:
 
 
 def fsc_cutoff_shell(fsc: np.ndarray, *, threshold: float = 1.0 / 7.0) -> float:
-    """First crossing of ``threshold`` by the FSC, interpolated between shells.
+    """Where the FSC first falls below ``threshold``, as a fractional shell.
 
-    fsc: (N//2+1,) FSC per shell (shell 0 = DC). Returns the fractional shell; N//2 (Nyquist)
-    if the FSC never falls below the threshold; 0 if it starts below.
+    The package's one crossing rule (:func:`cryoprior.fourier.correlation.crossing_shell`:
+    interpolated between shells, shell 0 counts as 1); N//2 (Nyquist) if the FSC never falls
+    below the threshold.
+
+    fsc: (N//2+1,) FSC per shell (shell 0 = DC).
     """
-    fsc = np.asarray(fsc, dtype=np.float64)
-    last = fsc.size - 1
-    for s in range(1, fsc.size):
-        if fsc[s] < threshold:
-            prev = fsc[s - 1]
-            if prev <= threshold:
-                return float(s - 1)
-            return float(s - 1 + (prev - threshold) / (prev - fsc[s]))
-    return float(last)
+    values = np.asarray(fsc, dtype=np.float64)
+    shell = float(crossing_shell(values, threshold=threshold))
+    return float(values.size - 1) if np.isnan(shell) else shell
 
 
 def trailing_weights(n: int, *, cutoff_shell: float, edge_width_shells: float) -> np.ndarray:

@@ -15,10 +15,12 @@ import numpy as np
 import scipy.fft
 
 from cryoprior.conventions import rfft_frequency_indices
-from cryoprior.conventions import shell_index as _shell_index
+from cryoprior.fourier.correlation import fourier_correlation, shell_sums
 from cryoprior.validate.fsc import resolution_at_threshold
 
 __all__ = ["DirectionalResolution", "conical_fsc", "hemisphere_directions"]
+
+_DIRECTIONS_PER_BATCH = 8  # cone masks held at once (8 bytes-per-voxel-of-the-map's worth)
 
 
 def hemisphere_directions(n_directions: int) -> np.ndarray:
@@ -155,40 +157,24 @@ def conical_fsc(
 
     f1 = scipy.fft.rfftn(h1)
     f2 = scipy.fft.rfftn(h2)
-    shells = _shell_index(n).ravel()
     n_shells = n // 2 + 1
-    inside = shells < n_shells
-    shells = shells[inside]
-    num = (f1 * f2.conj()).real.ravel()[inside]
-    p1 = (np.abs(f1) ** 2).ravel()[inside]
-    p2 = (np.abs(f2) ** 2).ravel()[inside]
-    kz, ky, kx = (np.broadcast_to(k, f1.shape).ravel()[inside] for k in rfft_frequency_indices(n))
-    # (x, y, z) components of k over |k|; the origin belongs to every cone.
+    # (x, y, z) components of k over |k| for every rfft voxel; the origin belongs to every cone.
+    kz, ky, kx = np.broadcast_arrays(*rfft_frequency_indices(n))
     k_xyz = np.stack([kx, ky, kz], axis=-1).astype(np.float64)
-    norm = np.linalg.norm(k_xyz, axis=1)
+    norm = np.linalg.norm(k_xyz, axis=-1)
     origin = norm == 0
-    norm[origin] = 1.0
-    unit = (k_xyz / norm[:, None]).astype(np.float32)
+    unit = (k_xyz / np.where(origin, 1.0, norm)[..., None]).astype(np.float32)
     cos_limit = np.cos(np.deg2rad(cone_half_angle_degrees)) - 1e-9
 
-    full_den = np.sqrt(
-        np.bincount(shells, weights=p1, minlength=n_shells)
-        * np.bincount(shells, weights=p2, minlength=n_shells)
-    )
-    full_num = np.bincount(shells, weights=num, minlength=n_shells)
-    full_fsc = np.where(full_den > 0, full_num / np.where(full_den > 0, full_den, 1.0), 0.0)
+    full_fsc = fourier_correlation(f1, f2, n=n)
     curves = np.zeros((dirs.shape[0], n_shells))
-    for i, d in enumerate(dirs):
-        in_cone = np.abs(unit @ d.astype(np.float32)) >= cos_limit
-        in_cone |= origin
-        s = shells[in_cone]
-        a = np.bincount(s, weights=num[in_cone], minlength=n_shells)
-        b = np.bincount(s, weights=p1[in_cone], minlength=n_shells)
-        c = np.bincount(s, weights=p2[in_cone], minlength=n_shells)
-        den = np.sqrt(b * c)
-        fsc = np.where(den > 0, a / np.where(den > 0, den, 1.0), 0.0)
-        sparse = np.bincount(s, minlength=n_shells) < min_voxels_per_shell
-        curves[i] = np.where(sparse, full_fsc, fsc)
+    for start in range(0, dirs.shape[0], _DIRECTIONS_PER_BATCH):
+        d = dirs[start : start + _DIRECTIONS_PER_BATCH].astype(np.float32)
+        cones = (np.abs(unit @ d.T) >= cos_limit) | origin[..., None]
+        cones = np.moveaxis(cones, -1, 0)  # (batch, n, n, n//2+1)
+        fsc = fourier_correlation(f1, f2, n=n, fft_mask=cones)
+        sparse = shell_sums(cones, n=n) < min_voxels_per_shell
+        curves[start : start + len(d)] = np.where(sparse, full_fsc, fsc)
     resolutions = np.array(
         [
             resolution_at_threshold(

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from cryoprior.fourier.grids import fourier_radius, radial_average, shell_resolution_angstrom
+from cryoprior.fourier.correlation import crossing_shell, fourier_correlation
+from cryoprior.fourier.grids import fourier_radius, shell_resolution_angstrom
 
 __all__ = [
     "FscCurve",
     "GoldStandardFsc",
-    "crossing_shell",
     "fourier_shell_correlation",
     "gold_standard_fsc",
     "randomize_phases_beyond",
@@ -65,49 +65,7 @@ def fourier_shell_correlation(map_1, map_2, *, mask=None) -> np.ndarray:
         b = b * m
     fa = scipy.fft.rfftn(a, axes=(-3, -2, -1))
     fb = scipy.fft.rfftn(b, axes=(-3, -2, -1))
-    return _fsc_from_transforms(fa, fb, n)
-
-
-def _fsc_from_transforms(fa: np.ndarray, fb: np.ndarray, n: int) -> np.ndarray:
-    """FSC per shell from two rfft arrays of shape (..., n, n, n//2+1)."""
-    num = radial_average((fa * fb.conj()).real, n=n)
-    den_a = radial_average(fa.real**2 + fa.imag**2, n=n)
-    den_b = radial_average(fb.real**2 + fb.imag**2, n=n)
-    den = np.sqrt(den_a * den_b)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-
-
-def crossing_shell(fsc, *, threshold: float) -> float | None:
-    """Fractional shell where an FSC curve first falls below ``threshold``.
-
-    The first shell s >= 1 with ``fsc[s] < threshold`` is found and the crossing is
-    interpolated linearly in frequency between shells s-1 and s (shell 0 counts as 1.0).
-
-    Parameters
-    ----------
-    fsc: real array of shape (n_shells,), shells 0..n_shells-1.
-    threshold: FSC threshold (e.g. 0.143 or 0.5).
-
-    Returns
-    -------
-    The crossing in Fourier voxels (s-1 < value <= s), or None if the curve never falls below
-    the threshold.
-
-    Example
-    -------
-    >>> crossing_shell(np.array([1.0, 0.9, 0.6, 0.2, 0.1]), threshold=0.5)
-    2.25
-    """
-    values = np.asarray(fsc, dtype=np.float64)
-    below = np.nonzero(values[1:] < threshold)[0]
-    if below.size == 0:
-        return None
-    s = int(below[0]) + 1
-    upper = 1.0 if s == 1 else float(values[s - 1])
-    upper = max(upper, threshold)
-    lower = float(values[s])
-    return float(s - 1 + (upper - threshold) / (upper - lower))
+    return fourier_correlation(fa, fb, n=n)
 
 
 def resolution_at_threshold(
@@ -121,7 +79,7 @@ def resolution_at_threshold(
     """Resolution (Angstrom) where an FSC curve first falls below ``threshold``.
 
     With ``interpolate=True`` the crossing is interpolated linearly in spatial frequency
-    between the two shells around it (:func:`crossing_shell`). With ``interpolate=False`` it
+    between the two shells around it (:func:`cryoprior.fourier.correlation.crossing_shell`). With ``interpolate=False`` it
     is RELION's rule (``relion_postprocess``, 3.1): the resolution of the last shell before
     the first one below the threshold. A curve that never falls below the threshold gives the
     Nyquist resolution ``n * voxel_size_angstrom / (n//2)`` (a lower bound on the truth).
@@ -153,8 +111,8 @@ def resolution_at_threshold(
     if values.shape != (n // 2 + 1,):
         raise ValueError(f"fsc must have shape ({n // 2 + 1},) for box {n}, not {values.shape}")
     nyquist = n * float(voxel_size_angstrom) / (n // 2)
-    shell = crossing_shell(values, threshold=threshold)
-    if shell is None:
+    shell = float(crossing_shell(values, threshold=threshold))
+    if np.isnan(shell):
         return nyquist
     if not interpolate:
         last_good = int(np.ceil(shell)) - 1

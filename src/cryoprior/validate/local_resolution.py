@@ -27,7 +27,7 @@ import scipy.fft
 import scipy.ndimage
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cryoprior.conventions import shell_index
+from cryoprior.fourier.correlation import crossing_shell, fourier_correlation
 from cryoprior.fourier.masks import soft_sphere
 
 __all__ = [
@@ -132,28 +132,16 @@ def local_fsc_lattice(
     windows_1 = sliding_window_view(np.pad(a, pad), (w, w, w))
     windows_2 = sliding_window_view(np.pad(b, pad), (w, w, w))
     taper = soft_sphere(w, radius_voxels=w / 4.0, edge_width_voxels=w / 4.0).astype(np.float32)
-    shells = shell_index(w).ravel()
     n_shells = w // 2 + 1
-    keep = shells < n_shells
-    shells = shells[keep]
     curves = np.zeros((centres.shape[0], n_shells))
     for start in range(0, centres.shape[0], _BATCH):
         c = centres[start : start + _BATCH]
         # window i covers map voxels c - half .. c - half + w - 1, i.e. padded c .. c + w - 1
         x1 = windows_1[c[:, 0], c[:, 1], c[:, 2]] * taper
         x2 = windows_2[c[:, 0], c[:, 1], c[:, 2]] * taper
-        f1 = scipy.fft.rfftn(x1, axes=(1, 2, 3)).reshape(len(c), -1)[:, keep]
-        f2 = scipy.fft.rfftn(x2, axes=(1, 2, 3)).reshape(len(c), -1)[:, keep]
-        offsets = (np.arange(len(c)) * n_shells)[:, None]
-        index = (shells[None, :] + offsets).ravel()
-        size = len(c) * n_shells
-
-        def sums(values: np.ndarray, index=index, size=size) -> np.ndarray:
-            return np.bincount(index, weights=values.ravel(), minlength=size).reshape(-1, n_shells)
-
-        num = sums((f1 * f2.conj()).real)
-        den = np.sqrt(sums(f1.real**2 + f1.imag**2) * sums(f2.real**2 + f2.imag**2))
-        curves[start : start + len(c)] = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+        f1 = scipy.fft.rfftn(x1, axes=(1, 2, 3))
+        f2 = scipy.fft.rfftn(x2, axes=(1, 2, 3))
+        curves[start : start + len(c)] = fourier_correlation(f1, f2, n=w)
     return centres, curves
 
 
@@ -173,18 +161,9 @@ def resolution_from_curves(
     -------
     (m,) float64 resolutions in Angstrom, between 2 voxels and W voxels.
     """
-    c = np.asarray(curves, dtype=np.float64)
     w = int(window_size_voxels)
-    below = c[:, 1:] < threshold
-    crosses = below.any(axis=1)
-    s = np.argmax(below, axis=1) + 1
-    rows = np.arange(c.shape[0])
-    upper = np.where(s == 1, 1.0, c[rows, s - 1])
-    upper = np.maximum(upper, threshold)
-    lower = c[rows, s]
-    frac = (upper - threshold) / np.where(upper > lower, upper - lower, 1.0)
-    shell = np.where(crosses, s - 1 + frac, w // 2)
-    shell = np.clip(shell, 1.0, w // 2)
+    shell = crossing_shell(np.atleast_2d(curves), threshold=threshold)
+    shell = np.clip(np.where(np.isnan(shell), w // 2, shell), 1.0, w // 2)
     return w * float(voxel_size_angstrom) / shell
 
 
