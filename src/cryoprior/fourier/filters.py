@@ -12,7 +12,13 @@ import scipy.fft
 
 from cryoprior.conventions import frequency_grid_rfft
 
-__all__ = ["apply_filter", "bfactor_filter", "butterworth_lowpass", "raised_cosine_lowpass"]
+__all__ = [
+    "apply_filter",
+    "bfactor_filter",
+    "butterworth_lowpass",
+    "gridding_kernel",
+    "raised_cosine_lowpass",
+]
 
 
 def raised_cosine_lowpass(
@@ -177,3 +183,35 @@ def _infer_spatial_ndim(vol: np.ndarray, filt: np.ndarray) -> int:
 def _radius_fourier_voxels(n: int, ndim: int) -> np.ndarray:
     """|k| in Fourier voxels on the rfft grid."""
     return np.sqrt(np.sum(frequency_grid_rfft(n, ndim=ndim) ** 2, axis=-1)) * n
+
+
+def gridding_kernel(n: int, *, padding_factor: float) -> np.ndarray:
+    """Real-space attenuation of trilinear interpolation in a Fourier grid padded ``padding_factor``.
+
+    ``sinc^2(r / (n * padding_factor))`` with ``sinc(x) = sin(pi x) / (pi x)`` and r the distance
+    from voxel n//2 in voxels (1 at r = 0): RELION divides a reconstruction by it (its
+    gridding correction) and a projector of a pre-divided map multiplies it back.
+
+    Parameters
+    ----------
+    n : int
+        Box size.
+    padding_factor : float
+        Padding of the Fourier grid (RELION's ``--pad``, 1 to 2).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, real space, shape (n, n, n), values in (0, 1].
+
+    Examples
+    --------
+    >>> k = gridding_kernel(8, padding_factor=2.0)
+    >>> float(k[4, 4, 4]), round(float(k[4, 4, 0]), 4)
+    (1.0, 0.8106)
+    """
+    c = np.arange(n, dtype=np.int64) - n // 2
+    r2 = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2
+    # r^2 is an integer: evaluate the kernel once per distinct value
+    table = np.sinc(np.sqrt(np.arange(int(r2.max()) + 1)) / (n * float(padding_factor))) ** 2
+    return table[r2]

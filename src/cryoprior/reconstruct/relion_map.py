@@ -29,6 +29,8 @@ import numpy as np
 import scipy.fft
 
 from cryoprior.conventions import relion_round, rfft_frequency_indices
+from cryoprior.fourier.filters import gridding_kernel
+from cryoprior.fourier.masks import soft_mask_outside_sphere
 from cryoprior.io.relion import ExternalReconstructJob, read_external_reconstruct_arrays
 
 __all__ = [
@@ -136,37 +138,6 @@ def _import_to_grid(array: np.ndarray, *, file_size: int, pad_size: int, max_r2:
     out = np.zeros((pad_size, pad_size, pad_size // 2 + 1), dtype=array.dtype)
     out[np.ix_(dst, dst, fx)] = block
     return out
-
-
-def _soft_mask_outside_sphere(volume: np.ndarray) -> np.ndarray:
-    """RELION's ``softMaskOutsideMap`` defaults: radius N/2, 3-voxel cosine edge to the mean."""
-    n = volume.shape[0]
-    c = np.arange(n) - n // 2
-    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
-    radius = n / 2.0
-    radius_p = radius + _SOFT_EDGE_WIDTH_VOXELS
-    outside = r > radius_p
-    edge = (r >= radius) & ~outside
-    w_edge = 0.5 + 0.5 * np.cos(np.pi * (radius_p - r[edge]) / _SOFT_EDGE_WIDTH_VOXELS)
-    total_weight = outside.sum() + w_edge.sum()
-    if total_weight == 0:
-        return volume
-    background = (volume[outside].sum() + (w_edge * volume[edge]).sum()) / total_weight
-    out = volume.copy()
-    out[outside] = background
-    out[edge] = (1.0 - w_edge) * volume[edge] + w_edge * background
-    return out
-
-
-def _gridding_correction(volume: np.ndarray, *, padding_factor: float) -> np.ndarray:
-    """Divide by sinc^2(r / (N pf)) for trilinear interpolation (r > 0)."""
-    n = volume.shape[0]
-    c = np.arange(n) - n // 2
-    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
-    rval = r / (n * padding_factor)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sinc = np.where(r > 0, np.sin(np.pi * rval) / (np.pi * rval), 1.0)
-    return volume / (sinc * sinc)
 
 
 def reconstruct_from_arrays(
@@ -304,8 +275,12 @@ def reconstruct_from_arrays(
     volume = crop * (float(out_size) ** 3 / (pf * pf * pf * n))
 
     # 7-8. soft mask outside the box sphere, gridding correction
-    volume = _soft_mask_outside_sphere(volume)
-    return _gridding_correction(volume, padding_factor=pf)
+    n = volume.shape[0]
+    # RELION's softMaskOutsideMap defaults: radius N/2, cosine edge to the weighted mean outside
+    volume = soft_mask_outside_sphere(
+        volume, radius_voxels=n / 2.0, edge_width_voxels=_SOFT_EDGE_WIDTH_VOXELS
+    )
+    return volume / gridding_kernel(n, padding_factor=pf)
 
 
 def reconstruct_job(

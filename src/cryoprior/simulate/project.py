@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from cryoprior.conventions import euler_to_matrix, relion_round
+from cryoprior.fourier.filters import gridding_kernel
 
 __all__ = [
     "FourierVolume",
@@ -123,7 +124,7 @@ def fourier_volume(
     margin = radius + 1
 
     if gridding_correction:
-        vol = vol / _gridding_kernel(n, pad)
+        vol = vol / gridding_kernel(n, padding_factor=pad)
     # Zero-pad, with the centre voxel n//2 at index 0 (the phase origin, RELION's CenterFFT).
     big = torch.zeros((padded,) * 3, dtype=real_dtype, device=device)
     where = torch.from_numpy((np.arange(n) - n // 2) % padded).to(device)
@@ -154,15 +155,6 @@ def fourier_volume(
     return FourierVolume(
         data=data, box_size=n, padding_factor=pad, padded_size=padded, margin=margin
     )
-
-
-def _gridding_kernel(n: int, pad: float) -> np.ndarray:
-    """sinc^2(r / (n * pad)) on the (n, n, n) grid, r in voxels from voxel n//2 (1 at r = 0)."""
-    c = np.arange(n, dtype=np.int64) - n // 2
-    r2 = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2
-    # r^2 is an integer: evaluate the kernel once per distinct value
-    table = np.sinc(np.sqrt(np.arange(int(r2.max()) + 1)) / (n * pad)) ** 2
-    return table[r2]
 
 
 @dataclass(frozen=True)
