@@ -136,6 +136,13 @@ def simulate(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="replace a dataset already in OUTPUT_DIR")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="skip the up-front check of free memory and disk against the estimated need",
+        ),
+    ] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
     """Simulate a particle dataset from an atomic model or a map, with its ground truth.
@@ -143,6 +150,10 @@ def simulate(
     Images are made in RELION's conventions (as relion_project). Writes OUTPUT_DIR/particles.star (no poses), Particles/*.mrcs, ground_truth.star (true
     poses), true_map.mrc, initial_reference.mrc and simulation.json (every parameter and the
     seed). Run RELION inside OUTPUT_DIR.
+
+    Before writing anything, the estimated peak memory and disk use are compared with what is
+    free, and a dataset that does not fit is refused (--force skips this check). A failed or
+    interrupted run leaves no temporary file; simulation.json is written last.
 
     Example: cryoprior simulate sim_betagal --model beta-galactosidase --voxel-size 4 --box 64
     --orientations grid --angular-step 6 --noise-sd 5 --ctf
@@ -166,7 +177,7 @@ def simulate(
     try:
         cfg = options_to_config(options, config)
     except (InputFileError, ValueError, TypeError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        _error(console, _with_options(str(exc), options))
         raise typer.Exit(2) from None
 
     columns = (
@@ -175,17 +186,38 @@ def simulate(
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
+    previous_sigterm = _interrupt_on_sigterm()
     try:
-        with Progress(*columns, console=console, transient=True) as bar:
+        with Progress(
+            *columns, console=console, transient=True, disable=not console.is_terminal
+        ) as bar:
             task = bar.add_task("simulating particles", total=None)
 
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            result = simulate_dataset(cfg, output_dir, overwrite=overwrite, progress=progress)
+            result = simulate_dataset(
+                cfg, output_dir, overwrite=overwrite, progress=progress, force=force
+            )
     except (InputFileError, FileExistsError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        _error(console, _with_options(str(exc), options))
         raise typer.Exit(1) from None
+    except OSError as exc:  # cannot write: read-only folder, disk full, ...
+        where = exc.filename if exc.filename else output_dir
+        _error(console, f"{where}: {exc.strerror or exc}")
+        raise typer.Exit(1) from None
+    except MemoryError as exc:
+        _error(
+            console,
+            f"{output_dir}: out of memory while simulating ({exc or 'no detail'}): use a smaller "
+            "box or fewer particles per batch (--batch-size)",
+        )
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        _error(console, f"{output_dir}: interrupted; the dataset is incomplete", "interrupted")
+        raise typer.Exit(130) from None
+    finally:
+        _restore_sigterm(previous_sigterm)
 
     table = Table(title=f"simulated dataset in {result.output_dir}")
     table.add_column("quantity")
@@ -200,3 +232,44 @@ def simulate(
         f"particles: {result.particles_star}\nground truth: {result.ground_truth_star}\n"
         f"reference: {result.initial_reference}\nrecord: {result.record_json}"
     )
+
+
+def _error(console, message: str, label: str = "error") -> None:
+    """One line on stderr (the message is not read as rich markup, and not wrapped)."""
+    from rich.markup import escape
+
+    console.print(f"[red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _with_options(message: str, options: dict[str, Any]) -> str:
+    """Add the command-line option to each configuration field a message names:
+    'voxel_size_angstrom must ...' -> 'voxel_size_angstrom (--voxel-size) must ...'."""
+    import re
+
+    for option, field in _FIELDS.items():
+        if field == option:  # the same word: nothing to add (and it may be part of a path)
+            continue
+        flag = "--map" if option == "map_path" else "--" + option.replace("_", "-")
+        message = re.sub(rf"\b{field}\b(?! \()", f"{field} ({flag})", message)
+    return message
+
+
+def _interrupt_on_sigterm():
+    """Make SIGTERM raise KeyboardInterrupt (so temporary files are removed); returns the
+    previous handler, or None when not in the main thread."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)

@@ -23,14 +23,17 @@ position in a tensor).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 import tomllib
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +60,7 @@ from cryoprior.simulate.images import (
 from cryoprior.simulate.models import resolve_model_path
 from cryoprior.simulate.poses import (
     Poses,
+    cone_fraction,
     grid_poses,
     over_represent_cone,
     poses_from_star,
@@ -64,6 +68,14 @@ from cryoprior.simulate.poses import (
     with_random_shifts,
 )
 from cryoprior.simulate.project import fourier_volume
+from cryoprior.simulate.resources import (
+    AvailableResources,
+    available_resources,
+    check_resources,
+    estimate_resources,
+    format_bytes,
+    reserve_file_space,
+)
 
 __all__ = [
     "SimulationConfig",
@@ -197,6 +209,12 @@ class SimulationConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"{item.name} must be a finite number, not {value}")
+        if problems:  # NaN passes no comparison below: stop here
+            raise ValueError("; ".join(problems))
         if self.orientations not in ("uniform", "grid", "star"):
             problems.append(
                 f"orientations must be uniform, grid or star, not {self.orientations!r}"
@@ -205,6 +223,14 @@ class SimulationConfig:
             problems.append("orientations 'star' needs angles_star")
         if self.orientations == "uniform" and self.n_particles < 0:
             problems.append("n_particles must be >= 0")
+        if self.orientations == "grid" and not 0 < self.angular_step_degrees <= 180:
+            problems.append(
+                f"angular_step_degrees must be in (0, 180], not {self.angular_step_degrees}"
+            )
+        if self.cone_overrepresentation > 1 and not (
+            0 <= self.cone_tilt_min_degrees < self.cone_tilt_max_degrees <= 180
+        ):
+            problems.append("need 0 <= cone_tilt_min_degrees < cone_tilt_max_degrees <= 180")
         if self.box_size is not None and (self.box_size < 8 or self.box_size % 2):
             problems.append(f"box_size must be even and >= 8, not {self.box_size}")
         if self.voxel_size_angstrom is not None and self.voxel_size_angstrom <= 0:
@@ -229,6 +255,14 @@ class SimulationConfig:
             problems.append("batch_size and particles_per_stack must be >= 1")
         if self.reference_lowpass_angstrom <= 0:
             problems.append("reference_lowpass_angstrom must be positive")
+        if self.lowpass_resolution_angstrom is not None and self.lowpass_resolution_angstrom <= 0:
+            problems.append("lowpass_resolution_angstrom must be positive")
+        if self.padding_factor < 1:
+            problems.append(f"padding_factor must be >= 1, not {self.padding_factor}")
+        if self.density_oversampling < 2:
+            problems.append(f"density_oversampling must be >= 2, not {self.density_oversampling}")
+        if self.voltage_kv <= 0:
+            problems.append("voltage_kv must be positive")
         if self.backend not in ("auto", "eager", "compiled"):
             problems.append(f"backend must be auto, eager or compiled, not {self.backend!r}")
         if problems:
@@ -313,8 +347,15 @@ def simulate_dataset(
     *,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    force: bool = False,
+    resources: Callable[[Path], AvailableResources] = available_resources,
 ) -> SimulationResult:
     """Simulate a dataset (see the module docstring for the files) and return what it wrote.
+
+    Before anything is written, the size of the dataset is worked out from the configuration
+    (the box from the model or map, the number of particles without making them) and the
+    estimated peak memory and disk use (:func:`cryoprior.simulate.resources.estimate_resources`)
+    are compared with what is free; a dataset that does not fit is refused.
 
     Parameters
     ----------
@@ -322,6 +363,18 @@ def simulate_dataset(
     output_dir: the dataset folder (created; must be empty unless ``overwrite``).
     overwrite: replace an existing dataset's files in ``output_dir``.
     progress: called as ``progress(done, total)`` after each batch of particles.
+    force: skip the memory and disk checks.
+    resources: what is free where the dataset goes (memory and disk); the default probes this
+        machine (:func:`cryoprior.simulate.resources.available_resources`).
+
+    Raises
+    ------
+    ValueError: a configuration that gives no particles; InsufficientResourcesError (a
+        ValueError) when the dataset would not fit.
+    InputFileError: an unreadable or invalid model, map or angles STAR.
+    FileExistsError: ``output_dir`` is a file, or a non-empty folder without ``overwrite``.
+    OSError: the folder or a file cannot be written (its path in ``filename``); no temporary
+        file is left behind.
 
     Example
     -------
@@ -331,16 +384,46 @@ def simulate_dataset(
     'particles.star'
     """
     out = Path(output_dir).resolve()
+    _check_output_dir(out, overwrite=overwrite)
+    plan = _plan_source(config)
+    star_poses = poses_from_star(config.angles_star) if config.orientations == "star" else None
+    n_total = _count_particles(config, star_poses) + config.n_pure_noise
+    if n_total == 0:
+        raise ValueError("the configuration gives no particles")
+    estimate = estimate_resources(
+        n_particles=n_total,
+        box_size=plan.box_size,
+        batch_size=config.batch_size or auto_batch_size(plan.box_size),
+        particles_per_stack=config.particles_per_stack,
+        padding_factor=config.padding_factor,
+        model_oversampling=config.density_oversampling if plan.structure is not None else None,
+    )
+    logger.info(
+        "estimated peak memory %s, disk %s",
+        format_bytes(estimate.memory_bytes),
+        format_bytes(estimate.disk_bytes),
+    )
+    if not force:
+        old_stacks = (
+            sum(p.stat().st_size for p in (out / STACK_DIR).glob("particles_*.mrcs"))
+            if overwrite and (out / STACK_DIR).is_dir()
+            else 0
+        )
+        check_resources(
+            estimate,
+            resources(out),
+            output_dir=out,
+            reclaimed_disk_bytes=old_stacks,
+            what=plan.box_note,
+        )
     _prepare_output_dir(out, overwrite=overwrite)
     device = _resolve_device(config.device)
 
-    truth, voxel, source = _true_map(config)
+    truth, voxel, source = _true_map(config, plan)
     n = truth.shape[0]
-    poses = _poses(config)
+    poses = _poses(config, star_poses)
     n_signal_poses = len(poses)
     n_total = n_signal_poses + config.n_pure_noise
-    if n_total == 0:
-        raise ValueError("the configuration gives no particles")
     is_signal = np.zeros(n_total, dtype=bool)
     if not config.pure_noise_only:
         mix = np.random.default_rng([config.seed, _MIX_STREAM])
@@ -489,7 +572,8 @@ def simulate_dataset(
             "gemmi": _package_version("gemmi"),
         },
     }
-    write_text_atomic(out / RECORD_JSON, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    with _naming(out / RECORD_JSON):
+        write_text_atomic(out / RECORD_JSON, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return SimulationResult(
         output_dir=out,
         particles_star=out / PARTICLES_STAR,
@@ -513,15 +597,39 @@ def simulate_dataset(
 # --- steps ------------------------------------------------------------------------------------
 
 
-def _prepare_output_dir(out: Path, *, overwrite: bool) -> None:
+def _check_output_dir(out: Path, *, overwrite: bool) -> None:
+    """Refuse a file, or a non-empty folder without ``overwrite`` (nothing is created)."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: folder is not empty (use overwrite to replace a dataset)")
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def _prepare_output_dir(out: Path, *, overwrite: bool) -> None:
+    """Create the folder (and Particles/) and check it can be written; remove an old
+    dataset's stacks when overwriting. OSError names the folder."""
+    with _naming(out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / STACK_DIR).mkdir(exist_ok=True)
+        # a folder can exist and still refuse files (read-only mount, immutable, permissions)
+        fd, probe = tempfile.mkstemp(prefix=".cryoprior-write-test.", dir=out / STACK_DIR)
+        os.close(fd)
+        os.unlink(probe)
     if overwrite:
         for old in (out / STACK_DIR).glob("particles_*.mrcs"):
-            old.unlink()
+            with _naming(old):
+                old.unlink()
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Give an OSError that names no file (ENOSPC from a write, say) the path at hand."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -542,31 +650,125 @@ def _resolve_backend(name: str, device: torch.device, n_particles: int, box: int
     return "compiled" if worth_compiling else "eager"
 
 
-def _true_map(config: SimulationConfig) -> tuple[np.ndarray, float, dict[str, Any]]:
-    """The map to project, its voxel size, and a description of where it came from."""
+@dataclass(frozen=True)
+class _SourcePlan:
+    """The source's geometry, known before any map is made.
+
+    path: the map or model file; structure, info, shipped: the model (None for a map);
+    box_size, voxel_size_angstrom: of the maps and images; box_note: where an automatic box
+    comes from (for a refusal message), else "".
+    """
+
+    path: Path
+    box_size: int
+    voxel_size_angstrom: float
+    structure: Any = None
+    info: Any = None
+    shipped: Any = None
+    box_note: str = ""
+
+
+def _plan_source(config: SimulationConfig) -> _SourcePlan:
+    """Read the model (or the map's header) and work out the box and voxel size."""
     if config.map_path is not None:
         path = Path(config.map_path)
-        volume = read_map(path, dtype=np.float32)
-        if volume.ndim != 3 or len(set(volume.shape)) != 1:
-            raise InputFileError(path, f"the map must be cubic, not of shape {volume.shape}")
-        if config.box_size is not None and config.box_size != volume.shape[0]:
-            raise InputFileError(
-                path, f"box {volume.shape[0]} differs from box_size {config.box_size}"
-            )
+        shape = _map_shape(path)
+        if len(shape) != 3 or len(set(shape)) != 1:
+            raise InputFileError(path, f"the map must be cubic, not of shape {shape}")
+        if config.box_size is not None and config.box_size != shape[0]:
+            raise InputFileError(path, f"box {shape[0]} differs from box_size {config.box_size}")
         voxel = config.voxel_size_angstrom or read_map_header_voxel_size(path)
-        if not voxel or voxel <= 0:
+        if not voxel or not math.isfinite(voxel) or voxel <= 0:
             raise InputFileError(path, "no voxel size in the header: give voxel_size_angstrom")
-        source = {"kind": "map", "path": str(path.resolve()), "sha256": _sha256(path)}
-        return volume, float(voxel), source
+        return _SourcePlan(path=path, box_size=shape[0], voxel_size_angstrom=float(voxel))
 
     path, shipped = resolve_model_path(config.model)
     structure = read_model(path, remove_waters=config.remove_waters)
     info = model_info(structure)
     voxel = float(config.voxel_size_angstrom or 1.0)
     box = config.box_size
+    note = ""
     if box is None:
         needed = 2.0 * (info.max_radius_angstrom + 10.0) / voxel
         box = int(np.ceil(needed / 2.0)) * 2
+        note = (
+            f"box {box} chosen to hold {path.name} at {voxel:g} A/px: its farthest atom, "
+            f"{info.farthest_atom}, is {info.max_radius_angstrom:.0f} A from the centre of mass"
+        )
+        if info.max_radius_angstrom > 2.0 * info.radius_99_angstrom + 20.0:
+            note += f" (99% of the atoms are within {info.radius_99_angstrom:.0f} A: stray atoms?)"
+            logger.warning("%s: %s", path, note)
+        note += "; give box_size (--box) or a larger voxel size"
+    return _SourcePlan(
+        path=path,
+        box_size=int(box),
+        voxel_size_angstrom=voxel,
+        structure=structure,
+        info=info,
+        shipped=shipped,
+        box_note=note,
+    )
+
+
+def _map_shape(path: Path) -> tuple[int, ...]:
+    """(nz, ny, nx) of an MRC file from its header (no data read); InputFileError if not."""
+    if not path.is_file():
+        raise InputFileError(path, "file does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
+                header = mrc.header
+                shape = (int(header.nz), int(header.ny), int(header.nx))
+    except Exception as exc:  # mrcfile raises ValueError/OSError/etc. for bad files
+        raise InputFileError(path, f"not a readable MRC file ({exc})") from exc
+    return shape[1:] if shape[0] == 1 else shape
+
+
+def _count_particles(config: SimulationConfig, star_poses: Poses | None) -> int:
+    """Number of signal particles the orientations give, without making them (uniform with a
+    cone: the expected count)."""
+    extra_factor = config.cone_overrepresentation - 1.0
+    low, high = config.cone_tilt_min_degrees, config.cone_tilt_max_degrees
+    if config.orientations == "star":
+        assert star_poses is not None
+        tilt = star_poses.tilt_degrees
+        inside = int(((tilt >= low) & (tilt <= high)).sum())
+        return len(star_poses) + int(np.floor(extra_factor * inside + 0.5))
+    if config.orientations == "uniform":
+        inside_expected = config.n_particles * cone_fraction(low, high)
+        return config.n_particles + int(np.floor(extra_factor * inside_expected + 0.5))
+    step = float(config.angular_step_degrees)
+    n_rings = int(np.floor(180.0 / step + 1e-9)) + 1
+    if n_rings > 10_000_000:  # far too many anyway: the area of the sphere over step^2
+        total = 4.0 * np.pi / np.radians(step) ** 2
+        return int(min(total * (1.0 + extra_factor * cone_fraction(low, high)), 2**62))
+    tilts = np.minimum(np.arange(n_rings) * step, 180.0)
+    counts = np.maximum(1, np.floor(360.0 * np.sin(np.radians(tilts)) / step + 0.5)).astype(
+        np.int64
+    )
+    inside = int(counts[(tilts >= low) & (tilts <= high)].sum())
+    return int(counts.sum()) + int(np.floor(extra_factor * inside + 0.5))
+
+
+def _true_map(
+    config: SimulationConfig, plan: _SourcePlan
+) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """The map to project, its voxel size, and a description of where it came from."""
+    if plan.structure is None:
+        path = plan.path
+        volume = read_map(path, dtype=np.float32)
+        if volume.shape != (plan.box_size,) * 3:
+            raise InputFileError(path, f"the map must be cubic, not of shape {volume.shape}")
+        if not np.isfinite(volume).all():
+            bad = int((~np.isfinite(volume)).sum())
+            raise InputFileError(path, f"{bad} voxel(s) are not finite (NaN or infinite)")
+        source = {"kind": "map", "path": str(path.resolve()), "sha256": _sha256(path)}
+        return volume, plan.voxel_size_angstrom, source
+
+    path, shipped, structure, info = plan.path, plan.shipped, plan.structure, plan.info
+    voxel = plan.voxel_size_angstrom
+    box = plan.box_size
     volume = model_to_map(
         structure,
         box_size=box,
@@ -590,9 +792,11 @@ def _true_map(config: SimulationConfig) -> tuple[np.ndarray, float, dict[str, An
     return volume, voxel, source
 
 
-def _poses(config: SimulationConfig) -> Poses:
+def _poses(config: SimulationConfig, star_poses: Poses | None = None) -> Poses:
     seed = config.seed
-    if config.orientations == "uniform":
+    if star_poses is not None:
+        poses = star_poses
+    elif config.orientations == "uniform":
         poses = uniform_poses(config.n_particles, seed=np.random.default_rng([seed, _POSES_STREAM]))
     elif config.orientations == "grid":
         poses = grid_poses(
@@ -674,19 +878,33 @@ def _noise_level(
 def _write_stacks(stacks, sizes, blocks, n: int, voxel: float, progress) -> None:
     """Write float32 image stacks of the given sizes from a stream of image blocks (any
     sizes), one stack at a time through a memory map; each stack is renamed into place when
-    complete."""
+    complete.
+
+    The whole file is reserved (``posix_fallocate``) before the map is written, so a full disk
+    is an OSError (ENOSPC, naming the stack) here rather than a SIGBUS while writing the map;
+    on any error or interruption the temporary file is removed.
+    """
     total = int(sum(sizes))
     done = 0
     pending = np.zeros((0, n, n), dtype=np.float32)
     block_iter = iter(blocks)
     for path, size in zip(stacks, sizes, strict=True):
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp.mrcs", dir=path.parent
-        )
+        with _naming(path):
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{path.name}.", suffix=".tmp.mrcs", dir=path.parent
+            )
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            with mrcfile.new_mmap(tmp, shape=(size, n, n), mrc_mode=2, overwrite=True) as mrc:
+            with (
+                _naming(path),
+                mrcfile.new_mmap(tmp, shape=(size, n, n), mrc_mode=2, overwrite=True) as mrc,
+            ):
+                reserve = os.open(tmp, os.O_RDWR)
+                try:
+                    reserve_file_space(reserve, os.fstat(reserve).st_size)
+                finally:
+                    os.close(reserve)
                 mrc.set_image_stack()
                 mrc.voxel_size = voxel
                 _label(mrc.header)
@@ -722,10 +940,11 @@ def _label(header) -> None:
 
 def _write_map(path: Path, volume: np.ndarray, voxel: float) -> None:
     """Write a float32 map atomically with a fixed label."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.mrc", dir=path.parent)
+    with _naming(path):
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.mrc", dir=path.parent)
     os.close(fd)
     try:
-        with mrcfile.new(tmp_name, overwrite=True) as mrc:
+        with _naming(path), mrcfile.new(tmp_name, overwrite=True) as mrc:
             mrc.set_data(np.ascontiguousarray(volume, dtype=np.float32))
             mrc.voxel_size = voxel
             mrc.update_header_stats()
@@ -803,7 +1022,8 @@ def _write_star(path: Path, blocks: dict[str, pd.DataFrame]) -> None:
     lines = starfile.to_string(blocks, float_format="%.6f").splitlines()
     while lines and (lines[0].startswith("# Created by") or not lines[0].strip()):
         lines.pop(0)
-    write_text_atomic(path, "\n# version 30001\n\n" + "\n".join(lines) + "\n")
+    with _naming(path):
+        write_text_atomic(path, "\n# version 30001\n\n" + "\n".join(lines) + "\n")
 
 
 def _sha256(path: Path) -> str:

@@ -47,7 +47,8 @@ def read_model(path: str | Path, *, remove_waters: bool = False, remove_hydrogen
 
     Raises
     ------
-    InputFileError: missing or unreadable file, or no atoms.
+    InputFileError: missing or unreadable file, no atoms, or atoms with non-finite
+        coordinates.
     """
     path = Path(path)
     if not path.is_file():
@@ -67,6 +68,20 @@ def read_model(path: str | Path, *, remove_waters: bool = False, remove_hydrogen
     structure.remove_empty_chains()
     if _atom_count(structure[0]) == 0:
         raise InputFileError(path, "the model has no atoms")
+    bad = [
+        (chain.name, residue, atom)
+        for chain in structure[0]
+        for residue in chain
+        for atom in residue
+        if not np.isfinite(atom.pos.tolist()).all()
+    ]
+    if bad:
+        chain, residue, atom = bad[0]
+        raise InputFileError(
+            path,
+            f"{len(bad)} atom(s) have non-finite (NaN or infinite) coordinates, the first "
+            f"{chain}/{residue.name} {residue.seqid.num}{residue.seqid.icode.strip()}/{atom.name}",
+        )
     return structure
 
 
@@ -81,6 +96,9 @@ class ModelInfo:
     centre_of_mass_angstrom: (x, y, z) centre of mass in the file's coordinates.
     max_radius_angstrom: largest distance of an atom from the centre of mass.
     min_b_factor_angstrom2, mean_b_factor_angstrom2: isotropic B-factors of the atoms.
+    farthest_atom: ``chain/residue number/atom`` of the atom at ``max_radius_angstrom``.
+    radius_99_angstrom: the 99th percentile of the atoms' distances from the centre of mass
+        (far below the largest when a few stray atoms lie far away).
     """
 
     n_atoms: int
@@ -89,6 +107,8 @@ class ModelInfo:
     max_radius_angstrom: float
     min_b_factor_angstrom2: float
     mean_b_factor_angstrom2: float
+    farthest_atom: str = ""
+    radius_99_angstrom: float = 0.0
 
 
 def model_info(structure) -> ModelInfo:
@@ -97,13 +117,23 @@ def model_info(structure) -> ModelInfo:
     xyz = _coordinates(model)
     b = np.array([atom.b_iso for chain in model for res in chain for atom in res])
     com = np.array(model.calculate_center_of_mass().tolist())
+    radii = np.sqrt(((xyz - com) ** 2).sum(axis=1))
+    far = int(np.argmax(radii))
+    labels = [
+        f"{chain.name}/{res.name} {res.seqid.num}/{atom.name}"
+        for chain in model
+        for res in chain
+        for atom in res
+    ]
     return ModelInfo(
         n_atoms=len(xyz),
         n_chains=len(model),
         centre_of_mass_angstrom=(float(com[0]), float(com[1]), float(com[2])),
-        max_radius_angstrom=float(np.sqrt(((xyz - com) ** 2).sum(axis=1)).max()),
+        max_radius_angstrom=float(radii[far]),
         min_b_factor_angstrom2=float(b.min()),
         mean_b_factor_angstrom2=float(b.mean()),
+        farthest_atom=labels[far],
+        radius_99_angstrom=float(np.percentile(radii, 99)),
     )
 
 
