@@ -10,6 +10,29 @@ import typer
 __all__ = ["train_prior"]
 
 
+def _runtime(threads: int):
+    """The process's device and rank: torchrun's environment (WORLD_SIZE, RANK, LOCAL_RANK)
+    sets up DistributedDataParallel; a GPU when present; ``threads`` torch CPU threads."""
+    import os
+
+    import torch
+
+    from cryoprior.prior.train import TrainingRuntime
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = 0
+    if world_size > 1:
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank = torch.distributed.get_rank()
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(torch.device(device))
+    return TrainingRuntime(device=device, rank=rank, world_size=world_size)
+
+
 def train_prior(
     output_dir: Annotated[
         Path, typer.Option(help="folder for prior.pt, losses.png, configs")
@@ -61,6 +84,7 @@ def train_prior(
     from cryoprior.prior.network import PriorNetConfig
     from cryoprior.prior.train import TrainConfig
     from cryoprior.prior.train import train_prior as run_training
+    from cryoprior.report.figures import plot_training_losses
 
     setup_logging(verbose)
     console = Console()
@@ -93,12 +117,12 @@ def train_prior(
         crop_size=crop_size,
         learning_rate=learning_rate,
         seed=seed,
-        num_threads=threads,
     )
     if crop_size % config.network.divisor or crop_size > config.data.box_size:
         raise typer.BadParameter(
             f"--crop-size must be a multiple of {config.network.divisor} and <= {config.data.box_size}"
         )
+    runtime = _runtime(threads)
     with Progress(
         TextColumn("[bold]train-prior"),
         BarColumn(),
@@ -114,10 +138,18 @@ def train_prior(
                 output_dir,
                 model_paths=list(model) if model else None,
                 progress=lambda s, n, loss: bar.update(task, completed=s, loss=loss),
+                runtime=runtime,
             )
         except (ValueError, FileNotFoundError) as exc:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
+        finally:
+            if runtime.world_size > 1:
+                import torch.distributed
+
+                torch.distributed.destroy_process_group()
+    if runtime.rank == 0:
+        plot_training_losses(result.losses, result.validation, Path(output_dir) / "losses.png")
     val = f", validation loss {result.validation[-1][1]:.4g}" if result.validation else ""
     console.print(
         f"{result.steps} steps in {result.seconds / 60:.1f} min{val}; weights: {result.checkpoint}"

@@ -48,7 +48,7 @@ __all__ = [
     "FORBIDDEN_MODEL_WORDS",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Never train on these (the benchmark proteins and their relatives).
 FORBIDDEN_MODEL_WORDS = (

@@ -47,7 +47,7 @@ __all__ = [
     "blend_window",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = "default"
 _ALIASES = {"default": "cryoprior-prior-v2"}
@@ -68,7 +68,6 @@ class InferenceSettings:
     overlap: voxels shared by neighbouring tiles (blended).
     batch_size: tiles per forward pass.
     device: "cpu", "cuda", "cuda:1", ...; None: a GPU when one is present, else the CPU.
-    num_threads: torch CPU threads (0: leave torch's setting).
     keep_beyond_model_nyquist: put the input's frequencies beyond the model's Nyquist back
         (off by default: the enhanced map is band-limited to the model's Nyquist; the
         regularizer turns it on so that the guard, not the network, decides about them).
@@ -78,7 +77,6 @@ class InferenceSettings:
     overlap: int = 16
     batch_size: int = 4
     device: str | None = None
-    num_threads: int = 0
     keep_beyond_model_nyquist: bool = False
 
 
@@ -285,8 +283,6 @@ def enhance_map(
     if voxel_size_angstrom is None or voxel_size_angstrom <= 0:
         raise ValueError("voxel_size_angstrom must be positive")
     prior = prior if prior is not None else load_prior()
-    if settings.num_threads > 0:
-        torch.set_num_threads(settings.num_threads)
     n = vol.shape[0]
     m, achieved = resampled_size(
         n,
@@ -322,5 +318,5 @@ def enhance_map(
         "seconds": time.monotonic() - t0,
         "weights": prior.source,
     }
-    log.debug("prior: %s", info)
+    logger.debug("prior: %s", info)
     return EnhanceResult(out, mask_n, info)

@@ -2,9 +2,12 @@
 
 Pairs are made on the fly (about 0.05 s each on one core), so the network never sees the same
 sample twice. The loop runs on CPU, on one GPU, or on several GPUs through torch's
-DistributedDataParallel when started by ``torchrun`` (each rank draws its own pairs from
-``seed + rank``). The checkpoint carries everything needed to rebuild and judge the network:
-architecture, data and training configuration, data seed, package and torch versions, time.
+DistributedDataParallel (each rank draws its own pairs from ``seed + 1000 rank``). Where it runs
+is a :class:`TrainingRuntime` given by the caller: the command line reads ``torchrun``'s
+environment, sets up the process group and the thread count (this module reads no environment
+and changes no process-wide setting). The checkpoint carries everything needed to rebuild and
+judge the network: architecture, data and training configuration, data seed, package and torch
+versions, time.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cryoprior.io._atomic import atomic_path
 from cryoprior.prior.data import (
     DegradationConfig,
     load_atomic_model,
@@ -31,9 +34,9 @@ from cryoprior.prior.data import (
 )
 from cryoprior.prior.network import PriorNetConfig, build_network
 
-__all__ = ["TrainConfig", "TrainResult", "train_prior", "save_checkpoint", "plot_losses"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingRuntime", "save_checkpoint", "train_prior"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Held out from training (validation curve).
 DEFAULT_VALIDATION_MODELS = ("4gcnA.pdb.gz", "3nbkA.pdb.gz", "1a28.pdb.gz")
@@ -53,7 +56,6 @@ class TrainConfig:
     seed: seeds the network initialisation and the data (rank r uses seed + 1000 r).
     validation_models: file names of models kept out of training, for the validation loss.
     validation_pairs, validate_every: validation set size and interval (steps).
-    num_threads: torch CPU threads (0: torch's default).
     init_weights: start from these weights (a shipped name or a checkpoint path) instead of a
         fresh network - fine-tuning; the network configuration is then the checkpoint's.
     """
@@ -71,13 +73,27 @@ class TrainConfig:
     validation_models: tuple[str, ...] = DEFAULT_VALIDATION_MODELS
     validation_pairs: int = 12
     validate_every: int = 100
-    num_threads: int = 0
     init_weights: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["network"] = self.network.to_dict()
         return d
+
+
+@dataclass(frozen=True)
+class TrainingRuntime:
+    """Where one training process runs, as set up by its caller.
+
+    device: torch device of this process.
+    rank, world_size: this process's rank among ``world_size`` DistributedDataParallel
+        processes (0 and 1 for a single process); with ``world_size > 1`` the caller has
+        initialised ``torch.distributed``.
+    """
+
+    device: str = "cpu"
+    rank: int = 0
+    world_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -143,37 +159,8 @@ def save_checkpoint(path: str | Path, net, config: TrainConfig, extra: dict) -> 
         **extra,
         "state_dict": {k: v.detach().float().cpu() for k, v in module.state_dict().items()},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def plot_losses(path: str | Path, losses: list[float], validation: list[tuple[int, float]]) -> Path:
-    """Loss curves (training, smoothed, and validation) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    steps = np.arange(1, len(losses) + 1)
-    ax.plot(steps, losses, color="0.8", lw=0.6, label="training (per step)")
-    if len(losses) >= 20:
-        w = 20
-        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-        ax.plot(steps[w - 1 :], smooth, color="C0", label="training (20-step mean)")
-    if validation:
-        v = np.asarray(validation)
-        ax.plot(v[:, 0], v[:, 1], "o-", color="C3", label="validation (held-out models)")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (MSE + mask BCE)")
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
@@ -183,36 +170,29 @@ def train_prior(
     *,
     model_paths: list[Path] | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    runtime: TrainingRuntime = TrainingRuntime(),
 ) -> TrainResult:
-    """Train the prior and write ``prior.pt``, ``losses.json``, ``losses.png`` and
-    ``train_config.json`` into ``output_dir``.
+    """Train the prior and write ``prior.pt``, ``losses.json`` and ``train_config.json`` into
+    ``output_dir`` (rank 0 only).
 
     model_paths: training structures (default: the proteins of ``mdanalysistests``).
     progress: called as ``progress(step, total_steps, loss)`` after every step (rank 0).
+    runtime: device and rank of this process (see :class:`TrainingRuntime`).
     """
     out = Path(output_dir)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    rank = 0
-    if distributed:
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        rank = torch.distributed.get_rank()
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if config.num_threads > 0:
-        torch.set_num_threads(config.num_threads)
+    distributed = runtime.world_size > 1
+    rank = runtime.rank
+    device = torch.device(runtime.device)
     paths = list(model_paths) if model_paths is not None else mdanalysistests_model_paths()
     if not paths:
         raise ValueError("no training models: pip install --no-deps mdanalysistests")
     models = [load_atomic_model(p) for p in paths]
     train_models = [m for m in models if m.name not in config.validation_models] or models
     val_models = [m for m in models if m.name in config.validation_models]
-    log.info("%d training models, %d validation models", len(train_models), len(val_models))
+    logger.info("%d training models, %d validation models", len(train_models), len(val_models))
     val_rng = np.random.default_rng(config.seed + 999_999)
     val_batches = [
-        _batch(val_models, val_rng, TrainConfig(**{**config.__dict__, "batch_size": 1}))
+        _batch(val_models, val_rng, dataclasses.replace(config, batch_size=1))
         for _ in range(config.validation_pairs if val_models else 0)
     ]
     parent: dict | None = None
@@ -222,7 +202,7 @@ def train_prior(
 
         start_from = load_prior(config.init_weights)
         if start_from.network.config != config.network:
-            log.info("network configuration taken from %s", start_from.source)
+            logger.info("network configuration taken from %s", start_from.source)
             config = dataclasses.replace(config, network=start_from.network.config)
         state = start_from.network.state_dict()
         meta = start_from.metadata
@@ -260,7 +240,7 @@ def train_prior(
         elapsed = time.monotonic() - start
         frac = max(step / config.steps, elapsed / limit if limit > 0 else 0.0)
         if frac >= 1.0:
-            log.info("time limit reached after %d steps", step)
+            logger.info("time limit reached after %d steps", step)
             break
         warm = min(1.0, (step + 1) / 50)
         for g in opt.param_groups:
@@ -278,7 +258,9 @@ def train_prior(
                 progress(step, config.steps, losses[-1])
             if val_batches and (step % config.validate_every == 0):
                 validation.append((step, validate()))
-                log.info("step %d: loss %.4g, validation %.4g", step, losses[-1], validation[-1][1])
+                logger.info(
+                    "step %d: loss %.4g, validation %.4g", step, losses[-1], validation[-1][1]
+                )
                 save_checkpoint(out / "prior.pt", net, config, {"steps": step, "partial": True})
     seconds = time.monotonic() - start
     if val_batches and (not validation or validation[-1][0] != step) and rank == 0:
@@ -289,7 +271,7 @@ def train_prior(
             "steps": step,
             "training_seconds": seconds,
             "device": str(device),
-            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "world_size": runtime.world_size,
             "training_models": [m.name for m in train_models],
             "validation_models": [m.name for m in val_models],
             "final_validation_loss": validation[-1][1] if validation else None,
@@ -298,7 +280,4 @@ def train_prior(
         save_checkpoint(ckpt, net, config, extra)
         (out / "losses.json").write_text(json.dumps({"train": losses, "validation": validation}))
         (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        plot_losses(out / "losses.png", losses, validation)
-    if distributed:
-        torch.distributed.destroy_process_group()
     return TrainResult(ckpt, losses, validation, seconds, step)

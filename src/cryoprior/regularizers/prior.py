@@ -44,9 +44,9 @@ class PriorRegularizer:
             overlap=defaults.overlap if overlap is None else int(overlap),
             batch_size=defaults.batch_size if batch_size is None else int(batch_size),
             device=None if device in (None, "", "auto") else str(device),
-            num_threads=int(num_threads),
             keep_beyond_model_nyquist=bool(keep_beyond_model_nyquist),
         )
+        self.num_threads = int(num_threads)
         self.prior = load_prior(weights)
         self.last_info: dict | None = None
 
@@ -56,6 +56,10 @@ class PriorRegularizer:
 
         if context.voxel_size_angstrom is None:
             raise ValueError("the prior needs the voxel size")
+        if self.num_threads > 0:  # the hook runs this in its own process
+            import torch
+
+            torch.set_num_threads(self.num_threads)
         result = enhance_map(
             half_map,
             voxel_size_angstrom=context.voxel_size_angstrom,

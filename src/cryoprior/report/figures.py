@@ -25,6 +25,7 @@ __all__ = [
     "plot_fsc_curves",
     "plot_local_resolution_histogram",
     "plot_view_distribution",
+    "plot_training_losses",
     "write_validation_figures",
 ]
 
@@ -191,3 +192,25 @@ def write_validation_figures(report: ValidationReport, out_dir: str | Path) -> l
         )
     logger.info("wrote %d figures to %s", len(paths), out)
     return paths
+
+
+def plot_training_losses(
+    losses: list[float], validation: list[tuple[int, float]], path: str | Path
+) -> Path:
+    """Loss curves of a prior's training (per step, 20-step mean, validation) as a PNG."""
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, color="0.8", lw=0.6, label="training (per step)")
+    if len(losses) >= 20:
+        w = 20
+        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1 :], smooth, color="C0", label="training (20-step mean)")
+    if validation:
+        v = np.asarray(validation)
+        ax.plot(v[:, 0], v[:, 1], "o-", color="C3", label="validation (held-out models)")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (MSE + mask BCE)")
+    ax.legend()
+    return _save(fig, path)
