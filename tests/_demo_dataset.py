@@ -1,4 +1,5 @@
-"""A tiny phantom dataset made with RELION's own ``relion_project`` (the test suite's parity runs).
+"""Test support: a tiny phantom dataset made with RELION's own ``relion_project`` (the test
+suite's parity runs; was ``cryoprior.refine.demo``).
 
 Makes an atom-like phantom, projects it with ``relion_project`` and adds noise: a dataset
 whose images come from RELION itself, independent of ``cryoprior.simulate``'s projector.
@@ -11,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryoprior.io.mrc import read_map, write_map_atomic
-from cryoprior.refine.relion import (
-    relion_project_uniform,
-)
+from cryoprior.refine.relion import relion_project_uniform
 from cryoprior.simulate.noise import add_white_noise
 from cryoprior.simulate.phantom import atom_like_phantom, gaussian_lowpass
 

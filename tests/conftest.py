@@ -42,7 +42,7 @@ def demo_dataset(tmp_path_factory):
     """400 noisy projections of a 32^3 atom-like phantom at 4 A/px, from relion_project."""
     if not HAVE_RELION:
         pytest.skip("RELION 3.1 / OpenMPI not on PATH")
-    from cryoprior.refine.demo import make_demo_dataset
+    from _demo_dataset import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("dataset"), n_particles=400, seed=0)
 

@@ -4,6 +4,7 @@ logging."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -31,14 +32,30 @@ def _progress_printer(console):
     return status, update
 
 
-def _stop_relion_on_sigterm() -> None:
-    """SIGTERM (a queue's kill, `kill PID`) ends like Ctrl-C: the runner stops RELION's
-    process group (it runs in its own session) instead of leaving it running."""
+@contextlib.contextmanager
+def _signals_stop_relion():
+    """While RELION runs, SIGTERM (a queue's kill, `kill PID`) and SIGHUP (a closed terminal)
+    end like Ctrl-C: the runner stops every process of RELION's session instead of leaving it
+    running. (SIGKILL cannot be caught: the watchdog mpirun runs under stops RELION then.)
+    The previous handlers are restored afterwards."""
 
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
+    previous = {
+        signum: signal.getsignal(signum)
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    }
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+    if previous[signal.SIGINT] is signal.SIG_IGN:
+        # started in the background by a non-interactive shell: kill -INT must still stop it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _machine() -> str:
@@ -46,21 +63,56 @@ def _machine() -> str:
     return f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {load} at start."
 
 
+PRESET_HELP = "default (RELION's GUI auto-refine sampling) | fast (the benchmark's coarse one)"
+
+
 def refine(
-    particles: Annotated[Path, typer.Argument(help="particles STAR file (RELION 3.1)")],
+    particles: Annotated[Path, typer.Argument(help="particles STAR file (RELION 3.1+)")],
     reference: Annotated[Path, typer.Option("--ref", help="initial reference map (MRC)")],
+    relion_args: Annotated[
+        list[str] | None,
+        typer.Argument(help="after --: relion_refine options passed through (e.g. -- --gpu 0)"),
+    ] = None,
     mode: Annotated[str, typer.Option(help=MODE_HELP)] = "prior",
-    symmetry: Annotated[str, typer.Option("--sym", help="point group")] = "C1",
+    symmetry: Annotated[str, typer.Option("--sym", help="point group (RELION's name)")] = "C1",
     diameter: Annotated[
         float | None,
-        typer.Option("--diameter", help="particle diameter, A (default: 0.8 of the box)"),
+        typer.Option("--diameter", help="particle diameter, A (default: 80 % of the box)"),
     ] = None,
-    ini_high: Annotated[float, typer.Option(help="initial low-pass of the reference, A")] = 30.0,
-    healpix_order: Annotated[int, typer.Option(help="global search sampling order")] = 1,
-    local_healpix_order: Annotated[int, typer.Option(help="order where local searches start")] = 3,
+    mask: Annotated[
+        Path | None,
+        typer.Option("--mask", help="solvent mask (MRC, 0..1; adds --solvent_correct_fsc)"),
+    ] = None,
+    ctf: Annotated[
+        bool | None,
+        typer.Option(
+            "--ctf/--no-ctf", help="CTF correction (default: on when the STAR has defocus)"
+        ),
+    ] = None,
+    ctf_intact_first_peak: Annotated[
+        bool, typer.Option("--ctf-intact-first-peak", help="ignore CTFs until their first peak")
+    ] = False,
+    preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "default",
+    ini_high: Annotated[
+        float | None, typer.Option(help="initial low-pass of the reference, A (default 60)")
+    ] = None,
+    absolute_greyscale: Annotated[
+        bool,
+        typer.Option(
+            "--absolute-greyscale",
+            help="the reference is on RELION's absolute greyscale (no --firstiter_cc)",
+        ),
+    ] = False,
+    rescale_ref: Annotated[
+        bool,
+        typer.Option("--rescale-ref", help="resample a reference of another pixel size or box"),
+    ] = False,
     output: Annotated[Path, typer.Option("--o", help="job folder")] = Path("Refine3D/cryoprior"),
     resume: Annotated[
-        bool, typer.Option("--continue", help="continue an interrupted job from its last iteration")
+        bool, typer.Option("--continue", help="continue the job's run from its last iteration")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="remove an earlier run in the job folder first")
     ] = False,
     mpi: Annotated[int, typer.Option(help="MPI ranks (a leader + one per half)")] = 3,
     threads: Annotated[
@@ -79,10 +131,12 @@ def refine(
     ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
-    """Run RELION 3.1's gold-standard auto-refine with cryoprior-extrec as the external
-    reconstruction, showing a live progress line; validate the result at the end.
+    """Run RELION's gold-standard auto-refine (3.1, 4.0 or 5.0) with cryoprior-extrec as the
+    external reconstruction, showing a live progress line; validate the result at the end.
 
     Run it in the RELION project folder (image paths in the STAR file are relative to it).
+    Pixel size, box and CTF come from the STAR file; the sampling is RELION's GUI default
+    (--preset fast: the benchmark's). Options after -- go to relion_refine as they are.
 
     Example: cryoprior refine particles.star --ref initial_reference.mrc --mode prior --sym D2
     """
@@ -90,104 +144,196 @@ def refine(
 
     from cryoprior.cli._common import setup_logging
     from cryoprior.errors import InputFileError
-    from cryoprior.io.mrc import read_map
-    from cryoprior.io.relion import read_particles_star
     from cryoprior.refine.experiment import MODES, extrec_executable
+    from cryoprior.refine.inputs import RefineInputError
+    from cryoprior.refine.job import (
+        RefineRequest,
+        plan_refine,
+        prepare_job_folder,
+        write_record,
+        write_rescaled_reference,
+    )
     from cryoprior.refine.relion import (
-        AutoRefineSettings,
+        SUPPORTED_RELION,
         RefineFailedError,
+        RefineTimeoutError,
         RelionNotFoundError,
+        build_continue_command,
+        build_refine_command,
+        detect_relion_version,
+        require_programs,
         run_auto_refine,
     )
 
     setup_logging(verbose)
-    _stop_relion_on_sigterm()
     console = Console()
+
+    def fail(message: str, code: int = 1):
+        console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code)
+
     if mode not in MODES:
-        console.print(f"[red]error:[/] unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        raise typer.Exit(2)
-    try:
-        table = read_particles_star(particles)
-        ref = read_map(reference)
-    except (InputFileError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
-    box = ref.shape[-1]
-    voxel = table.pixel_size_angstrom
-    if diameter is None:
-        if not voxel:
-            console.print(f"[red]error:[/] {particles}: no pixel size; give --diameter")
-            raise typer.Exit(1)
-        diameter = 0.8 * box * voxel
-    workers = max(1, mpi - 1)
-    n_threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // workers)
-    settings = AutoRefineSettings(
-        particles_star=str(particles),
-        reference_map=str(reference),
-        output_root=str(output / "run"),
-        particle_diameter_angstrom=diameter,
+        fail(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}", 2)
+    request = RefineRequest(
+        particles_star=particles,
+        reference_map=reference,
+        mode=mode,
         symmetry=symmetry,
+        diameter_angstrom=diameter,
         ini_high_angstrom=ini_high,
-        healpix_order=healpix_order,
-        auto_local_healpix_order=local_healpix_order,
-        random_seed=seed,
+        preset=preset,
+        mask=mask,
+        ctf=ctf,
+        ctf_intact_first_peak=ctf_intact_first_peak,
+        rescale_reference=rescale_ref,
+        absolute_greyscale=absolute_greyscale,
+        output=output,
         mpi_ranks=mpi,
-        threads=n_threads,
+        threads=threads,
+        cpu_count=os.cpu_count() or 1,
+        seed=seed,
+        extra_args=tuple(relion_args or ()),
     )
-    hook = " ".join([extrec_executable(), *MODES[mode].hook_arguments])
-    console.print(f"[bold]cryoprior refine[/] {particles} -> {output} ({MODES[mode].label})")
+    workdir = Path.cwd()
+    try:
+        require_programs("mpirun", "relion_refine_mpi")
+        version = detect_relion_version("relion_refine_mpi")
+        if (version.major, version.minor) < (3, 1):
+            fail(f"RELION {version} on PATH: cryoprior refine needs 3.1, 4.0 or 5.0")
+        plan = plan_refine(
+            request, workdir=workdir, hook_executable=extrec_executable(), version=version
+        )
+        removed = prepare_job_folder(output, resume=resume, overwrite=overwrite, mode=mode)
+    except (RelionNotFoundError, RefineFailedError, InputFileError, RefineInputError) as exc:
+        fail(str(exc))
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    if (version.major, version.minor) not in SUPPORTED_RELION:
+        console.print(
+            f"[yellow]warning:[/] RELION {version} on PATH; cryoprior was run with 3.1.3 and "
+            "reads the files of 4.0 and 5.0",
+            highlight=False,
+            soft_wrap=True,
+        )
+    s = plan.settings
+    p = plan.particles
+    console.print(
+        f"[bold]cryoprior refine[/] {particles} -> {output} ({MODES[mode].label}; "
+        f"RELION {version})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"  {p.n_particles} particles, {p.box_size} px at {p.pixel_size_angstrom:g} A; "
+        + "; ".join(plan.notes)
+        + f"; sampling: preset {plan.preset.name}; {s.mpi_ranks} ranks x {s.threads} threads",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if removed:
+        console.print(f"  removed the earlier run's {len(removed)} files (--overwrite)")
+    try:
+        if plan.rescale_reference is not None and not resume:
+            output.mkdir(parents=True, exist_ok=True)
+            reached = write_rescaled_reference(plan, request, workdir)
+            console.print(
+                f"[yellow]warning:[/] {plan.rescale_reference}; resampled (pixel size reached "
+                f"{reached:.4g} A) to {s.reference_map}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        output.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            write_record(
+                output,
+                {
+                    "mode": mode,
+                    "hook": plan.hook,
+                    "relion_version": version.text,
+                    "command": build_refine_command(s),
+                    "continue_command": build_continue_command(s, "<optimiser>", "<root>"),
+                    "notes": list(plan.notes),
+                },
+            )
+    except (InputFileError, OSError) as exc:
+        fail(str(exc))
     status, update = _progress_printer(console)
     try:
-        with status:
+        with _signals_stop_relion(), status:
             result = run_auto_refine(
-                settings,
-                workdir=Path.cwd(),
-                hook_command=hook,
+                s,
+                workdir=workdir,
+                hook_command=plan.hook,
                 timeout_seconds=timeout,
                 resume=resume,
-                progress=lambda p: update(str(output), mode, p),
+                progress=lambda progress: update(str(output), mode, progress),
             )
+    except RefineTimeoutError as exc:
+        fail(str(exc))
     except (RelionNotFoundError, RefineFailedError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        fail(str(exc))
     except KeyboardInterrupt:
         console.print(f"interrupted: resume with the same command and --continue ({output})")
         raise typer.Exit(130) from None
     if result.returncode != 0 or result.final_map is None:
-        err = output / "run.err"
-        tail = err.read_text(errors="replace").strip().splitlines()[-5:] if err.exists() else []
-        console.print(
-            f"[red]relion_refine_mpi failed[/] (exit {result.returncode}); {err}:\n"
-            + "\n".join(tail)
-        )
-        raise typer.Exit(1)
+        fail(f"relion_refine_mpi failed (exit {result.returncode}): {_relion_failure(output)}")
     console.print(
         f"finished: {result.iterations} iterations, RELION's final resolution "
         f"{result.final_resolution_angstrom} A, {result.wall_seconds / 60:.1f} min; "
-        f"map {result.final_map}"
+        f"map {result.final_map}",
+        highlight=False,
+        soft_wrap=True,
     )
     if validate:
-        from cryoprior.cli.validate import validate as validate_command
+        _validate_job(console, output, truth_map, truth_star, mask, seed)
 
-        validate_command(
-            job=output,
-            truth_map=truth_map,
-            truth_star=truth_star,
-            out=output / "validation",
-            half_map_1=None,
-            half_map_2=None,
-            full_map=None,
-            mask=None,
-            particles=None,
-            model=None,
-            model_map=None,
-            voxel_size=None,
-            symmetry=None,
-            local_window=20,
-            seed=seed,
-            per_atom=False,
-            verbose=verbose,
-        )
+
+def _relion_failure(job: Path) -> str:
+    """RELION's own error message from the job's run.err (not Open MPI's boilerplate), else
+    the last meaningful line, naming the file."""
+    from cryoprior.refine.relion import relion_error_message
+
+    err = job / "run.err"
+    text = err.read_text(errors="replace") if err.exists() else ""
+    message = relion_error_message(text)
+    if message is not None:
+        return f"{message} (see {err})"
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.startswith(("---", "[", " "))
+    ]
+    return f"{lines[-1]} (see {err})" if lines else f"see {err} and {job / 'run.out'}"
+
+
+def _validate_job(console, job: Path, truth_map, truth_star, mask, seed: int) -> None:
+    """Validation of the finished job, printed as a table; a failure is one line, not fatal."""
+    from rich.table import Table
+
+    from cryoprior.errors import InputFileError
+    from cryoprior.refine.job import validate_refinement
+
+    try:
+        with console.status("computing validation metrics..."):
+            report, json_path, figures = validate_refinement(
+                job,
+                job / "validation",
+                truth_map=truth_map,
+                truth_star=truth_star,
+                mask=mask,
+                seed=seed,
+            )
+    except (InputFileError, FileNotFoundError, KeyError, ValueError) as exc:
+        console.print(f"[yellow]validation skipped:[/] {exc}", highlight=False, soft_wrap=True)
+        return
+    table = Table(title=f"validation ({report.box_size}^3)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in report.summary_rows():
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"metrics: {json_path}")
+    console.print("figures: " + ", ".join(str(f) for f in figures))
 
 
 def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted, cluster=None):
@@ -251,9 +397,9 @@ def _run_suite_or_exit(
     """_run_suite with the CLI's error handling; returns the number of failed refinements."""
     from cryoprior.refine.relion import RefineFailedError, RelionNotFoundError
 
-    _stop_relion_on_sigterm()
     try:
-        _, failures = _run_suite(console, suite_name, root, cases_wanted, modes_wanted, cluster)
+        with _signals_stop_relion():
+            _, failures = _run_suite(console, suite_name, root, cases_wanted, modes_wanted, cluster)
     except (
         RelionNotFoundError,
         RefineFailedError,
@@ -306,11 +452,28 @@ def benchmark(
     from rich.console import Console
 
     from cryoprior.cli._common import setup_logging
-    from cryoprior.refine.config import suite
+    from cryoprior.refine.config import SUITES, suite
+    from cryoprior.refine.experiment import MODES
     from cryoprior.report.build import build_report
 
     setup_logging(verbose)
     console = Console()
+    if suite_name not in SUITES:
+        console.print(
+            f"[red]error:[/] unknown suite {suite_name!r}; choose one of {', '.join(SUITES)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    unknown = sorted(set(mode or ()) - set(MODES))
+    if unknown:
+        console.print(
+            f"[red]error:[/] unknown mode(s) {', '.join(map(repr, unknown))}; choose from "
+            f"{', '.join(MODES)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     if list_cases:
         for c in suite(suite_name):
             console.print(f"{c.name}: {c.title} [{', '.join(c.modes)}]")

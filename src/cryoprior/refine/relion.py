@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,12 @@ __all__ = [
     "RefineResult",
     "RelionNotFoundError",
     "RefineFailedError",
+    "RefineTimeoutError",
+    "RelionVersion",
+    "detect_relion_version",
+    "merge_options",
+    "parse_relion_version",
+    "relion_error_message",
     "build_continue_command",
     "build_refine_command",
     "latest_optimiser_star",
@@ -51,6 +58,10 @@ class RefineFailedError(RuntimeError):
     """relion_refine_mpi could not start or stopped with an error (message: its last words)."""
 
 
+class RefineTimeoutError(RefineFailedError):
+    """The run was stopped (every process of it) after its time limit."""
+
+
 def require_programs(*names: str) -> dict[str, str]:
     """Absolute paths of programs on PATH; RelionNotFoundError naming the missing ones."""
     found = {name: shutil.which(name) for name in names}
@@ -69,7 +80,8 @@ class AutoRefineSettings:
 
     Paths are relative to the working folder the run starts in (RELION's project folder).
     Defaults fit tiny tests (box 32): coarse global searches, local searches from healpix
-    order 2.
+    order 2. ``extra_args`` go last; an option named there replaces the same option set by a
+    field (RELION reads the first occurrence of an option, so it is removed, not repeated).
     """
 
     particles_star: str
@@ -88,6 +100,13 @@ class AutoRefineSettings:
     flatten_solvent: bool = True
     zero_mask: bool = True
     ctf: bool = False
+    ctf_intact_first_peak: bool = False
+    norm: bool = False
+    scale: bool = False
+    firstiter_cc: bool = False
+    pool: int | None = None
+    solvent_mask: str | None = None
+    solvent_correct_fsc: bool = False
     random_seed: int = 0
     auto_iter_max: int | None = None
     external_reconstruct: bool = True
@@ -100,41 +119,67 @@ class AutoRefineSettings:
 def build_refine_command(settings: AutoRefineSettings, *, hook_variable: bool = True) -> list[str]:
     """The ``mpirun ... relion_refine_mpi ...`` argument list for ``settings``."""
     s = settings
-    cmd = _mpirun_prefix(s, hook_variable=hook_variable)
-    cmd += [
-        "relion_refine_mpi",
-        "--o", s.output_root,
-        "--auto_refine", "--split_random_halves",
-        "--i", s.particles_star,
-        "--ref", s.reference_map,
-        "--ini_high", f"{s.ini_high_angstrom:g}",
-        "--pad", f"{s.padding_factor:g}",
-        "--particle_diameter", f"{s.particle_diameter_angstrom:g}",
-        "--oversampling", str(s.oversampling),
-        "--healpix_order", str(s.healpix_order),
-        "--auto_local_healpix_order", str(s.auto_local_healpix_order),
-        "--offset_range", f"{s.offset_range_pixels:g}",
-        "--offset_step", f"{s.offset_step_pixels:g}",
-        "--sym", s.symmetry,
-        "--low_resol_join_halves", f"{s.low_resol_join_halves_angstrom:g}",
-        "--j", str(s.threads),
-        "--dont_combine_weights_via_disc",
-        "--random_seed", str(s.random_seed),
-    ]  # fmt: skip
-    if s.flatten_solvent:
-        cmd.append("--flatten_solvent")
-    if s.zero_mask:
-        cmd.append("--zero_mask")
-    if s.ctf:
-        cmd.append("--ctf")
+    options: list[list[str]] = [
+        ["--o", s.output_root],
+        ["--auto_refine"],
+        ["--split_random_halves"],
+        ["--i", s.particles_star],
+        ["--ref", s.reference_map],
+    ]
+    if s.firstiter_cc:
+        options.append(["--firstiter_cc"])
+    options += [
+        ["--ini_high", f"{s.ini_high_angstrom:g}"],
+        ["--pad", f"{s.padding_factor:g}"],
+        ["--particle_diameter", f"{s.particle_diameter_angstrom:g}"],
+        ["--oversampling", str(s.oversampling)],
+        ["--healpix_order", str(s.healpix_order)],
+        ["--auto_local_healpix_order", str(s.auto_local_healpix_order)],
+        ["--offset_range", f"{s.offset_range_pixels:g}"],
+        ["--offset_step", f"{s.offset_step_pixels:g}"],
+        ["--sym", s.symmetry],
+        ["--low_resol_join_halves", f"{s.low_resol_join_halves_angstrom:g}"],
+        ["--j", str(s.threads)],
+        ["--dont_combine_weights_via_disc"],
+        ["--random_seed", str(s.random_seed)],
+    ]
+    flags = (
+        (s.flatten_solvent, "--flatten_solvent"),
+        (s.zero_mask, "--zero_mask"),
+        (s.ctf, "--ctf"),
+        (s.ctf and s.ctf_intact_first_peak, "--ctf_intact_first_peak"),
+        (s.norm, "--norm"),
+        (s.scale, "--scale"),
+    )
+    options += [[flag] for on, flag in flags if on]
+    if s.pool is not None:
+        options.append(["--pool", str(s.pool)])
+    if s.solvent_mask is not None:
+        options.append(["--solvent_mask", s.solvent_mask])
+        if s.solvent_correct_fsc:
+            options.append(["--solvent_correct_fsc"])
     if s.auto_iter_max is not None:
-        cmd += ["--auto_iter_max", str(s.auto_iter_max)]
+        options.append(["--auto_iter_max", str(s.auto_iter_max)])
     if s.external_reconstruct:
-        cmd.append("--external_reconstruct")
+        options.append(["--external_reconstruct"])
     if s.sequential_halves_recons:
-        cmd.append("--sequential_halves_recons")
-    cmd += list(s.extra_args)
-    return cmd
+        options.append(["--sequential_halves_recons"])
+    cmd = _mpirun_prefix(s, hook_variable=hook_variable) + ["relion_refine_mpi"]
+    return cmd + merge_options(options, s.extra_args)
+
+
+def option_names(args: Sequence[str]) -> set[str]:
+    """The ``--name`` options in an argument list (values, even negative numbers, are not)."""
+    return {a for a in args if a.startswith("--") and len(a) > 2}
+
+
+def merge_options(options: Sequence[Sequence[str]], extra_args: Sequence[str]) -> list[str]:
+    """Flatten ``options`` (each ``[--name, values...]``) leaving out those ``extra_args``
+    names again, then append ``extra_args``: the caller's option wins, and RELION (which reads
+    the first occurrence) never sees an option twice."""
+    override = option_names(extra_args)
+    flat = [part for option in options if option[0] not in override for part in option]
+    return flat + list(extra_args)
 
 
 def _mpirun_prefix(settings: AutoRefineSettings, *, hook_variable: bool) -> list[str]:
@@ -156,22 +201,25 @@ def build_continue_command(
     """``mpirun ... relion_refine_mpi --continue <optimiser> --o <root>`` for ``settings``.
 
     RELION takes the refinement's parameters from the optimiser STAR; only the options it
-    re-reads on a continue (threads, disc use, the external reconstruction) are repeated.
+    re-reads on a continue (threads, disc use, pool, the external reconstruction, which RELION
+    4.0.1+ switches off unless it is given again) are repeated, and ``extra_args`` (e.g.
+    ``--gpu``) are passed again.
     """
     s = settings
-    cmd = _mpirun_prefix(s, hook_variable=hook_variable)
-    cmd += [
-        "relion_refine_mpi",
-        "--continue", optimiser_star,
-        "--o", output_root,
-        "--j", str(s.threads),
-        "--dont_combine_weights_via_disc",
-    ]  # fmt: skip
+    options: list[list[str]] = [
+        ["--continue", optimiser_star],
+        ["--o", output_root],
+        ["--j", str(s.threads)],
+        ["--dont_combine_weights_via_disc"],
+    ]
+    if s.pool is not None:
+        options.append(["--pool", str(s.pool)])
     if s.external_reconstruct:
-        cmd.append("--external_reconstruct")
+        options.append(["--external_reconstruct"])
     if s.sequential_halves_recons:
-        cmd.append("--sequential_halves_recons")
-    return cmd
+        options.append(["--sequential_halves_recons"])
+    cmd = _mpirun_prefix(s, hook_variable=hook_variable) + ["relion_refine_mpi"]
+    return cmd + merge_options(options, s.extra_args)
 
 
 _OPTIMISER_RE = re.compile(r"_it(\d+)_optimiser\.star$")
@@ -327,8 +375,8 @@ def run_auto_refine(
         stderr go to ``run.out`` and ``run.err`` beside the output root (appended on resume).
     hook_command: value of RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE (None: RELION's default,
         ``relion_external_reconstruct``).
-    timeout_seconds: kill the run (its whole process group) after this long and raise
-        ``subprocess.TimeoutExpired``.
+    timeout_seconds: stop the run (every process of it) after this long and raise
+        :class:`RefineTimeoutError`.
     env: environment for the run (default: this process's).
     resume: continue from the newest ``_itNNN_optimiser.star`` of an interrupted run
         (``--continue``, output root ``<root>_ctNNN``); start afresh when there is none.
@@ -339,8 +387,11 @@ def run_auto_refine(
     ------
     RelionNotFoundError: mpirun or relion_refine_mpi missing.
     RefineFailedError: mpirun could not be started.
-    subprocess.TimeoutExpired: past ``timeout_seconds``.
-    KeyboardInterrupt: passed on after RELION's process group was stopped.
+    RefineTimeoutError: past ``timeout_seconds`` (RELION was stopped).
+    KeyboardInterrupt: passed on after RELION's processes were stopped.
+
+    mpirun runs under :mod:`cryoprior.refine.watchdog`, the leader of a new session: if this
+    process dies, even by SIGKILL, the watchdog stops mpirun and every rank.
     """
     require_programs("mpirun", "relion_refine_mpi")
     workdir = Path(workdir)
@@ -372,7 +423,12 @@ def run_auto_refine(
     with open(run_out, mode) as out, open(out_dir / "run.err", mode) as err:
         try:
             proc = subprocess.Popen(
-                cmd, cwd=workdir, env=run_env, stdout=out, stderr=err, start_new_session=True
+                _watched(cmd),
+                cwd=workdir,
+                env=run_env,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
             )
         except OSError as exc:
             raise RefineFailedError(f"could not start {cmd[0]}: {exc}") from exc
@@ -387,7 +443,10 @@ def run_auto_refine(
                     progress(read_progress(workdir / base_root, run_out))
                 if timeout_seconds is not None and time.monotonic() - start > timeout_seconds:
                     _stop(proc)
-                    raise subprocess.TimeoutExpired(cmd, timeout_seconds)
+                    raise RefineTimeoutError(
+                        f"stopped after the time limit of {timeout_seconds:g} s "
+                        f"({out_dir / 'run.out'}); resume with --continue"
+                    )
         except BaseException:
             _stop(proc)
             raise
@@ -404,6 +463,11 @@ def run_auto_refine(
         final_resolution_angstrom=final.final_resolution_angstrom,
         wall_seconds=wall,
     )
+
+
+def _watched(cmd: list[str]) -> list[str]:
+    """``cmd`` run under the watchdog (this Python, ``-m cryoprior.refine.watchdog``)."""
+    return [sys.executable, "-m", "cryoprior.refine.watchdog", str(os.getpid()), "--", *cmd]
 
 
 def _existing(path: Path) -> Path | None:
@@ -456,6 +520,127 @@ def _stop(proc: subprocess.Popen, *, grace_seconds: float = 10.0) -> None:
         time.sleep(0.2)
     _signal_all(_session_members(proc.pid), signal.SIGKILL)
     proc.wait()
+
+
+@dataclass(frozen=True)
+class RelionVersion:
+    """A RELION version as ``--version`` prints it.
+
+    Attributes
+    ----------
+    major, minor: e.g. 3, 1.
+    patch: e.g. 3 (None for ``4.0-beta-2``).
+    text: what followed ``RELION version:`` (e.g. ``4.0.1-commit-ec417f``).
+    """
+
+    major: int
+    minor: int
+    patch: int | None
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def has_blush(self) -> bool:
+        """RELION 5.0 and later have ``--blush``."""
+        return self.major >= 5
+
+
+SUPPORTED_RELION = ((3, 1), (4, 0), (5, 0))
+
+_VERSION_RE = re.compile(r"RELION version:\s*(\d+)\.(\d+)(?:\.(\d+))?(\S*)")
+
+
+def parse_relion_version(text: str) -> RelionVersion | None:
+    """The version in ``relion_refine --version`` output, or None.
+
+    RELION prints ``RELION version: <g_RELION_VERSION> `` then ``Precision: BASE=...``
+    (``PRINT_VERSION_INFO`` in src/macros.h, 3.1-5.0), e.g. ``3.1.3``, ``4.0.1-commit-ec417f``,
+    ``4.0-beta-2-commit-e3afcf``, ``5.0.0-commit-90d239``.
+    """
+    match = _VERSION_RE.search(text)
+    if match is None:
+        return None
+    major, minor, patch, rest = match.groups()
+    return RelionVersion(
+        major=int(major),
+        minor=int(minor),
+        patch=int(patch) if patch is not None else None,
+        text=f"{major}.{minor}{'.' + patch if patch is not None else ''}{rest}",
+    )
+
+
+def detect_relion_version(
+    program: str = "relion_refine_mpi",
+    *,
+    env: dict[str, str] | None = None,
+    timeout_seconds: float = 60.0,
+) -> RelionVersion:
+    """Run ``<program> --version`` (found on ``env``'s PATH) and parse what it prints.
+
+    Raises RelionNotFoundError when the program is not on PATH, RefineFailedError when it does
+    not answer within ``timeout_seconds`` or prints no version.
+    """
+    path = (env or os.environ).get("PATH")
+    found = shutil.which(program, path=path)
+    if found is None:
+        raise RelionNotFoundError(
+            f"not found on PATH: {program} (install RELION 3.1, 4.0 or 5.0 and OpenMPI, "
+            "e.g. `apt-get install -y relion`)"
+        )
+    try:
+        proc = subprocess.run(
+            [found, "--version"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout_seconds,
+            env=env,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise RefineFailedError(
+            f"{found} --version did not answer within {timeout_seconds:g} s"
+        ) from None
+    except OSError as exc:
+        raise RefineFailedError(f"could not run {found} --version: {exc}") from exc
+    version = parse_relion_version(proc.stdout + "\n" + proc.stderr)
+    if version is None:
+        said = (proc.stdout + proc.stderr).strip().splitlines()[:1] or ["nothing"]
+        raise RefineFailedError(
+            f"{found} --version printed no RELION version (exit {proc.returncode}): {said[0]}"
+        )
+    return version
+
+
+_ERROR_STOP = ("=== Backtrace", "---", "in: ", "MPI_ABORT", "[", "===")
+
+
+def relion_error_message(text: str) -> str | None:
+    """RELION's own error message in ``run.err`` text, without Open MPI's boilerplate.
+
+    RELION prints ``ERROR:`` followed by lines of the message (each rank prints it, with a
+    backtrace); the first message is returned, its lines joined by spaces, the ``ERROR``
+    prefixes dropped. None when there is no ``ERROR`` line.
+    """
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.lstrip().startswith("ERROR"):
+            continue
+        parts = []
+        for j, follow in enumerate(lines[i:]):
+            stripped = follow.strip()
+            if j and stripped.startswith(_ERROR_STOP):
+                break
+            if stripped.startswith("ERROR"):
+                stripped = stripped[len("ERROR") :].lstrip(": ").strip()
+            if stripped:
+                parts.append(stripped)
+        if parts:
+            return " ".join(parts)
+    return None
 
 
 def relion_project_uniform(

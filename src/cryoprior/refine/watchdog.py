@@ -1,0 +1,120 @@
+"""A tiny supervisor between ``cryoprior refine`` and ``mpirun``: RELION never outlives cryoprior.
+
+``python -m cryoprior.refine.watchdog PARENT_PID -- mpirun ... relion_refine_mpi ...`` is what
+:func:`cryoprior.refine.relion.run_auto_refine` starts, as the leader of a new session. It starts
+the command in that session and waits for it. When the process that launched it ends - even by
+SIGKILL, which no handler sees - or when it gets SIGTERM, SIGINT or SIGHUP itself, it stops every
+process of its session (mpirun and the ranks, which sit in process groups of their own): SIGTERM,
+then SIGKILL after a grace period. Its exit status is the command's (128 + N for a signal N).
+
+The parent's end is noticed through ``prctl(PR_SET_PDEATHSIG)`` (Linux; immediate) and by
+polling ``getppid`` every half second (any POSIX system).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+
+__all__ = ["main", "stop_session"]
+
+PR_SET_PDEATHSIG = 1
+GRACE_SECONDS = 10.0
+POLL_SECONDS = 0.5
+
+
+def _session_members(session_id: int) -> list[int]:
+    """PIDs of the processes in a session, from /proc (empty where there is no /proc)."""
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return members
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry)) == session_id:
+                members.append(int(entry))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return members
+
+
+def stop_session(session_id: int, *, grace_seconds: float = GRACE_SECONDS, spare: int = 0) -> None:
+    """SIGTERM to every process of a session but ``spare``, SIGKILL to those left after
+    ``grace_seconds``."""
+    targets = [p for p in _session_members(session_id) if p != spare]
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        if not [p for p in _session_members(session_id) if p != spare]:
+            return
+        time.sleep(0.2)
+    for pid in _session_members(session_id):
+        if pid != spare:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _ask_for_parent_death_signal() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the getppid poll still works
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 3 or args[1] != "--":
+        print(
+            "usage: python -m cryoprior.refine.watchdog PARENT_PID -- COMMAND...", file=sys.stderr
+        )
+        return 2
+    parent = int(args[0])
+    command = args[2:]
+    me = os.getpid()
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    _ask_for_parent_death_signal()
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        return 128 + signal.SIGTERM
+    try:
+        child = subprocess.Popen(command)
+    except OSError as exc:
+        print(f"could not start {command[0]}: {exc}", file=sys.stderr)
+        return 127
+    while True:
+        if stopping or os.getppid() != parent:
+            stop_session(os.getsid(me), spare=me)
+            child.wait()
+            return 128 + signal.SIGTERM
+        try:
+            code = child.wait(timeout=POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            continue
+        # mpirun has ended; ranks it left behind (it normally reaps them) are stopped too
+        if [p for p in _session_members(os.getsid(me)) if p != me]:
+            stop_session(os.getsid(me), grace_seconds=2.0, spare=me)
+        return code if code >= 0 else 128 - code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
