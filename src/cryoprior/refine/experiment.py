@@ -427,37 +427,28 @@ def _summary(validation: dict[str, Any]) -> dict[str, Any]:
 
 
 def _controls(case: ExperimentCase, refine: dict, summary: dict) -> dict[str, Any]:
-    """Pass/fail of the case's control, with the numbers it was decided on."""
+    """Pass/fail of the case's controls (:mod:`cryoprior.validate.controls`), with the numbers
+    each was decided on and the rule."""
+    from cryoprior.validate.controls import cutoff_control, pure_noise_control
+
     controls: dict[str, Any] = {}
     if case.cutoff_angstrom is not None:
-        cut = case.cutoff_angstrom
-        checks = {
-            "relion_final_angstrom": refine.get("final_resolution_angstrom"),
-            "gold_standard_fsc_0143_angstrom": summary.get("fsc_0143_angstrom"),
-            "truth_fsc_0143_angstrom": summary.get("truth_fsc_0143_angstrom"),
-        }
-        # one Fourier shell of tolerance: a resolution is only known to the shell
-        box = case.simulation.box_size or 0
-        voxel = case.simulation.voxel_size_angstrom or 1.0
-        shell = box * voxel / max(box * voxel / cut + 1.0, 1.0) if box else cut
-        controls["cutoff"] = {
-            "cutoff_angstrom": cut,
-            "one_shell_finer_angstrom": shell,
-            "values": checks,
-            "passed": all(v is None or v >= shell for v in checks.values()),
-        }
+        controls["cutoff"] = cutoff_control(
+            cutoff_angstrom=case.cutoff_angstrom,
+            box_size=case.simulation.box_size,
+            voxel_size_angstrom=case.simulation.voxel_size_angstrom,
+            relion_final_angstrom=refine.get("final_resolution_angstrom"),
+            gold_standard_fsc_0143_angstrom=summary.get("fsc_0143_angstrom"),
+            truth_fsc_0143_angstrom=summary.get("truth_fsc_0143_angstrom"),
+        ).to_dict()
     if case.pure_noise:
-        res = refine.get("final_resolution_angstrom")
-        limit = case.refine.ini_high_angstrom
-        controls["pure_noise"] = {
-            "ini_high_angstrom": limit,
-            "relion_final_angstrom": res,
-            "regularized_calls": refine.get("regularized_calls"),
-            "reached_local_searches": refine.get("reached_local_searches"),
-            "truth_correlation": summary.get("truth_correlation"),
-            # nothing beyond the initial reference's resolution may be reported
-            "passed": res is None or res >= limit,
-        }
+        controls["pure_noise"] = pure_noise_control(
+            ini_high_angstrom=case.refine.ini_high_angstrom,
+            relion_final_angstrom=refine.get("final_resolution_angstrom"),
+            reached_local_searches=refine.get("reached_local_searches"),
+            regularized_calls=refine.get("regularized_calls"),
+            truth_correlation=summary.get("truth_correlation"),
+        ).to_dict()
     return controls
 
 

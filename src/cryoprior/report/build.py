@@ -30,6 +30,7 @@ from cryoprior.report.comparison import (
     plot_mode_view_distributions,
     plot_series,
 )
+from cryoprior.validate.controls import CUTOFF_RULE, PURE_NOISE_RULE
 from cryoprior.validate.job import read_json
 
 __all__ = ["ReportRun", "build_report", "load_experiment", "comparison_rows", "TABLE_COLUMNS"]
@@ -433,6 +434,7 @@ def build_report(
                     [
                         name,
                         labels.get(m, m),
+                        _fmt(c.get("ini_high_angstrom"), 1),
                         _fmt(c.get("relion_final_angstrom")),
                         _fmt(c.get("reached_local_searches")),
                         str(c.get("regularized_calls")),
@@ -484,12 +486,7 @@ def build_report(
         )  # fmt: skip
     if cutoff_rows:
         doc.heading(2, "Control: resolution cut-off")
-        doc.para(
-            "The particles carry nothing beyond the cut-off. PASS when RELION's final "
-            "resolution, our gold-standard FSC 0.143 and the FSC 0.143 against the truth are "
-            "all at or coarser than the cut-off, within one Fourier shell (a resolution is "
-            "only known to a shell)."
-        )
+        doc.para("The particles carry nothing beyond the cut-off. " + CUTOFF_RULE)
         doc.table(
             ["case", "mode", "cut-off (A)", "RELION final (A)", "gold-standard 0.143 (A)",
              "vs truth 0.143 (A)", "result"],
@@ -498,13 +495,13 @@ def build_report(
     if pure_rows:
         doc.heading(2, "Control: pure noise")
         doc.para(
-            "Every particle is noise; the initial map is the symmetric beta-galactosidase at "
-            "30 A. PASS when RELION's final resolution is no finer than the initial "
-            "reference's 30 A (no structure emerged beyond what the reference held). The "
-            "correlation with the truth measures how much of the initial map survived."
+            "Every particle is noise; the initial map is the symmetric protein low-passed to "
+            "the resolution in the table. "
+            + PURE_NOISE_RULE
+            + " The correlation with the truth measures how much of the initial map survived."
         )
         doc.table(
-            ["case", "mode", "RELION final (A)", "reached local searches",
+            ["case", "mode", "initial map (A)", "RELION final (A)", "reached local searches",
              "regularized calls", "CC with truth", "result"],
             pure_rows,
         )  # fmt: skip

@@ -1,0 +1,157 @@
+"""The benchmark's controls: did a refinement report what its particles cannot hold?
+
+Two controls of the paper (Ramirez-Aportela et al. 2022): particles low-passed at a cut-off
+must never give a resolution finer than that cut-off, and pure-noise particles must never give
+a resolution finer than the initial reference. Each rule is a pure function of the numbers it
+is decided on, and carries its own one-sentence statement (``rule``), so that a report states
+the rule the verdict was computed with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = [
+    "CUTOFF_RULE",
+    "PURE_NOISE_RULE",
+    "CutoffControl",
+    "PureNoiseControl",
+    "cutoff_control",
+    "one_shell_finer_angstrom",
+    "pure_noise_control",
+]
+
+CUTOFF_RULE = (
+    "PASS when RELION's final resolution, the gold-standard FSC 0.143 and the FSC 0.143 "
+    "against the truth are all at or coarser than the cut-off, within one Fourier shell "
+    "(a resolution is only known to a shell)."
+)
+PURE_NOISE_RULE = (
+    "PASS when RELION's final resolution is no finer than the initial reference's low-pass "
+    "(no structure emerged beyond what the reference held)."
+)
+
+
+def one_shell_finer_angstrom(
+    resolution_angstrom: float, *, box_size: int, voxel_size_angstrom: float
+) -> float:
+    """The resolution one Fourier shell finer than ``resolution_angstrom`` in a box.
+
+    ``L / (L / d + 1)`` with ``L = box_size * voxel_size_angstrom`` the box edge in Angstrom.
+
+    Examples
+    --------
+    >>> one_shell_finer_angstrom(20.0, box_size=64, voxel_size_angstrom=2.5)
+    17.77777777777778
+    """
+    edge = box_size * float(voxel_size_angstrom)
+    return edge / max(edge / float(resolution_angstrom) + 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class CutoffControl:
+    """The cut-off control of one run.
+
+    cutoff_angstrom: the particles' low-pass.
+    one_shell_finer_angstrom: the finest resolution still accepted.
+    values: the resolutions judged (Angstrom, None when not measured).
+    passed: every measured value is at or coarser than ``one_shell_finer_angstrom``.
+    """
+
+    cutoff_angstrom: float
+    one_shell_finer_angstrom: float
+    values: dict[str, float | None]
+    passed: bool
+    rule: str = CUTOFF_RULE
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+
+def cutoff_control(
+    *,
+    cutoff_angstrom: float,
+    box_size: int | None,
+    voxel_size_angstrom: float | None,
+    relion_final_angstrom: float | None,
+    gold_standard_fsc_0143_angstrom: float | None,
+    truth_fsc_0143_angstrom: float | None,
+) -> CutoffControl:
+    """Judge a run of particles low-passed at ``cutoff_angstrom`` (see :data:`CUTOFF_RULE`).
+
+    Without a box size the tolerance is zero (the cut-off itself).
+
+    Examples
+    --------
+    >>> c = cutoff_control(cutoff_angstrom=20.0, box_size=64, voxel_size_angstrom=2.5,
+    ...     relion_final_angstrom=18.5, gold_standard_fsc_0143_angstrom=21.0,
+    ...     truth_fsc_0143_angstrom=None)
+    >>> c.passed, round(c.one_shell_finer_angstrom, 2)
+    (True, 17.78)
+    """
+    if box_size and voxel_size_angstrom:
+        limit = one_shell_finer_angstrom(
+            cutoff_angstrom, box_size=box_size, voxel_size_angstrom=voxel_size_angstrom
+        )
+    else:
+        limit = float(cutoff_angstrom)
+    values = {
+        "relion_final_angstrom": relion_final_angstrom,
+        "gold_standard_fsc_0143_angstrom": gold_standard_fsc_0143_angstrom,
+        "truth_fsc_0143_angstrom": truth_fsc_0143_angstrom,
+    }
+    passed = all(v is None or v >= limit for v in values.values())
+    return CutoffControl(float(cutoff_angstrom), limit, values, passed)
+
+
+@dataclass(frozen=True)
+class PureNoiseControl:
+    """The pure-noise control of one run.
+
+    ini_high_angstrom: the initial reference's low-pass.
+    relion_final_angstrom: RELION's final resolution (None when the run reported none).
+    reached_local_searches, regularized_calls, truth_correlation: context, not judged.
+    passed: RELION's final resolution is None or no finer than ``ini_high_angstrom``.
+    """
+
+    ini_high_angstrom: float
+    relion_final_angstrom: float | None
+    reached_local_searches: bool | None
+    regularized_calls: int | None
+    truth_correlation: float | None
+    passed: bool
+    rule: str = PURE_NOISE_RULE
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+
+def pure_noise_control(
+    *,
+    ini_high_angstrom: float,
+    relion_final_angstrom: float | None,
+    reached_local_searches: bool | None = None,
+    regularized_calls: int | None = None,
+    truth_correlation: float | None = None,
+) -> PureNoiseControl:
+    """Judge a refinement of pure-noise particles (see :data:`PURE_NOISE_RULE`).
+
+    Examples
+    --------
+    >>> pure_noise_control(ini_high_angstrom=30.0, relion_final_angstrom=30.2).passed
+    True
+    >>> pure_noise_control(ini_high_angstrom=30.0, relion_final_angstrom=12.0).passed
+    False
+    """
+    passed = relion_final_angstrom is None or relion_final_angstrom >= ini_high_angstrom
+    return PureNoiseControl(
+        float(ini_high_angstrom),
+        relion_final_angstrom,
+        reached_local_searches,
+        regularized_calls,
+        truth_correlation,
+        passed,
+    )
