@@ -39,12 +39,12 @@ import platform
 import time
 from pathlib import Path
 
-import gemmi
 import numpy as np
 import scipy.fft
 import torch
 from scipy import ndimage
 
+from cryoprior.io.atomic_model import read_atomic_model
 from cryoprior.prior.data import fsc_shaped_noise, model_density, model_envelope
 from cryoprior.prior.infer import InferenceSettings, enhance_map, load_prior
 from cryoprior.regularizers.guard import apply_guard, fsc_cutoff_shell
@@ -73,18 +73,10 @@ def find_model(file: str) -> Path:
 
 
 def load_positions(path: Path) -> tuple[np.ndarray, list[str]]:
-    st = gemmi.read_structure(str(path))
-    st.setup_entities()
-    st.remove_hydrogens()
-    st.remove_ligands_and_waters()
-    pos, el = [], []
-    for chain in st[0]:
-        for res in chain:
-            for atom in res:
-                pos.append(atom.pos.tolist())
-                el.append(atom.element.name)
-    xyz = np.asarray(pos)
-    return xyz - xyz.mean(axis=0), el
+    """Centred heavy-atom positions and elements (no waters or ligands), as the prior's
+    training reads a model; the benchmark proteins are read here, never trained on."""
+    model = read_atomic_model(path, remove_ligands=True).centred()
+    return model.positions_angstrom, list(model.elements)
 
 
 def rfft_freq(n: int, voxel: float) -> np.ndarray:

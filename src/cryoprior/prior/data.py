@@ -32,7 +32,9 @@ import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
 
+from cryoprior.errors import InputFileError
 from cryoprior.fourier.masks import soft_sphere
+from cryoprior.io.atomic_model import AtomicModel, atomic_model_from_structure, read_structure
 
 __all__ = [
     "AtomicModel",
@@ -77,25 +79,6 @@ _MDA_FILES = (
 _MDA_SKIP = ("wrong_hydrogens", "_failing")
 
 
-@dataclass(frozen=True)
-class AtomicModel:
-    """Heavy atoms of one protein model, centred on their centroid.
-
-    positions_angstrom: (n_atoms, 3) float64, (x, y, z) in Angstrom, centroid at 0.
-    elements: (n_atoms,) element symbols.
-    name: where it came from.
-    """
-
-    positions_angstrom: np.ndarray
-    elements: tuple[str, ...]
-    name: str
-
-    @property
-    def radius_angstrom(self) -> float:
-        """Largest distance of an atom from the centroid."""
-        return float(np.sqrt((self.positions_angstrom**2).sum(axis=1)).max())
-
-
 def _check_allowed(text: str) -> None:
     low = text.lower()
     for word in FORBIDDEN_MODEL_WORDS:
@@ -104,28 +87,22 @@ def _check_allowed(text: str) -> None:
 
 
 def load_atomic_model(path: str | Path) -> AtomicModel:
-    """Read a PDB/mmCIF model (first model, no hydrogens, waters or ligands), centred.
+    """Read a training model: the first model without hydrogens, waters or ligands, centred on
+    its atoms' centroid (:func:`cryoprior.io.atomic_model.read_atomic_model`).
 
     Raises ValueError for benchmark proteins (by file name or title) or a model without atoms.
     """
     path = Path(path)
     _check_allowed(path.name)
-    st = gemmi.read_structure(str(path))
-    info = dict(st.info)
-    _check_allowed(" ".join([st.name, *info.values()]))
-    st.setup_entities()
-    st.remove_hydrogens()
-    st.remove_ligands_and_waters()
-    pos, el = [], []
-    for chain in st[0]:
-        for res in chain:
-            for atom in res:
-                pos.append(atom.pos.tolist())
-                el.append(atom.element.name)
-    if not pos:
+    try:
+        structure = read_structure(path, remove_ligands=True)
+    except InputFileError as exc:
+        raise ValueError(str(exc)) from exc
+    _check_allowed(" ".join([structure.name, *dict(structure.info).values()]))
+    model = atomic_model_from_structure(structure, name=path.name)
+    if model.n_atoms == 0:
         raise ValueError(f"{path}: no protein atoms")
-    xyz = np.asarray(pos, dtype=np.float64)
-    return AtomicModel(xyz - xyz.mean(axis=0), tuple(el), path.name)
+    return model.centred()
 
 
 def mdanalysistests_model_paths() -> list[Path]:

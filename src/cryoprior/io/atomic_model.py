@@ -1,0 +1,153 @@
+"""Atomic models (PDB/mmCIF, gzip allowed) read with gemmi: the package's one model type.
+
+Positions are (x, y, z) in Angstrom in the model's frame. A map's voxel (k, j, i) is at
+``origin_angstrom + (i, j, k) * voxel_size_angstrom`` wherever a model meets a map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryoprior.errors import InputFileError
+
+__all__ = ["AtomicModel", "atomic_model_from_structure", "read_atomic_model"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AtomicModel:
+    """The atoms of the first model of a structure.
+
+    Attributes
+    ----------
+    positions_angstrom : numpy.ndarray
+        (n_atoms, 3) float64, (x, y, z) in Angstrom.
+    elements : tuple of str
+        (n_atoms,) element symbols.
+    b_factors_angstrom2 : numpy.ndarray
+        (n_atoms,) isotropic B.
+    residue_index : numpy.ndarray
+        (n_atoms,) int64 index into ``residue_labels``.
+    residue_labels : tuple of str
+        One ``"chain:number[icode]:name"`` per residue, in file order.
+    name : str
+        Where it came from (the file name; empty when built from a structure).
+    """
+
+    positions_angstrom: np.ndarray
+    elements: tuple[str, ...]
+    b_factors_angstrom2: np.ndarray
+    residue_index: np.ndarray
+    residue_labels: tuple[str, ...]
+    name: str = ""
+
+    @property
+    def n_atoms(self) -> int:
+        """Number of atoms."""
+        return int(self.positions_angstrom.shape[0])
+
+    @property
+    def radius_angstrom(self) -> float:
+        """Largest distance of an atom from the atoms' centroid."""
+        centred = self.positions_angstrom - self.positions_angstrom.mean(axis=0)
+        return float(np.sqrt((centred**2).sum(axis=1)).max())
+
+    def centred(self) -> AtomicModel:
+        """The same model translated so that the atoms' centroid is at the origin."""
+        centre = self.positions_angstrom.mean(axis=0)
+        return dataclasses.replace(self, positions_angstrom=self.positions_angstrom - centre)
+
+
+def atomic_model_from_structure(structure, *, name: str = "") -> AtomicModel:
+    """An :class:`AtomicModel` from the first model of a ``gemmi.Structure`` (not modified)."""
+    positions, elements, bfac, residue_index, labels = [], [], [], [], []
+    for chain in structure[0]:
+        for residue in chain:
+            label = f"{chain.name}:{residue.seqid.num}{residue.seqid.icode.strip()}:{residue.name}"
+            labels.append(label)
+            for atom in residue:
+                positions.append((atom.pos.x, atom.pos.y, atom.pos.z))
+                elements.append(atom.element.name)
+                bfac.append(atom.b_iso)
+                residue_index.append(len(labels) - 1)
+    return AtomicModel(
+        positions_angstrom=np.asarray(positions, dtype=np.float64).reshape(-1, 3),
+        elements=tuple(elements),
+        b_factors_angstrom2=np.asarray(bfac, dtype=np.float64),
+        residue_index=np.asarray(residue_index, dtype=np.int64),
+        residue_labels=tuple(labels),
+        name=name,
+    )
+
+
+def read_structure(
+    path: str | Path,
+    *,
+    remove_hydrogens: bool = True,
+    remove_waters: bool = True,
+    remove_ligands: bool = False,
+):
+    """A ``gemmi.Structure`` from a PDB/mmCIF file, with entities set up and the chosen parts
+    removed (empty chains too).
+
+    Raises
+    ------
+    InputFileError
+        A missing or unreadable file, or one without a model.
+    """
+    import gemmi
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "file does not exist")
+    try:
+        structure = gemmi.read_structure(str(path))
+    except Exception as exc:  # gemmi raises RuntimeError/ValueError for malformed files
+        raise InputFileError(path, f"not a readable PDB/mmCIF model ({exc})") from exc
+    if len(structure) == 0:
+        raise InputFileError(path, "the file holds no model")
+    structure.setup_entities()
+    if remove_hydrogens:
+        structure.remove_hydrogens()
+    if remove_ligands:
+        structure.remove_ligands_and_waters()
+    elif remove_waters:
+        structure.remove_waters()
+    structure.remove_empty_chains()
+    return structure
+
+
+def read_atomic_model(
+    path: str | Path,
+    *,
+    remove_hydrogens: bool = True,
+    remove_waters: bool = True,
+    remove_ligands: bool = False,
+) -> AtomicModel:
+    """Read a PDB or mmCIF model (gzip allowed) with gemmi; hydrogens and waters dropped by
+    default, ligands kept unless ``remove_ligands`` (which also drops waters).
+
+    Raises
+    ------
+    InputFileError
+        A missing or unreadable file, one without atoms, or non-finite coordinates.
+    """
+    path = Path(path)
+    structure = read_structure(
+        path,
+        remove_hydrogens=remove_hydrogens,
+        remove_waters=remove_waters,
+        remove_ligands=remove_ligands,
+    )
+    model = atomic_model_from_structure(structure, name=path.name)
+    if model.n_atoms == 0:
+        raise InputFileError(path, "the model has no atoms")
+    if not np.isfinite(model.positions_angstrom).all():
+        raise InputFileError(path, "the model has non-finite atom coordinates")
+    return model
