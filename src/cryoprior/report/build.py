@@ -9,7 +9,6 @@ the report can be rebuilt from cached runs at any time.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ from cryoprior.report.comparison import (
     plot_mode_view_distributions,
     plot_series,
 )
+from cryoprior.report.document import Document
 from cryoprior.validate.controls import CUTOFF_RULE, PURE_NOISE_RULE
 from cryoprior.validate.job import read_json
 
@@ -148,88 +148,6 @@ def comparison_rows(runs: dict[str, ReportRun], labels: dict[str, str]) -> list[
     return rows
 
 
-class _Doc:
-    """Blocks rendered to Markdown and to HTML."""
-
-    def __init__(self):
-        self.blocks: list[tuple] = []
-
-    def heading(self, level: int, text: str):
-        self.blocks.append(("h", level, text))
-
-    def para(self, text: str):
-        self.blocks.append(("p", text))
-
-    def bullets(self, items: list[str]):
-        self.blocks.append(("ul", items))
-
-    def table(self, header: list[str], rows: list[list[str]]):
-        self.blocks.append(("table", header, rows))
-
-    def image(self, path: str, alt: str):
-        self.blocks.append(("img", path, alt))
-
-    def markdown(self) -> str:
-        out = []
-        for block in self.blocks:
-            kind = block[0]
-            if kind == "h":
-                out.append("#" * block[1] + " " + block[2])
-            elif kind == "p":
-                out.append(block[1])
-            elif kind == "ul":
-                out.append("\n".join(f"- {item}" for item in block[1]))
-            elif kind == "table":
-                header, rows = block[1], block[2]
-                lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                lines += ["| " + " | ".join(row) + " |" for row in rows]
-                out.append("\n".join(lines))
-            elif kind == "img":
-                out.append(f"![{block[2]}]({block[1]})")
-        return "\n\n".join(out) + "\n"
-
-    def html(self, title: str) -> str:
-        esc = html.escape
-        body = []
-        for block in self.blocks:
-            kind = block[0]
-            if kind == "h":
-                body.append(f"<h{block[1]}>{esc(block[2])}</h{block[1]}>")
-            elif kind == "p":
-                body.append(f"<p>{_inline(block[1])}</p>")
-            elif kind == "ul":
-                body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1]) + "</ul>")
-            elif kind == "table":
-                head = "".join(f"<th>{esc(h)}</th>" for h in block[1])
-                rows = "".join(
-                    "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
-                    for row in block[2]
-                )
-                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-            elif kind == "img":
-                body.append(f'<figure><img src="{esc(block[1])}" alt="{esc(block[2])}"></figure>')
-        style = (
-            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
-            "table{border-collapse:collapse;font-size:0.85em;margin:1em 0}"
-            "td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}"
-            "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-            ".pass{color:#070}.fail{color:#b00;font-weight:bold}"
-        )
-        return (
-            f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-        )
-
-
-def _inline(text: str) -> str:
-    """Escape, then render `code` spans and PASS/FAIL marks."""
-    out = html.escape(text)
-    parts = out.split("`")
-    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-    out = out.replace("**FAIL**", '<span class="fail">FAIL</span>')
-    return out.replace("PASS", '<span class="pass">PASS</span>')
-
-
 def _maps_for_gallery(root: Path, runs: dict[str, ReportRun], labels: dict[str, str]):
     maps: dict[str, np.ndarray] = {}
     mask = None
@@ -260,7 +178,9 @@ def build_report(
     """Write the report of the experiment in ``root`` to ``out_dir``; returns report.md.
 
     Cases without finished runs are listed as missing. Figures are written under
-    ``out_dir/figures`` with paths relative to the report.
+    ``out_dir/figures`` with paths relative to the report. The report is a sequence of
+    sections, each a function of the runs: introduction, one section per case, the noise
+    sweep, the cut-off and pure-noise controls - each only when its runs exist.
     """
     root, out = Path(root), Path(out_dir)
     manifest, cases = load_experiment(root)
@@ -268,8 +188,52 @@ def build_report(
     figures.mkdir(parents=True, exist_ok=True)
     modes_info = manifest.get("modes", {})
     labels = {m: info.get("label", m) for m, info in modes_info.items()}
-    doc = _Doc()
+    doc = Document()
     doc.heading(1, title)
+    _introduction(doc, manifest, cases, root, modes_info)
+    results_json: dict[str, Any] = {"suite": manifest.get("suite"), "cases": []}
+    noise_cases, cutoff_rows, pure_rows = [], [], []
+    for case, runs in cases:
+        entry = _case_section(doc, case, runs, root=root, out=out, labels=labels)
+        if entry is None:
+            continue
+        results_json["cases"].append(entry)
+        if case["group"] == "noise":
+            noise_cases.append((case, runs))
+        cut, pure = _control_rows(case["name"], runs, labels)
+        cutoff_rows += cut
+        pure_rows += pure
+    if noise_cases:
+        _noise_sweep_section(doc, noise_cases, labels=labels, out=out)
+    if cutoff_rows:
+        doc.heading(2, "Control: resolution cut-off")
+        doc.para("The particles carry nothing beyond the cut-off. " + CUTOFF_RULE)
+        doc.table(
+            ["case", "mode", "cut-off (A)", "RELION final (A)", "gold-standard 0.143 (A)",
+             "vs truth 0.143 (A)", "result"],
+            cutoff_rows,
+        )  # fmt: skip
+    if pure_rows:
+        doc.heading(2, "Control: pure noise")
+        doc.para(
+            "Every particle is noise; the initial map is the symmetric protein low-passed to "
+            "the resolution in the table. "
+            + PURE_NOISE_RULE
+            + " The correlation with the truth measures how much of the initial map survived."
+        )
+        doc.table(
+            ["case", "mode", "initial map (A)", "RELION final (A)", "reached local searches",
+             "regularized calls", "CC with truth", "result"],
+            pure_rows,
+        )  # fmt: skip
+    md_path = out / "report.md"
+    write_text_atomic(md_path, doc.markdown())
+    write_text_atomic(out / "report.html", doc.html(title))
+    write_text_atomic(out / "results.json", json.dumps(results_json, indent=1, allow_nan=True))
+    return md_path
+
+
+def _introduction(doc: Document, manifest: dict, cases, root: Path, modes_info: dict) -> None:
     doc.para(
         f"Suite `{manifest.get('suite')}`, runs in `{root}`; report written "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. " + (manifest.get("machine") or "")
@@ -305,208 +269,231 @@ def build_report(
         "from the truth. Q-score and FSC-Q: of the atomic model the particles were simulated "
         "from, in the final map. Angular error: mean rotation between refined and true poses, "
         "modulo the symmetry. Regularized calls: hook calls in which the regularizer was "
-        "applied / all hook calls (the plain mode returns RELION's map at every call). Wall time: the "
-        "refinement (both halves, all iterations); when other work shares the cores it compares "
-        "modes only roughly. At box 48 the local-resolution and FSC-Q "
-        "windows (20 voxels, 88 A) are coarse: read those columns as rankings."
+        "applied / all hook calls (the plain mode returns RELION's map at every call). Wall "
+        "time: the refinement (both halves, all iterations); when other work shares the cores "
+        "it compares modes only roughly. Local resolution and FSC-Q use windows of 20 voxels: "
+        "in small boxes read those columns as rankings."
     )
-    results_json: dict[str, Any] = {"suite": manifest.get("suite"), "cases": []}
-    noise_cases, cutoff_rows, pure_rows = [], [], []
-    for case, runs in cases:
-        name = case["name"]
-        doc.heading(2, case["title"])
-        sim = case["simulation"]
-        doc.para(
-            f"Case `{name}`: model `{Path(str(sim.get('model'))).name}`, box {sim.get('box_size')} "
-            f"at {sim.get('voxel_size_angstrom')} A/voxel, "
-            f"{sim.get('n_particles')} {sim.get('orientations')} views"
-            + (
-                f" with the tilt cone {sim.get('cone_tilt_min_degrees'):g}-"
-                f"{sim.get('cone_tilt_max_degrees'):g} deg over-represented "
-                f"{sim.get('cone_overrepresentation'):g}x"
-                if (sim.get("cone_overrepresentation") or 1) > 1
-                else ""
-            )
-            + (
-                f", low-passed at {sim['lowpass_resolution_angstrom']:g} A"
-                if sim.get("lowpass_resolution_angstrom")
-                else ""
-            )
-            + (", pure noise" if sim.get("pure_noise_only") else "")
-            + f", SNR {sim.get('snr')}, symmetry {case['refine']['symmetry']}, seed {sim.get('seed')}."
+
+
+def _case_description(case: dict) -> str:
+    sim = case["simulation"]
+    cone = ""
+    if (sim.get("cone_overrepresentation") or 1) > 1:
+        cone = (
+            f" with the tilt cone {sim.get('cone_tilt_min_degrees'):g}-"
+            f"{sim.get('cone_tilt_max_degrees'):g} deg over-represented "
+            f"{sim.get('cone_overrepresentation'):g}x"
         )
-        missing = [m for m in case["modes"] if m not in runs]
-        if missing:
-            doc.para("Not run yet: " + ", ".join(f"`{m}`" for m in missing) + ".")
-        if not runs:
-            continue
-        doc.table(list(TABLE_COLUMNS), comparison_rows(runs, labels))
-        results_json["cases"].append(
-            {
-                "case": name,
-                "title": case["title"],
-                "group": case["group"],
-                "runs": {
-                    m: {
-                        "summary": r.result["summary"],
-                        "refine": r.result["refine"],
-                        "controls": r.result["controls"],
-                    }
-                    for m, r in runs.items()
-                },
+    lowpass = (
+        f", low-passed at {sim['lowpass_resolution_angstrom']:g} A"
+        if sim.get("lowpass_resolution_angstrom")
+        else ""
+    )
+    return (
+        f"Case `{case['name']}`: model `{Path(str(sim.get('model'))).name}`, box "
+        f"{sim.get('box_size')} at {sim.get('voxel_size_angstrom')} A/voxel, "
+        f"{sim.get('n_particles')} {sim.get('orientations')} views{cone}{lowpass}"
+        + (", pure noise" if sim.get("pure_noise_only") else "")
+        + f", SNR {sim.get('snr')}, symmetry {case['refine']['symmetry']}, seed {sim.get('seed')}."
+    )
+
+
+def _case_section(
+    doc: Document,
+    case: dict,
+    runs: dict[str, ReportRun],
+    *,
+    root: Path,
+    out: Path,
+    labels: dict[str, str],
+) -> dict | None:
+    """The case's table, paper comparison and figures; its results.json entry (None: no runs)."""
+    name = case["name"]
+    figures = out / "figures"
+    doc.heading(2, case["title"])
+    doc.para(_case_description(case))
+    missing = [m for m in case["modes"] if m not in runs]
+    if missing:
+        doc.para("Not run yet: " + ", ".join(f"`{m}`" for m in missing) + ".")
+    if not runs:
+        return None
+    doc.table(list(TABLE_COLUMNS), comparison_rows(runs, labels))
+    _paper_comparison(doc, case.get("paper"), runs, labels)
+    validations = {m: r.validation for m, r in runs.items()}
+    fsc_png = plot_mode_fsc_curves(
+        validations, labels, figures / f"{name}_fsc.png", title=case["title"]
+    )
+    doc.image(os.path.relpath(fsc_png, out), f"FSC curves, {name}")
+    maps, mask = _maps_for_gallery(root, runs, labels)
+    if maps:
+        gallery = plot_map_gallery(
+            maps, figures / f"{name}_maps.png", title=f"{name}: final maps", mask=mask
+        )
+        doc.image(os.path.relpath(gallery, out), f"map sections, {name}")
+    local = plot_mode_local_resolution(
+        validations, labels, figures / f"{name}_local_resolution.png", title=name
+    )
+    doc.image(os.path.relpath(local, out), f"local resolution, {name}")
+    views = {}
+    first = next(iter(runs.values())).validation
+    if first.get("views_true"):
+        views["ground truth"] = first["views_true"]
+    for m, v in validations.items():
+        if v.get("views_refined"):
+            views[labels.get(m, m)] = v["views_refined"]
+    if views:
+        vpng = plot_mode_view_distributions(
+            views, figures / f"{name}_views.png", title=f"{name}: viewing directions"
+        )
+        doc.image(os.path.relpath(vpng, out), f"view distributions, {name}")
+    return {
+        "case": name,
+        "title": case["title"],
+        "group": case["group"],
+        "runs": {
+            m: {
+                "summary": r.result["summary"],
+                "refine": r.result["refine"],
+                "controls": r.result["controls"],
             }
-        )
-        paper = case.get("paper")
-        if paper and any(k in paper for k in ("fsc_0143_angstrom", "q_score_mean")):
-            doc.para(f"The paper ({paper.get('case')}) beside ours:")
-            header = ["metric"] + [
-                f"{labels.get(m, m)} paper / ours"
-                for m in ("relion", "sidesplitter", "prior-noguard")
-            ]
-            rows = []
-            for key, ours_key, label in (
-                ("fsc_0143_angstrom", "fsc_0143_angstrom", "FSC 0.143 (A)"),
-                ("q_score_mean", "q_score_mean", "Q-score"),
-                ("fsc_q_mean_angstrom", "fsc_q_mean_angstrom", "FSC-Q (A)"),
-            ):
-                row = [label]
-                for m in ("relion", "sidesplitter", "prior-noguard"):
-                    ours = runs[m].result["summary"].get(ours_key) if m in runs else None
-                    digits = 3 if "q_score" in key else 2
-                    row.append(f"{_fmt(paper.get(key, {}).get(m), digits)} / {_fmt(ours, digits)}")
-                rows.append(row)
-            doc.table(header, rows)
-            doc.para(
-                "The paper's third column is deepEMhancer run without a guard; ours is the "
-                "learned prior without the guard (`prior-noguard`). Scales differ (see above): "
-                "compare the ordering of the modes, not the values."
-            )
-        elif paper and paper.get("case"):
+            for m, r in runs.items()
+        },
+    }
+
+
+def _paper_comparison(
+    doc: Document, paper: dict | None, runs: dict[str, ReportRun], labels: dict[str, str]
+) -> None:
+    """The paper's numbers beside ours, for the modes this case ran: plain RELION,
+    SIDESPLITTER and the learned prior (unguarded when that run exists, as the paper's
+    deepEMhancer; else through the guard, and the table says so)."""
+    if not paper or not any(k in paper for k in ("fsc_0143_angstrom", "q_score_mean")):
+        if paper and paper.get("case"):
             doc.para(f"The paper: {paper['case']}.")
-        validations = {m: r.validation for m, r in runs.items()}
-        fsc_png = plot_mode_fsc_curves(
-            validations, labels, figures / f"{name}_fsc.png", title=case["title"]
+        return
+    prior_mode = next((m for m in ("prior-noguard", "prior") if m in runs), None)
+    columns = [
+        (paper_key, ours)
+        for paper_key, ours in (
+            ("relion", "relion"),
+            ("sidesplitter", "sidesplitter"),
+            ("prior-noguard", prior_mode),
         )
-        doc.image(os.path.relpath(fsc_png, out), f"FSC curves, {name}")
-        maps, mask = _maps_for_gallery(root, runs, labels)
-        if maps:
-            gallery = plot_map_gallery(
-                maps, figures / f"{name}_maps.png", title=f"{name}: final maps", mask=mask
-            )
-            doc.image(os.path.relpath(gallery, out), f"map sections, {name}")
-        local = plot_mode_local_resolution(
-            validations, labels, figures / f"{name}_local_resolution.png", title=name
-        )
-        doc.image(os.path.relpath(local, out), f"local resolution, {name}")
-        views = {}
-        first = next(iter(runs.values())).validation
-        if first.get("views_true"):
-            views["ground truth"] = first["views_true"]
-        for m, v in validations.items():
-            if v.get("views_refined"):
-                views[labels.get(m, m)] = v["views_refined"]
-        if views:
-            vpng = plot_mode_view_distributions(
-                views, figures / f"{name}_views.png", title=f"{name}: viewing directions"
-            )
-            doc.image(os.path.relpath(vpng, out), f"view distributions, {name}")
-        if case["group"] == "noise":
-            noise_cases.append((case, runs))
-        for m, r in runs.items():
-            controls = r.result.get("controls", {})
-            if "cutoff" in controls:
-                c = controls["cutoff"]
-                v = c["values"]
-                cutoff_rows.append(
-                    [
-                        name,
-                        labels.get(m, m),
-                        _fmt(c["cutoff_angstrom"], 1),
-                        _fmt(v.get("relion_final_angstrom")),
-                        _fmt(v.get("gold_standard_fsc_0143_angstrom")),
-                        _fmt(v.get("truth_fsc_0143_angstrom")),
-                        "PASS" if c["passed"] else "**FAIL**",
-                    ]
-                )
-            if "pure_noise" in controls:
-                c = controls["pure_noise"]
-                pure_rows.append(
-                    [
-                        name,
-                        labels.get(m, m),
-                        _fmt(c.get("ini_high_angstrom"), 1),
-                        _fmt(c.get("relion_final_angstrom")),
-                        _fmt(c.get("reached_local_searches")),
-                        str(c.get("regularized_calls")),
-                        _fmt(c.get("truth_correlation"), 3),
-                        "PASS" if c["passed"] else "**FAIL**",
-                    ]
-                )
-    if noise_cases:
-        doc.heading(2, "Noise sweep")
-        base = max(c["simulation"].get("snr") or 1.0 for c, _ in noise_cases)
-        noise_cases.sort(key=lambda cr: _noise_factor(cr[0], base))
-        xs = [_noise_factor(c, base) for c, _ in noise_cases]
-        all_modes = list(dict.fromkeys(m for _, runs in noise_cases for m in runs))
-        for key, label, fname in (
-            ("truth_fsc_0143_angstrom", "map vs truth, FSC 0.143 (A)", "noise_truth"),
-            ("fsc_0143_angstrom", "gold-standard FSC 0.143 (A)", "noise_gold"),
-        ):
-            series = {
-                m: [
-                    runs[m].result["summary"].get(key) if m in runs else None
-                    for _, runs in noise_cases
+        if ours in runs
+    ]
+    if not columns:
+        return
+    doc.para(f"The paper ({paper.get('case')}) beside ours:")
+    header = ["metric"] + [
+        ("deepEMhancer (paper) / " + labels.get(ours, ours))
+        if paper_key == "prior-noguard"
+        else f"{labels.get(ours, ours)} paper / ours"
+        for paper_key, ours in columns
+    ]
+    rows = []
+    for key, label in (
+        ("fsc_0143_angstrom", "FSC 0.143 (A)"),
+        ("q_score_mean", "Q-score"),
+        ("fsc_q_mean_angstrom", "FSC-Q (A)"),
+    ):
+        digits = 3 if "q_score" in key else 2
+        row = [label]
+        for paper_key, ours in columns:
+            value = runs[ours].result["summary"].get(key)
+            row.append(f"{_fmt(paper.get(key, {}).get(paper_key), digits)} / {_fmt(value, digits)}")
+        rows.append(row)
+    doc.table(header, rows)
+    prior_note = (
+        "the learned prior without the guard (`prior-noguard`)"
+        if prior_mode == "prior-noguard"
+        else "the learned prior through the guard (`prior`; no unguarded run in this case)"
+        if prior_mode == "prior"
+        else "not run here"
+    )
+    doc.para(
+        "The paper's third column is deepEMhancer run without a guard; ours is "
+        + prior_note
+        + ". Scales differ (see above): compare the ordering of the modes, not the values."
+    )
+
+
+def _control_rows(
+    name: str, runs: dict[str, ReportRun], labels: dict[str, str]
+) -> tuple[list[list[str]], list[list[str]]]:
+    cutoff_rows, pure_rows = [], []
+    for m, r in runs.items():
+        controls = r.result.get("controls", {})
+        if "cutoff" in controls:
+            c = controls["cutoff"]
+            v = c["values"]
+            cutoff_rows.append(
+                [
+                    name,
+                    labels.get(m, m),
+                    _fmt(c["cutoff_angstrom"], 1),
+                    _fmt(v.get("relion_final_angstrom")),
+                    _fmt(v.get("gold_standard_fsc_0143_angstrom")),
+                    _fmt(v.get("truth_fsc_0143_angstrom")),
+                    "PASS" if c["passed"] else "**FAIL**",
                 ]
-                for m in all_modes
-            }
-            png = plot_series(
-                xs, series, labels, figures / f"{fname}.png",
-                x_label="noise SD (x the first level)", y_label=label, title=f"noise sweep: {label}",
-            )  # fmt: skip
-            doc.image(os.path.relpath(png, out), f"noise sweep, {label}")
-        rows = []
-        for (_case, runs), x in zip(noise_cases, xs, strict=True):
-            for m in all_modes:
-                if m in runs:
-                    result = runs[m].result
-                    rows.append(
-                        [
-                            f"x{x:g}",
-                            labels.get(m, m),
-                            _fmt(result["refine"].get("final_resolution_angstrom")),
-                            _fmt(result["summary"].get("truth_fsc_0143_angstrom")),
-                            _fmt(result["refine"].get("reached_local_searches")),
-                            str(result["refine"].get("regularized_calls")),
-                        ]
-                    )
-        doc.table(
-            ["noise SD", "mode", "RELION final (A)", "vs truth FSC 0.143 (A)",
-             "reached local searches", "regularized calls"],
-            rows,
+            )
+        if "pure_noise" in controls:
+            c = controls["pure_noise"]
+            pure_rows.append(
+                [
+                    name,
+                    labels.get(m, m),
+                    _fmt(c.get("ini_high_angstrom"), 1),
+                    _fmt(c.get("relion_final_angstrom")),
+                    _fmt(c.get("reached_local_searches")),
+                    str(c.get("regularized_calls")),
+                    _fmt(c.get("truth_correlation"), 3),
+                    "PASS" if c["passed"] else "**FAIL**",
+                ]
+            )
+    return cutoff_rows, pure_rows
+
+
+def _noise_sweep_section(doc: Document, noise_cases, *, labels: dict[str, str], out: Path) -> None:
+    doc.heading(2, "Noise sweep")
+    figures = out / "figures"
+    base = max(c["simulation"].get("snr") or 1.0 for c, _ in noise_cases)
+    noise_cases = sorted(noise_cases, key=lambda cr: _noise_factor(cr[0], base))
+    xs = [_noise_factor(c, base) for c, _ in noise_cases]
+    all_modes = list(dict.fromkeys(m for _, runs in noise_cases for m in runs))
+    for key, label, fname in (
+        ("truth_fsc_0143_angstrom", "map vs truth, FSC 0.143 (A)", "noise_truth"),
+        ("fsc_0143_angstrom", "gold-standard FSC 0.143 (A)", "noise_gold"),
+    ):
+        series = {
+            m: [
+                runs[m].result["summary"].get(key) if m in runs else None for _, runs in noise_cases
+            ]
+            for m in all_modes
+        }
+        png = plot_series(
+            xs, series, labels, figures / f"{fname}.png",
+            x_label="noise SD (x the first level)", y_label=label, title=f"noise sweep: {label}",
         )  # fmt: skip
-    if cutoff_rows:
-        doc.heading(2, "Control: resolution cut-off")
-        doc.para("The particles carry nothing beyond the cut-off. " + CUTOFF_RULE)
-        doc.table(
-            ["case", "mode", "cut-off (A)", "RELION final (A)", "gold-standard 0.143 (A)",
-             "vs truth 0.143 (A)", "result"],
-            cutoff_rows,
-        )  # fmt: skip
-    if pure_rows:
-        doc.heading(2, "Control: pure noise")
-        doc.para(
-            "Every particle is noise; the initial map is the symmetric protein low-passed to "
-            "the resolution in the table. "
-            + PURE_NOISE_RULE
-            + " The correlation with the truth measures how much of the initial map survived."
-        )
-        doc.table(
-            ["case", "mode", "initial map (A)", "RELION final (A)", "reached local searches",
-             "regularized calls", "CC with truth", "result"],
-            pure_rows,
-        )  # fmt: skip
-    md_path = out / "report.md"
-    write_text_atomic(md_path, doc.markdown())
-    write_text_atomic(out / "report.html", doc.html(title))
-    write_text_atomic(out / "results.json", json.dumps(results_json, indent=1, allow_nan=True))
-    return md_path
+        doc.image(os.path.relpath(png, out), f"noise sweep, {label}")
+    rows = []
+    for (_case, runs), x in zip(noise_cases, xs, strict=True):
+        for m in all_modes:
+            if m in runs:
+                result = runs[m].result
+                rows.append(
+                    [
+                        f"x{x:g}",
+                        labels.get(m, m),
+                        _fmt(result["refine"].get("final_resolution_angstrom")),
+                        _fmt(result["summary"].get("truth_fsc_0143_angstrom")),
+                        _fmt(result["refine"].get("reached_local_searches")),
+                        str(result["refine"].get("regularized_calls")),
+                    ]
+                )
+    doc.table(
+        ["noise SD", "mode", "RELION final (A)", "vs truth FSC 0.143 (A)",
+         "reached local searches", "regularized calls"],
+        rows,
+    )  # fmt: skip

@@ -1,0 +1,103 @@
+"""A small document model rendered to Markdown and HTML (the experiment report's pages)."""
+
+from __future__ import annotations
+
+import html
+import re
+
+__all__ = ["Document"]
+
+
+class Document:
+    """A report as a list of blocks (headings, paragraphs, bullets, tables, images), rendered
+    to Markdown and to a self-contained HTML page.
+
+    Text is Markdown-like: `code` spans and **bold** are rendered in both; PASS and **FAIL**
+    are coloured in HTML.
+    """
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple] = []
+
+    def heading(self, level: int, text: str) -> None:
+        """A heading of ``level`` (1 = title)."""
+        self.blocks.append(("h", level, text))
+
+    def para(self, text: str) -> None:
+        """A paragraph."""
+        self.blocks.append(("p", text))
+
+    def bullets(self, items: list[str]) -> None:
+        """A bulleted list."""
+        self.blocks.append(("ul", items))
+
+    def table(self, header: list[str], rows: list[list[str]]) -> None:
+        """A table (cells are text)."""
+        self.blocks.append(("table", header, rows))
+
+    def image(self, path: str, alt: str) -> None:
+        """An image, by path relative to the report."""
+        self.blocks.append(("img", path, alt))
+
+    def markdown(self) -> str:
+        """The document as Markdown."""
+        out = []
+        for block in self.blocks:
+            kind = block[0]
+            if kind == "h":
+                out.append("#" * block[1] + " " + block[2])
+            elif kind == "p":
+                out.append(block[1])
+            elif kind == "ul":
+                out.append("\n".join(f"- {item}" for item in block[1]))
+            elif kind == "table":
+                header, rows = block[1], block[2]
+                lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                lines += ["| " + " | ".join(row) + " |" for row in rows]
+                out.append("\n".join(lines))
+            elif kind == "img":
+                out.append(f"![{block[2]}]({block[1]})")
+        return "\n\n".join(out) + "\n"
+
+    def html(self, title: str) -> str:
+        """The document as one HTML page titled ``title``."""
+        esc = html.escape
+        body = []
+        for block in self.blocks:
+            kind = block[0]
+            if kind == "h":
+                body.append(f"<h{block[1]}>{esc(block[2])}</h{block[1]}>")
+            elif kind == "p":
+                body.append(f"<p>{_inline(block[1])}</p>")
+            elif kind == "ul":
+                body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1]) + "</ul>")
+            elif kind == "table":
+                head = "".join(f"<th>{esc(h)}</th>" for h in block[1])
+                rows = "".join(
+                    "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
+                    for row in block[2]
+                )
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            elif kind == "img":
+                body.append(f'<figure><img src="{esc(block[1])}" alt="{esc(block[2])}"></figure>')
+        style = (
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+            "table{border-collapse:collapse;font-size:0.85em;margin:1em 0}"
+            "td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}"
+            "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+            ".pass{color:#070}.fail{color:#b00;font-weight:bold}"
+        )
+        return (
+            f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        )
+
+
+def _inline(text: str) -> str:
+    """Escape, then render `code` spans, PASS/**FAIL** marks and **bold**."""
+    out = html.escape(text)
+    parts = out.split("`")
+    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    out = out.replace("**FAIL**", '<span class="fail">FAIL</span>')
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return out.replace("PASS", '<span class="pass">PASS</span>')
