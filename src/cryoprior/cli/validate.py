@@ -3,7 +3,11 @@ explicit maps), written as JSON and PNG figures, with a short table on the termi
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -63,9 +67,15 @@ def validate(
     simulation, Q-score and FSC-Q of an atomic model. Writes OUT/validation.json and PNG
     figures; prints a short table.
 
+    Refused with one line: maps whose headers give different voxel sizes, maps with NaN or
+    infinite voxels, constant half-maps, an unknown --sym, an invalid --angpix, an --out that
+    cannot be written. Warned (and listed under "warnings" in validation.json): a model mostly
+    outside the map box, particles that share none with --truth-star.
+
     Example: cryoprior validate Refine3D/job001 --truth-map truth.mrc --truth-star truth.star
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from cryoprior.cli._common import setup_logging
@@ -73,9 +83,25 @@ def validate(
     from cryoprior.report.figures import write_validation_figures
     from cryoprior.validate.job import load_validation_inputs
     from cryoprior.validate.summary import ValidationSettings, validate_maps
+    from cryoprior.validate.symmetry import validate_symmetry_name
 
     setup_logging(verbose)
     console = Console()
+    errors = Console(stderr=True)
+
+    def fail(message: str) -> typer.Exit:
+        errors.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        return typer.Exit(1)
+
+    if voxel_size is not None and not (math.isfinite(voxel_size) and voxel_size > 0):
+        raise fail(f"--angpix {voxel_size:g}: not a valid voxel size (give a positive number, A)")
+    if symmetry is not None:
+        try:
+            symmetry = validate_symmetry_name(symmetry)
+        except ValueError as exc:
+            raise fail(f"--sym {symmetry}: {exc}") from None
+    if out.exists() and not out.is_dir():
+        raise fail(f"--out {out}: exists and is not a folder")
     try:
         loaded = load_validation_inputs(
             job,
@@ -93,19 +119,25 @@ def validate(
         )
         sym = loaded.symmetry
         voxel = loaded.inputs.voxel_size_angstrom
+        try:  # before the metrics are computed: the output folder must be writable
+            _check_output_folder(out)
+        except OSError as exc:
+            raise fail(f"--out {exc.filename or out}: {exc.strerror or exc}") from None
         settings = ValidationSettings(symmetry=sym, local_window_voxels=local_window, seed=seed)
         with console.status("computing validation metrics..."):
             report = validate_maps(loaded.inputs, settings)
+        data = report.to_dict(per_atom=per_atom)
+        data["inputs"] = loaded.paths
+        data["warnings"] = [*loaded.warnings, *report.warnings]
+        json_path = out / "validation.json"
+        write_json_atomic(json_path, data)
+        figures = write_validation_figures(report, out)
     except (InputFileError, FileNotFoundError, KeyError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
-
-    data = report.to_dict(per_atom=per_atom)
-    data["inputs"] = loaded.paths
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "validation.json"
-    write_json_atomic(json_path, data)
-    figures = write_validation_figures(report, out)
+        raise fail(str(exc)) from None
+    except OSError as exc:  # writing the results: disk full, folder removed meanwhile
+        raise fail(f"{exc.filename or out}: {exc.strerror or exc}") from None
+    except MemoryError:
+        raise fail("out of memory computing the validation metrics") from None
 
     table = Table(title=f"cryoprior validate ({report.box_size}^3, {voxel:g} A/voxel, {sym})")
     table.add_column("metric")
@@ -115,3 +147,18 @@ def validate(
     console.print(table)
     console.print(f"metrics: {json_path}")
     console.print("figures: " + ", ".join(str(p) for p in figures))
+    for message in data["warnings"]:
+        console.print(f"warning: {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _check_output_folder(out: Path) -> None:
+    """Create ``out`` and write a file in it (OSError naming the folder when that fails)."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cryoprior-write-test.", dir=out)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(out)) from exc
+    os.close(fd)
+    os.unlink(probe)

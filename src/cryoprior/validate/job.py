@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from cryoprior.errors import InputFileError
 from cryoprior.io._atomic import write_text_atomic
 from cryoprior.io.mrc import read_map, read_map_header_voxel_size
 from cryoprior.io.relion import read_model_star, read_particles_star, read_sampling_star
 from cryoprior.validate.atoms import model_density_map, read_atomic_model
 from cryoprior.validate.poses import pose_table_from_particles
 from cryoprior.validate.summary import ValidationInputs
+from cryoprior.validate.symmetry import validate_symmetry_name
 
 __all__ = [
     "RelionJobFiles",
@@ -135,11 +137,13 @@ class LoadedInputs:
     inputs: the arrays.
     symmetry: point group (given, else the job's sampling STAR, else C1).
     paths: name -> path (or None) of every file read, for the record.
+    warnings: what looked wrong in the inputs but did not stop validation (also logged).
     """
 
     inputs: ValidationInputs
     symmetry: str
     paths: dict[str, str | None]
+    warnings: tuple[str, ...] = ()
 
 
 def load_validation_inputs(
@@ -172,9 +176,19 @@ def load_validation_inputs(
 
     Raises
     ------
-    ValueError: neither a job nor both half-maps, or no voxel size anywhere.
-    FileNotFoundError, InputFileError: missing or unreadable files.
+    ValueError: neither a job nor both half-maps, an invalid voxel size or symmetry, or no
+        voxel size anywhere.
+    FileNotFoundError, InputFileError: missing or unreadable files; maps whose headers give
+        different voxel sizes; maps with NaN or infinite voxels; constant half-maps or true
+        map (no FSC can be computed).
     """
+    if voxel_size_angstrom is not None and not (
+        math.isfinite(voxel_size_angstrom) and voxel_size_angstrom > 0
+    ):
+        raise ValueError(
+            f"voxel size {voxel_size_angstrom:g} is not valid: give a positive number of Angstrom"
+        )
+    given_symmetry = validate_symmetry_name(symmetry) if symmetry is not None else None
     files = find_relion_job_files(job) if job is not None else None
     h1_path = half_map_1 or (files.half_map_1 if files else None)
     h2_path = half_map_2 or (files.half_map_2 if files else None)
@@ -182,20 +196,47 @@ def load_validation_inputs(
         raise ValueError("give a RELION job, or both half-maps")
     full_path = full_map or (files.full_map if files else None)
     particles_path = particles_star or (files.particles_star if files else None)
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        logger.warning("%s", message)
+        warnings.append(message)
+
+    maps = [h1_path, h2_path, full_path, mask, truth_map, model_map]
+    header_voxel = _common_header_voxel_size([Path(p) for p in maps if p is not None])
     voxel = voxel_size_angstrom
     if voxel is None and files is not None and files.model_star is not None:
         voxel = read_model_star(files.model_star).pixel_size_angstrom
     if voxel is None:
-        voxel = read_map_header_voxel_size(h1_path)
-    if not voxel or voxel <= 0:
+        voxel = header_voxel
+    elif header_voxel and abs(voxel - header_voxel) > _VOXEL_TOLERANCE * header_voxel:
+        warn(f"using {voxel:g} A per voxel although the map headers give {header_voxel:g} A")
+    if not voxel or not math.isfinite(voxel) or voxel <= 0:
         raise ValueError(f"{h1_path} has no voxel size in its header: give the voxel size")
-    sym = symmetry
+    sym = given_symmetry
     if sym is None and files is not None and files.sampling_star is not None:
         sym = read_sampling_star(files.sampling_star).symmetry_group
+        try:
+            sym = validate_symmetry_name(sym)
+        except ValueError as exc:
+            if truth_star is not None:
+                raise InputFileError(files.sampling_star, str(exc)) from exc
+            warn(f"{files.sampling_star}: {exc}; pose errors could not use it")
     sym = sym or "C1"
 
-    def load(path):
-        return None if path is None else read_map(path, dtype=np.float64)
+    def load(path, *, constant_ok: bool = True):
+        if path is None:
+            return None
+        array = read_map(path, dtype=np.float64)
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = int(array.size - np.count_nonzero(finite))
+            raise InputFileError(path, f"{bad} voxel(s) are not finite (NaN or infinite)")
+        if not constant_ok and array.size and array.min() == array.max():
+            raise InputFileError(
+                path, f"the map is constant (every voxel {array.flat[0]:g}): no FSC can be computed"
+            )
+        return array
 
     def poses(path):
         if path is None:
@@ -205,22 +246,31 @@ def load_validation_inputs(
             table.particles, pixel_size_angstrom=table.pixel_size_angstrom
         )
 
-    h1 = load(h1_path)
+    h1 = load(h1_path, constant_ok=False)
     atoms = read_atomic_model(model) if model is not None else None
     model_grid = load(model_map)
     if atoms is not None and model_grid is None:
         model_grid = model_density_map(model, box_size=h1.shape[-1], voxel_size_angstrom=voxel)
+    refined_poses = poses(particles_path)
+    true_poses = poses(truth_star)
+    if refined_poses is not None and true_poses is not None:
+        shared = np.isin(refined_poses.image_names, true_poses.image_names)
+        if not shared.any():
+            warn(
+                f"{particles_path} and {truth_star} share no particle (no rlnImageName in "
+                "common): no pose errors can be computed"
+            )
     inputs = ValidationInputs(
         half_map_1=h1,
-        half_map_2=load(h2_path),
+        half_map_2=load(h2_path, constant_ok=False),
         voxel_size_angstrom=float(voxel),
         full_map=load(full_path),
         mask=load(mask),
-        truth_map=load(truth_map),
+        truth_map=load(truth_map, constant_ok=False),
         model=atoms,
         model_map=model_grid,
-        refined_poses=poses(particles_path),
-        true_poses=poses(truth_star),
+        refined_poses=refined_poses,
+        true_poses=true_poses,
     )
     paths = {
         "job": job,
@@ -238,7 +288,35 @@ def load_validation_inputs(
         inputs=inputs,
         symmetry=sym,
         paths={k: (None if v is None else str(v)) for k, v in paths.items()},
+        warnings=tuple(warnings),
     )
+
+
+_VOXEL_TOLERANCE = 1e-3  # relative; RELION writes the pixel size as a float32
+
+
+def _common_header_voxel_size(paths: list[Path]) -> float | None:
+    """The voxel size the maps' headers agree on (headers without one are skipped), or None.
+
+    Raises InputFileError for a missing or unreadable file, or a header whose voxel size
+    differs from the first map's (by more than 0.1 %).
+    """
+    reference: tuple[Path, float] | None = None
+    for path in paths:
+        if not path.is_file():
+            raise InputFileError(path, "file does not exist")
+        size = read_map_header_voxel_size(path)
+        if not size or not math.isfinite(size) or size <= 0:
+            continue
+        if reference is None:
+            reference = (path, size)
+        elif abs(size - reference[1]) > _VOXEL_TOLERANCE * reference[1]:
+            raise InputFileError(
+                path,
+                f"voxel size {size:g} A in the header, but {reference[0]} has "
+                f"{reference[1]:g} A: the maps must be on one grid",
+            )
+    return None if reference is None else reference[1]
 
 
 def json_ready(value):

@@ -31,7 +31,13 @@ from cryoprior.validate.poses import (
 from cryoprior.validate.qscore import QScoreResult, expected_q_score, q_scores
 from cryoprior.validate.truth import TruthComparison, compare_with_truth
 
-__all__ = ["ValidationInputs", "ValidationReport", "ValidationSettings", "validate_maps"]
+__all__ = [
+    "ValidationInputs",
+    "ValidationReport",
+    "ValidationSettings",
+    "fraction_outside_box",
+    "validate_maps",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +123,7 @@ class ValidationReport:
     attraction: dict | None = None
     settings: ValidationSettings = field(default_factory=ValidationSettings)
     timings_seconds: dict = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self, *, per_atom: bool = True) -> dict:
         """JSON-ready nested dict of all metrics (curves, histograms, per-residue values)."""
@@ -129,6 +136,7 @@ class ValidationReport:
             "local_resolution": self.local_resolution.to_dict(),
             "directional_resolution": self.directional.to_dict(),
             "timings_seconds": dict(self.timings_seconds),
+            "warnings": list(self.warnings),
         }
         if self.truth is not None:
             out["truth"] = self.truth.to_dict()
@@ -297,9 +305,24 @@ def validate_maps(
             mask=mask,
             voxel_size_angstrom=voxel,
         )
+    warnings: list[str] = []
     q = fq = None
     if inputs.model is not None:
         model = inputs.model
+        outside = fraction_outside_box(
+            model.positions_angstrom,
+            n,
+            voxel_size_angstrom=voxel,
+            origin_angstrom=inputs.origin_angstrom,
+        )
+        if outside > 0.5:
+            message = (
+                f"{100 * outside:.0f} % of the model's {model.n_atoms} atoms lie outside the map "
+                f"box ({n} x {voxel:g} A from the origin {tuple(inputs.origin_angstrom)} A): is the "
+                "model in the map's frame? The Q-score and FSC-Q mean little"
+            )
+            logger.warning("%s", message)
+            warnings.append(message)
         q = timed(
             "q_score",
             q_scores,
@@ -358,7 +381,37 @@ def validate_maps(
         attraction=attract,
         settings=s,
         timings_seconds=timings,
+        warnings=tuple(warnings),
     )
+
+
+def fraction_outside_box(
+    positions_angstrom,
+    box_size: int,
+    *,
+    voxel_size_angstrom: float,
+    origin_angstrom=(0.0, 0.0, 0.0),
+) -> float:
+    """Fraction of atoms outside an (N, N, N) map's box.
+
+    Parameters
+    ----------
+    positions_angstrom: (n_atoms, 3) (x, y, z) in the model's frame.
+    box_size: N.
+    voxel_size_angstrom: voxel size.
+    origin_angstrom: (x, y, z) of voxel (0, 0, 0).
+
+    Returns
+    -------
+    In [0, 1]; an atom is inside when every coordinate lies in [-0.5, N - 0.5) voxels of the
+    origin (0 for no atoms).
+    """
+    xyz = np.asarray(positions_angstrom, dtype=np.float64).reshape(-1, 3)
+    if not len(xyz):
+        return 0.0
+    index = (xyz - np.asarray(origin_angstrom, dtype=np.float64)) / float(voxel_size_angstrom)
+    inside = ((index >= -0.5) & (index < box_size - 0.5)).all(axis=1)
+    return float(1.0 - inside.mean())
 
 
 def _choose_mask(inputs: ValidationInputs, n: int) -> tuple[np.ndarray, str]:

@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-__all__ = ["symmetry_operators"]
+__all__ = ["MAX_ROTATION_ORDER", "symmetry_operators", "validate_symmetry_name"]
 
 _SQRT3_INV = 1.0 / np.sqrt(3.0)
 _PHI = (1.0 + np.sqrt(5.0)) / 2.0  # golden ratio
@@ -39,6 +39,49 @@ _GENERATORS: dict[str, tuple[tuple[int, tuple[float, float, float]], ...]] = {
     "I4": ((2, (_A, 0.0, _B)), (5, (2.0 / np.sqrt(5.0), 0.0, 1.0 / np.sqrt(5.0)))),
 }
 _ORDERS = {"T": 12, "O": 24, "I1": 60, "I2": 60, "I3": 60, "I4": 60}
+
+
+MAX_ROTATION_ORDER = 1000  # Cn and Dn with n above this are refused (a typo, not a group)
+
+_SUPPORTED = "Cn, Dn (n = 1..1000), T, O, I or I1-I4 (proper rotations only)"
+
+
+def validate_symmetry_name(symmetry: str) -> str:
+    """RELION's name of a supported point group, in canonical form; ValueError otherwise.
+
+    Checks the name only (no operator is made), so it is cheap enough to check a
+    command-line option before any work. Accepts what :func:`symmetry_operators` accepts.
+
+    Parameters
+    ----------
+    symmetry: case-insensitive, surrounding spaces ignored: ``C1``, ``Cn``, ``Dn``, ``T``,
+        ``O``, ``I``, ``I1``-``I4``.
+
+    Returns
+    -------
+    The upper-case name (``"c4 "`` -> ``"C4"``; ``I`` stays ``I``).
+
+    Raises
+    ------
+    ValueError: one line naming the value and what is supported.
+
+    Example
+    -------
+    >>> validate_symmetry_name("d2")
+    'D2'
+    """
+    if not isinstance(symmetry, str):
+        raise ValueError(f"symmetry {symmetry!r} is not a name: use {_SUPPORTED}")
+    name = symmetry.strip().upper()
+    match = re.fullmatch(r"([CD])(\d+)", name)
+    if match:
+        fold = int(match.group(2))
+        if not 1 <= fold <= MAX_ROTATION_ORDER:
+            raise ValueError(f"symmetry {symmetry!r}: the order must be 1..{MAX_ROTATION_ORDER}")
+        return f"{match.group(1)}{fold}"
+    if name in ("T", "O", "I") or name in _GENERATORS:
+        return name
+    raise ValueError(f"unsupported symmetry {symmetry!r}: use {_SUPPORTED}")
 
 
 def symmetry_operators(symmetry: str) -> np.ndarray:
@@ -64,12 +107,10 @@ def symmetry_operators(symmetry: str) -> np.ndarray:
     >>> ops.shape, np.round(ops[:, 2, 2]).tolist()
     ((4, 3, 3), [1.0, 1.0, -1.0, -1.0])
     """
-    name = symmetry.strip().upper()
+    name = validate_symmetry_name(symmetry)
     match = re.fullmatch(r"([CD])(\d+)", name)
     if match:
         fold = int(match.group(2))
-        if fold < 1:
-            raise ValueError(f"symmetry {symmetry!r}: the order must be >= 1")
         generators = [(fold, (0.0, 0.0, 1.0))]
         order = fold
         if match.group(1) == "D":
@@ -78,11 +119,7 @@ def symmetry_operators(symmetry: str) -> np.ndarray:
         return _close_group(generators, order, symmetry)
     if name == "I":
         name = "I2"
-    if name in _GENERATORS:
-        return _close_group(list(_GENERATORS[name]), _ORDERS[name], symmetry)
-    raise ValueError(
-        f"unsupported symmetry {symmetry!r}: use Cn, Dn, T, O, I or I1-I4 (proper rotations only)"
-    )
+    return _close_group(list(_GENERATORS[name]), _ORDERS[name], symmetry)
 
 
 def _axis_rotation(fold: int, axis) -> np.ndarray:
