@@ -21,7 +21,7 @@ import pytest
 
 from cryoprior.errors import InputFileError
 from cryoprior.fourier.filters import apply_filter, bfactor_filter
-from cryoprior.simulate.density import model_info, model_to_map, read_model
+from cryoprior.simulate.density import model_to_map, read_model, structure_summary
 from cryoprior.simulate.models import SHIPPED_MODELS, resolve_model_path, shipped_model_path
 
 PROVENANCE = Path(shipped_model_path("5a1a")).parent / "PROVENANCE.md"
@@ -61,13 +61,13 @@ def test_shipped_models_match_their_provenance():
 
 
 def test_read_model_counts_and_errors(tmp_path, betagal):
-    info = model_info(betagal)
+    info = structure_summary(betagal)
     assert info.n_atoms == 33696 and info.n_chains == 4
     proteasome = read_model(shipped_model_path("proteasome"))
-    assert model_info(proteasome).n_atoms == 46382
-    assert model_info(read_model(shipped_model_path("5a1a"), remove_waters=True)).n_atoms == (
-        33696 - 776
-    )
+    assert structure_summary(proteasome).n_atoms == 46382
+    assert structure_summary(
+        read_model(shipped_model_path("5a1a"), remove_waters=True)
+    ).n_atoms == (33696 - 776)
     with pytest.raises(InputFileError, match="does not exist"):
         read_model(tmp_path / "missing.pdb")
     bad = tmp_path / "bad.cif"

@@ -50,7 +50,7 @@ from cryoprior.fourier.filters import apply_filter, raised_cosine_lowpass
 from cryoprior.io._atomic import write_text_atomic
 from cryoprior.io.mrc import read_map, read_map_header_voxel_size
 from cryoprior.simulate.ctf import CTFOptics
-from cryoprior.simulate.density import model_info, model_to_map, read_model
+from cryoprior.simulate.density import model_to_map, read_model, structure_summary
 from cryoprior.simulate.images import (
     CTFValues,
     ImageFormation,
@@ -684,7 +684,7 @@ def _plan_source(config: SimulationConfig) -> _SourcePlan:
 
     path, shipped = resolve_model_path(config.model)
     structure = read_model(path, remove_waters=config.remove_waters)
-    info = model_info(structure)
+    info = structure_summary(structure)
     voxel = float(config.voxel_size_angstrom or 1.0)
     box = config.box_size
     note = ""

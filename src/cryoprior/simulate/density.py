@@ -27,7 +27,7 @@ import scipy.fft
 
 from cryoprior.errors import InputFileError
 
-__all__ = ["ModelInfo", "model_info", "model_to_map", "read_model"]
+__all__ = ["StructureSummary", "model_to_map", "read_model", "structure_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def read_model(path: str | Path, *, remove_waters: bool = False, remove_hydrogen
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class StructureSummary:
     """Summary of a model's first model.
 
     Attributes
@@ -111,7 +111,7 @@ class ModelInfo:
     radius_99_angstrom: float = 0.0
 
 
-def model_info(structure) -> ModelInfo:
+def structure_summary(structure) -> StructureSummary:
     """Atom count, centre, extent and B-factors of a gemmi structure's first model."""
     model = structure[0]
     xyz = _coordinates(model)
@@ -125,7 +125,7 @@ def model_info(structure) -> ModelInfo:
         for res in chain
         for atom in res
     ]
-    return ModelInfo(
+    return StructureSummary(
         n_atoms=len(xyz),
         n_chains=len(model),
         centre_of_mass_angstrom=(float(com[0]), float(com[1]), float(com[2])),
