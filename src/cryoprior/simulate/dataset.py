@@ -386,7 +386,7 @@ def simulate_dataset(
     out = Path(output_dir).resolve()
     _check_output_dir(out, overwrite=overwrite)
     plan = _plan_source(config)
-    star_poses = poses_from_star(config.angles_star) if config.orientations == "star" else None
+    star_poses = poses_from_star(str(config.angles_star)) if config.orientations == "star" else None
     n_total = _count_particles(config, star_poses) + config.n_pure_noise
     if n_total == 0:
         raise ValueError("the configuration gives no particles")
@@ -480,7 +480,7 @@ def simulate_dataset(
         """Images of the index-aligned block of ``batch_size`` particles from ``start`` (the
         last block padded with copies of its first particle: every block has the same
         shapes)."""
-        b = config.batch_size
+        b = int(batch_size)
         stop = min(start + b, n_total)
         rows = np.arange(start, start + b)
         rows[stop - start :] = start
@@ -763,7 +763,11 @@ def _true_map(
         if not np.isfinite(volume).all():
             bad = int((~np.isfinite(volume)).sum())
             raise InputFileError(path, f"{bad} voxel(s) are not finite (NaN or infinite)")
-        source = {"kind": "map", "path": str(path.resolve()), "sha256": _sha256(path)}
+        source: dict[str, Any] = {
+            "kind": "map",
+            "path": str(path.resolve()),
+            "sha256": _sha256(path),
+        }
         return volume, plan.voxel_size_angstrom, source
 
     path, shipped, structure, info = plan.path, plan.shipped, plan.structure, plan.info
@@ -803,7 +807,7 @@ def _poses(config: SimulationConfig, star_poses: Poses | None = None) -> Poses:
             config.angular_step_degrees, seed=np.random.default_rng([seed, _POSES_STREAM])
         )
     else:
-        poses = poses_from_star(config.angles_star)
+        poses = poses_from_star(str(config.angles_star))
     if config.cone_overrepresentation > 1:
         poses = over_represent_cone(
             poses,
