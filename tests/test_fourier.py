@@ -166,11 +166,11 @@ def test_raised_cosine_lowpass_shape_and_edge():
 
 def test_butterworth_lowpass_closed_form():
     n = 24
-    filt = butterworth_lowpass(n, cutoff_frequency=0.2, order=8)
+    filt = butterworth_lowpass(n, cutoff_cycles_per_voxel=0.2, order=8)
     freq = np.linalg.norm(frequency_grid_rfft(n), axis=-1)
     np.testing.assert_allclose(filt, 1.0 / np.sqrt(1.0 + (freq / 0.2) ** 16), rtol=1e-14)
     np.testing.assert_allclose(
-        butterworth_lowpass(20, cutoff_frequency=0.25, order=3)[0, 5, 0], 1 / np.sqrt(2)
+        butterworth_lowpass(20, cutoff_cycles_per_voxel=0.25, order=3)[0, 5, 0], 1 / np.sqrt(2)
     )
     assert filt[0, 0, 0] == 1.0
     order = np.argsort(freq, axis=None)
@@ -193,7 +193,7 @@ def test_bfactor_filter_of_a_gaussian_is_the_wider_gaussian(sigma_angstrom, b_fa
 def test_apply_filter_batches_2d_and_does_not_modify_inputs():
     rng = np.random.default_rng(1)
     volumes = _readonly(rng.normal(size=(3, 12, 12, 12)))
-    filt = _readonly(butterworth_lowpass(12, cutoff_frequency=0.15, order=4))
+    filt = _readonly(butterworth_lowpass(12, cutoff_cycles_per_voxel=0.15, order=4))
     batched = apply_filter(volumes, filt)
     assert batched.shape == volumes.shape
     np.testing.assert_allclose(batched[1], apply_filter(volumes[1], filt), atol=1e-14)
@@ -206,7 +206,7 @@ def test_apply_filter_batches_2d_and_does_not_modify_inputs():
         np.sum(batched[0] ** 2), np.sum(weights * np.abs(spectrum) ** 2) / 12**3, rtol=1e-12
     )
     images = rng.normal(size=(5, 12, 12))
-    filt_2d = butterworth_lowpass(12, cutoff_frequency=0.15, order=4, ndim=2)
+    filt_2d = butterworth_lowpass(12, cutoff_cycles_per_voxel=0.15, order=4, ndim=2)
     assert apply_filter(images, filt_2d).shape == (5, 12, 12)
     np.testing.assert_allclose(
         apply_filter(images, filt_2d, ndim=2)[2], apply_filter(images[2], filt_2d), atol=1e-14

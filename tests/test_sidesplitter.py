@@ -35,7 +35,7 @@ def test_matches_the_c_program(reference_inputs, mode):
     half1, half2, mask = reference_inputs
     result = sidesplitter(half1, half2, mask=mask, mode=mode)
     assert result.n_bands == 213  # as the C program reported
-    assert 1.5 / result.cutoff_frequency == pytest.approx(3.5518, abs=1e-3)
+    assert 1.5 / result.cutoff_cycles_per_voxel == pytest.approx(3.5518, abs=1e-3)
     for i, ours in enumerate((result.half_map_1, result.half_map_2), start=1):
         reference = read_map(DATA / mode / f"half{i}_sidesplitter.mrc", dtype=np.float64)
         assert _rel_l2(ours, reference) <= 1e-5
@@ -69,8 +69,8 @@ def test_threads_give_identical_results(reference_inputs, mode):
     serial = sidesplitter(half1, half2, mask=mask, mode=mode, fft_workers=1)
     np.testing.assert_array_equal(threaded.half_map_1, serial.half_map_1)
     np.testing.assert_array_equal(threaded.half_map_2, serial.half_map_2)
-    assert (threaded.cutoff_frequency, threaded.n_bands, threaded.recovery) == (
-        serial.cutoff_frequency,
+    assert (threaded.cutoff_cycles_per_voxel, threaded.n_bands, threaded.recovery) == (
+        serial.cutoff_cycles_per_voxel,
         serial.n_bands,
         serial.recovery,
     )

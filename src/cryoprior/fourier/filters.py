@@ -70,17 +70,17 @@ def raised_cosine_lowpass(
 
 
 def butterworth_lowpass(
-    n: int, *, cutoff_frequency: float, order: int, ndim: int = 3
+    n: int, *, cutoff_cycles_per_voxel: float, order: int, ndim: int = 3
 ) -> np.ndarray:
-    """Butterworth amplitude low-pass ``1 / sqrt(1 + (f / cutoff_frequency)^(2 order))``.
+    """Butterworth amplitude low-pass ``1 / sqrt(1 + (f / cutoff_cycles_per_voxel)^(2 order))``.
 
-    ``f`` and ``cutoff_frequency`` are in cycles/voxel (Nyquist = 0.5). With ``order=8`` this is
+    ``f`` and ``cutoff_cycles_per_voxel`` are in cycles/voxel (Nyquist = 0.5). With ``order=8`` this is
     SIDESPLITTER's ``1/sqrt(1 + (f/h)^16)``. The value at the cut-off is 1/sqrt(2).
 
     Parameters
     ----------
     n: logical (real-space) box size.
-    cutoff_frequency: cut-off in cycles/voxel (> 0).
+    cutoff_cycles_per_voxel: cut-off in cycles/voxel (> 0).
     order: filter order (> 0); higher is steeper.
     ndim: 3 for volumes, 2 for images.
 
@@ -91,12 +91,12 @@ def butterworth_lowpass(
 
     Example
     -------
-    >>> butterworth_lowpass(16, cutoff_frequency=0.25, order=8)[0, 0, 4].round(6)
+    >>> butterworth_lowpass(16, cutoff_cycles_per_voxel=0.25, order=8)[0, 0, 4].round(6)
     np.float64(0.707107)
     """
-    if cutoff_frequency <= 0 or order <= 0:
-        raise ValueError("cutoff_frequency and order must be positive")
-    ratio = _radius_fourier_voxels(n, ndim) / (n * float(cutoff_frequency))
+    if cutoff_cycles_per_voxel <= 0 or order <= 0:
+        raise ValueError("cutoff_cycles_per_voxel and order must be positive")
+    ratio = _radius_fourier_voxels(n, ndim) / (n * float(cutoff_cycles_per_voxel))
     return 1.0 / np.sqrt(1.0 + ratio ** (2 * order))
 
 

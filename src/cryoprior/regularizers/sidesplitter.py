@@ -66,14 +66,14 @@ class SidesplitterResult:
     """Output of ``sidesplitter``.
 
     half_map_1, half_map_2: (N, N, N) float64 filtered halves.
-    cutoff_frequency: final cut-off in cycles/voxel (resolution = voxel size / cutoff).
+    cutoff_cycles_per_voxel: final cut-off in cycles/voxel (resolution = voxel size / cutoff).
     n_bands: number of bands of pass 1.
     recovery: fraction of the in-mask voxel count recovered by pass 2 (as the C program reports).
     """
 
     half_map_1: np.ndarray
     half_map_2: np.ndarray
-    cutoff_frequency: float
+    cutoff_cycles_per_voxel: float
     n_bands: int
     recovery: float
 
@@ -452,7 +452,7 @@ class SidesplitterRegularizer:
             "sidesplitter (%s): %d bands, cut-off %.4f cycles/voxel, recovery %.2f",
             self.mode,
             result.n_bands,
-            result.cutoff_frequency,
+            result.cutoff_cycles_per_voxel,
             result.recovery,
         )
         return result.half_map_1, result.half_map_2
