@@ -266,3 +266,14 @@ def test_a_map_with_nan_voxels_is_refused(tmp_path):
     config = SimulationConfig(map_path=str(tmp_path / "nan.mrc"), n_particles=3)
     with pytest.raises(InputFileError, match=r"nan\.mrc: 1 voxel\(s\) are not finite"):
         simulate_dataset(config, tmp_path / "ds", resources=_plenty)
+
+
+def test_an_unknown_or_missing_device_is_refused_before_anything_is_written(tmp_path):
+    line = _one_error_line(_cli(tmp_path / "a", "--box", 16, "--device", "foo"))
+    assert "device 'foo' is not a torch device" in line
+    import torch
+
+    if not torch.cuda.is_available():
+        line = _one_error_line(_cli(tmp_path / "b", "--box", 16, "--device", "cuda"))
+        assert "no CUDA GPU" in line
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

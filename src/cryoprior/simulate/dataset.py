@@ -384,6 +384,7 @@ def simulate_dataset(
     'particles.star'
     """
     out = Path(output_dir).resolve()
+    device = _resolve_device(config.device)
     _check_output_dir(out, overwrite=overwrite)
     plan = _plan_source(config)
     star_poses = poses_from_star(str(config.angles_star)) if config.orientations == "star" else None
@@ -417,7 +418,6 @@ def simulate_dataset(
             what=plan.box_note,
         )
     _prepare_output_dir(out, overwrite=overwrite)
-    device = _resolve_device(config.device)
 
     truth, voxel, source = _true_map(config, plan)
     n = truth.shape[0]
@@ -633,9 +633,23 @@ def _naming(path: Path) -> Iterator[None]:
 
 
 def _resolve_device(name: str) -> torch.device:
+    """The torch device of ``device``; ValueError for a name torch does not know or a GPU
+    that is not there."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device {name!r} is not a torch device (auto, cpu, cuda, cuda:N)"
+        ) from exc
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {name!r}: no CUDA GPU is available to torch")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {name!r}: there are only {count} CUDA GPU(s)")
+    return device
 
 
 def auto_batch_size(box_size: int) -> int:
