@@ -16,11 +16,11 @@ import os
 from pathlib import Path
 
 import pytest
-from test_refine_inputs import write_dataset
 from typer.testing import CliRunner
 
 from cryoprior.cli.app import app
 from cryoprior.refine.relion import RelionNotFoundError, detect_relion_version
+from test_refine_inputs import write_dataset
 
 VERSIONS = {
     "3.1": "RELION version: 3.1.3 \nPrecision: BASE=double",

@@ -391,7 +391,9 @@ def run_auto_refine(
     KeyboardInterrupt: passed on after RELION's processes were stopped.
 
     mpirun runs under :mod:`cryoprior.refine.watchdog`, the leader of a new session: if this
-    process dies, even by SIGKILL, the watchdog stops mpirun and every rank.
+    process dies, even by SIGKILL, the watchdog stops mpirun and every rank. (It is told through
+    ``PR_SET_PDEATHSIG``, which fires when the launching *thread* ends: call this from a thread
+    that outlives the run, e.g. the main thread.)
     """
     require_programs("mpirun", "relion_refine_mpi")
     workdir = Path(workdir)

@@ -1,14 +1,16 @@
 """A tiny supervisor between ``cryoprior refine`` and ``mpirun``: RELION never outlives cryoprior.
 
-``python -m cryoprior.refine.watchdog PARENT_PID -- mpirun ... relion_refine_mpi ...`` is what
-:func:`cryoprior.refine.relion.run_auto_refine` starts, as the leader of a new session. It starts
-the command in that session and waits for it. When the process that launched it ends - even by
-SIGKILL, which no handler sees - or when it gets SIGTERM, SIGINT or SIGHUP itself, it stops every
-process of its session (mpirun and the ranks, which sit in process groups of their own): SIGTERM,
-then SIGKILL after a grace period. Its exit status is the command's (128 + N for a signal N).
+``python -m cryoprior.refine.watchdog PARENT_PID [GRACE_SECONDS] -- mpirun ... relion_refine_mpi
+...`` is what :func:`cryoprior.refine.relion.run_auto_refine` starts. It makes itself the leader
+of a new session (if it is not already), starts the command in that session and waits for it.
+When the process that launched it ends - even by SIGKILL, which no handler sees - or when it gets
+SIGTERM, SIGINT or SIGHUP itself, it stops every process of its session (mpirun and the ranks,
+which sit in process groups of their own): SIGTERM, then SIGKILL after ``GRACE_SECONDS``
+(default 10). Its exit status is the command's (128 + N for a signal N).
 
 The parent's end is noticed through ``prctl(PR_SET_PDEATHSIG)`` (Linux; immediate) and by
-polling ``getppid`` every half second (any POSIX system).
+polling ``getppid`` every half second (any POSIX system). It is a program of its own (run with
+``-m``), so it writes its usage error to stderr itself.
 """
 
 from __future__ import annotations
@@ -77,14 +79,24 @@ def _ask_for_parent_death_signal() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 3 or args[1] != "--":
+    if "--" not in args or args.index("--") not in (1, 2) or args[-1] == "--":
         print(
-            "usage: python -m cryoprior.refine.watchdog PARENT_PID -- COMMAND...", file=sys.stderr
+            "usage: python -m cryoprior.refine.watchdog PARENT_PID [GRACE_SECONDS] -- COMMAND...",
+            file=sys.stderr,
         )
         return 2
+    split = args.index("--")
     parent = int(args[0])
-    command = args[2:]
+    grace = float(args[1]) if split == 2 else GRACE_SECONDS
+    command = args[split + 1 :]
     me = os.getpid()
+    if os.getsid(0) != me:
+        # it acts on its whole session: it must lead one of its own, never its launcher's
+        try:
+            os.setsid()
+        except OSError as exc:
+            print(f"watchdog: cannot start a session of its own: {exc}", file=sys.stderr)
+            return 2
     stopping = False
 
     def on_signal(signum, frame):
@@ -103,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return 127
     while True:
         if stopping or os.getppid() != parent:
-            stop_session(os.getsid(me), spare=me)
+            stop_session(os.getsid(me), grace_seconds=grace, spare=me)
             child.wait()
             return 128 + signal.SIGTERM
         try:

@@ -1,0 +1,80 @@
+"""The watchdog between cryoprior and mpirun (review R12), without RELION: stand-ins for mpirun's
+ranks (processes in process groups of their own, one ignoring SIGTERM) are stopped when the
+process that launched the watchdog is SIGKILLed, and when the watchdog gets SIGTERM; the
+command's exit status comes back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from cryoprior.refine.watchdog import _session_members
+
+PYTHON = sys.executable
+RANK = "import os, signal, time; os.setpgid(0, 0); {} time.sleep(300)"
+RANKS = (
+    f'{PYTHON} -c "{RANK.format("signal.signal(signal.SIGTERM, signal.SIG_IGN);")}" & '
+    f'{PYTHON} -c "{RANK.format("")}" & wait'
+)
+
+
+def _wait_members(session: int, count: int, seconds: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    members = _session_members(session)
+    while len(members) != count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        members = _session_members(session)
+    return members
+
+
+def test_sigkill_of_the_launcher_stops_the_ranks():
+    launcher = textwrap.dedent(
+        f"""
+        import os, subprocess, sys, time
+        proc = subprocess.Popen(
+            [{PYTHON!r}, "-m", "cryoprior.refine.watchdog", str(os.getpid()), "1", "--",
+             "bash", "-c", {RANKS!r}],
+            start_new_session=True,
+        )
+        print(proc.pid, flush=True)
+        time.sleep(300)
+        """
+    )
+    parent = subprocess.Popen([PYTHON, "-c", launcher], stdout=subprocess.PIPE, text=True)
+    watchdog = int(parent.stdout.readline())
+    # watchdog + bash + 2 ranks
+    assert len(_wait_members(watchdog, 4)) == 4
+    parent.kill()  # SIGKILL: no handler runs in the launcher
+    parent.wait()
+    assert _wait_members(watchdog, 0) == []
+
+
+def test_sigterm_to_the_watchdog_stops_the_ranks_and_exit_status_passes():
+    proc = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "cryoprior.refine.watchdog",
+            str(os.getpid()),
+            "1",
+            "--",
+            "bash",
+            "-c",
+            RANKS,
+        ],
+        start_new_session=True,
+    )
+    assert len(_wait_members(proc.pid, 4)) == 4
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert _wait_members(proc.pid, 0) == []
+    # started without a session of its own, it makes one (it must never stop its launcher's)
+    done = subprocess.run(
+        [PYTHON, "-m", "cryoprior.refine.watchdog", str(os.getpid()), "--", "sh", "-c", "exit 7"],
+        check=False,
+    )
+    assert done.returncode == 7
