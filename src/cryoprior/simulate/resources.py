@@ -2,26 +2,30 @@
 does not fit.
 
 :func:`estimate_resources` is a model of the peak memory and the bytes written by
-:func:`cryoprior.simulate.dataset.simulate_dataset`; its constants were measured (peak RSS over
-the RSS after a warm-up run, ``resource.getrusage``; CPU, eager backend, torch 1 thread) with
-the shipped beta-galactosidase model:
+:func:`cryoprior.simulate.dataset.simulate_dataset`, meant to be a little above the truth. Its
+constants were measured as the peak RSS over the RSS after a warm-up run
+(``resource.getrusage``; CPU, eager backend, torch 1 thread, the shipped beta-galactosidase
+model, default batch sizes):
 
-=============================================  =================  ====================
-configuration                                  measured peak       this model
-=============================================  =================  ====================
-box 128, 16 particles (density map)            438 MB              436 MB
-box 128, 512 particles (batch 256)             740 MB              891 MB
-box 32, 20,000 particles (batch 4096)          726 MB              735 MB
-box 16, 250,000 particles, CTF, shifts         402 MB              474 MB
-=============================================  =================  ====================
+=============================================  =============  ==========
+configuration                                  measured peak  this model
+=============================================  =============  ==========
+box 64, 16 particles                           71 MB          105 MB
+box 128, 16 particles (density map dominates)  438 MB         486 MB
+box 128, 512 particles (batch 256)             740 MB         982 MB
+box 32, 20,000 particles (batch 4096)          726 MB         790 MB
+box 32, 60,000 particles                       780 MB         838 MB
+box 16, 50,000 particles                       213 MB         289 MB
+box 16, 250,000 particles, CTF, shifts         402 MB         529 MB
+=============================================  =============  ==========
 
-The terms: the density map of a model is computed on a grid ``oversampling`` times finer
-(about 26 bytes per fine voxel: gemmi's float32 grid, a float64 copy, its transform);
-the projector's padded 3D transform (about 100 bytes per voxel of the box at padding 2,
-scaling with padding^3); two batches of images in flight (160 bytes per pixel of a batch);
-and the per-particle tables (poses, CTF, image names, the STAR text: 1,200 bytes per
+The terms: 50 MB fixed; the density map of a model is computed on a grid ``oversampling``
+times finer (about 26 bytes per fine voxel: gemmi's float32 grid, a float64 copy, its
+transform); the projector's padded 3D transform (about 100 bytes per voxel of the box at
+padding 2, scaling with padding^3); two batches of images in flight (170 bytes per pixel of a
+batch); the per-particle tables (poses, CTF, image names, the STAR text: 1,200 bytes per
 particle). The files: the stacks exactly (float32 and a 1024-byte header per stack), the two
-maps, and about 512 bytes of STAR text per particle.
+maps, and 512 bytes of STAR text per particle (257 are written with CTF and shifts).
 
 :func:`available_resources` reads ``/proc/meminfo`` (``MemAvailable``), a cgroup v2 memory
 limit, ``RLIMIT_AS`` and :func:`shutil.disk_usage`; :func:`check_resources` refuses with one
@@ -53,8 +57,9 @@ logger = logging.getLogger(__name__)
 MRC_HEADER_BYTES = 1024
 _MODEL_MAP_BYTES_PER_FINE_VOXEL = 26
 _FOURIER_VOLUME_BYTES_PER_VOXEL = 100  # at padding 2; scales with (padding / 2)^3
-_BATCH_BYTES_PER_PIXEL = 160  # two batches in flight (one rendered while one is written)
+_BATCH_BYTES_PER_PIXEL = 170  # two batches in flight (one rendered while one is written)
 _BYTES_PER_PARTICLE_MEMORY = 1200
+_FIXED_MEMORY_BYTES = 50_000_000  # small arrays, allocator slack
 _STAR_BYTES_PER_PARTICLE = 512
 
 
@@ -136,7 +141,9 @@ def estimate_resources(
     fourier = _FOURIER_VOLUME_BYTES_PER_VOXEL * voxels * (float(padding_factor) / 2.0) ** 3
     batch = _BATCH_BYTES_PER_PIXEL * min(int(batch_size), max(count, 1)) * n * n
     projection_phase = 4 * voxels + int(fourier) + batch
-    memory = max(map_phase, projection_phase) + _BYTES_PER_PARTICLE_MEMORY * count
+    memory = (
+        _FIXED_MEMORY_BYTES + max(map_phase, projection_phase) + _BYTES_PER_PARTICLE_MEMORY * count
+    )
     n_stacks = -(-count // int(particles_per_stack))
     stacks = count * n * n * 4 + n_stacks * MRC_HEADER_BYTES
     maps = 2 * (voxels * 4 + MRC_HEADER_BYTES)
