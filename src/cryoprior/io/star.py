@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import linecache
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,19 @@ def read_star(path: str | Path) -> dict[str, pd.DataFrame | dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "file does not exist")
+    # starfile reads lines through linecache and clears it only after a successful parse:
+    # a failed parse would leave stale lines that later reads of the same path get back.
+    linecache.clearcache()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             blocks = starfile.read(path, always_dict=True)
     except Exception as exc:
         raise InputFileError(
-            path, f"not a readable STAR file ({type(exc).__name__}: {exc})"
+            path, f"not a readable STAR file ({type(exc).__name__}: {' '.join(str(exc).split())})"
         ) from exc
+    finally:
+        linecache.clearcache()
     if not blocks:
         raise InputFileError(path, "no data block found in the STAR file")
     return dict(blocks)
