@@ -277,3 +277,15 @@ def test_an_unknown_or_missing_device_is_refused_before_anything_is_written(tmp_
         line = _one_error_line(_cli(tmp_path / "b", "--box", 16, "--device", "cuda"))
         assert "no CUDA GPU" in line
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_running_out_of_memory_anyway_gives_one_line(tmp_path, monkeypatch):
+    """When the estimate was wrong (or --force was given) and an allocation fails."""
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 8589934592 bytes.")  # fmt: skip
+
+    monkeypatch.setattr(dataset_module, "fourier_volume", no_memory)
+    line = _one_error_line(_cli(tmp_path / "oom", "--box", 16, "--voxel-size", 15))
+    assert "out of memory while simulating" in line and "8589934592 bytes" in line

@@ -206,11 +206,14 @@ def simulate(
         where = exc.filename if exc.filename else output_dir
         _error(console, f"{where}: {exc.strerror or exc}")
         raise typer.Exit(1) from None
-    except MemoryError as exc:
+    except (MemoryError, RuntimeError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, RuntimeError) and "memory" not in text.lower():
+            raise  # a bug, not a resource problem: keep the traceback
         _error(
             console,
-            f"{output_dir}: out of memory while simulating ({exc or 'no detail'}): use a smaller "
-            "box or fewer particles per batch (--batch-size)",
+            f"{output_dir}: out of memory while simulating ({text}): use a smaller box or "
+            "fewer particles per batch (--batch-size)",
         )
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
@@ -250,7 +253,7 @@ def _with_options(message: str, options: dict[str, Any]) -> str:
         if field == option:  # the same word: nothing to add (and it may be part of a path)
             continue
         flag = "--map" if option == "map_path" else "--" + option.replace("_", "-")
-        message = re.sub(rf"\b{field}\b(?! \()", f"{field} ({flag})", message)
+        message = re.sub(rf"(?<![\w/.-]){field}(?![\w/.-]| \()", f"{field} ({flag})", message)
     return message
 
 
