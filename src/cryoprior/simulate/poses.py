@@ -179,7 +179,7 @@ def cone_fraction(tilt_min_degrees: float, tilt_max_degrees: float) -> float:
     >>> round(cone_fraction(0.0, 40.0), 4)
     0.117
     """
-    return (np.cos(np.radians(tilt_min_degrees)) - np.cos(np.radians(tilt_max_degrees))) / 2.0
+    return float(np.cos(np.radians(tilt_min_degrees)) - np.cos(np.radians(tilt_max_degrees))) / 2.0
 
 
 def over_represent_cone(
