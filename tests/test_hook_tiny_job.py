@@ -499,3 +499,81 @@ def test_command_line_wins_over_the_config_file(project):
     # an explicit --when never beats the file's "always"
     proc = _run(project, H1, "--config", str(config), "--when", "never", "--timeout", "60")
     assert _log(project)[-1]["reason"] == "schedule never"
+
+
+# --- disk full (ENOSPC), in-process: a tmpfs cannot be mounted in CI ------------------------
+
+
+def _full_disk_after(monkeypatch, n_writes_allowed: int) -> list[Path]:
+    """Let ``n_writes_allowed`` map writes through, then fail as a full disk does."""
+    import errno
+
+    import cryoprior.extrec.protocol as protocol
+
+    real = protocol.write_map_atomic
+    calls: list[Path] = []
+
+    def write(path, volume, **kwargs):
+        calls.append(Path(path))
+        if len(calls) > n_writes_allowed:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, volume, **kwargs)
+
+    monkeypatch.setattr(protocol, "write_map_atomic", write)
+    return calls
+
+
+def _invoke(project: Path, monkeypatch, *args: str):
+    from typer.testing import CliRunner
+
+    from cryoprior.cli.extrec import app
+
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PYTHONPATH", hook_env()["PYTHONPATH"])
+    return CliRunner().invoke(app, list(args))
+
+
+def test_full_disk_before_the_plain_map_is_one_line(project, monkeypatch):
+    _full_disk_after(monkeypatch, 0)
+    result = _invoke(project, monkeypatch, "--regularizer", "none", str(H1))
+    assert result.exit_code == 1 and result.exception is not None
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0]
+    assert H1.name.replace(".star", ".mrc") in lines[0]
+
+
+def test_full_disk_for_the_regularized_map_keeps_the_plain_one(project, monkeypatch):
+    import sys
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    sys.modules.pop("regularizers_for_tests", None)
+    calls = _full_disk_after(monkeypatch, 1)
+    result = _invoke(
+        project, monkeypatch, "--regularizer", f"{REG}:Scale", "--when", "always", str(H1)
+    )
+    assert result.exit_code == 0, result.stderr
+    assert len(calls) == 2  # the plain map, then the failed regularized one: no third write
+    assert _is_reference(_result(project, H1), "half1")
+    record = _log(project)[-1]
+    assert record["applied"] is False and "No space left on device" in record["fallback"]
+
+
+def test_committed_job_matches_its_checksums():
+    """tests/data/relion_job_tiny/README.md lists the sha256 of every committed file."""
+    import hashlib
+    import re
+
+    from _jobfiles import TINY_JOB
+
+    listed = dict(
+        (name, digest)
+        for digest, name in re.findall(r"^([0-9a-f]{64})  \./(\S+)$",
+                                       (TINY_JOB / "README.md").read_text(), re.M)
+    )  # fmt: skip
+    files = sorted(
+        str(p.relative_to(TINY_JOB)) for p in TINY_JOB.rglob("*") if p.is_file()
+        and p.name != "README.md"
+    )  # fmt: skip
+    assert sorted(listed) == files
+    for name, digest in listed.items():
+        assert hashlib.sha256((TINY_JOB / name).read_bytes()).hexdigest() == digest, name
