@@ -61,6 +61,7 @@ FORBIDDEN_MODEL_WORDS = (
     "galactosidase",
     "proteasome",
     "proteasom",
+    "2nwl",  # GltPh, the shipped membrane protein (simulate/models.py "gltph")
 )
 
 _MDA_FILES = (

@@ -1,4 +1,5 @@
-"""The atomic models shipped with cryoprior (the paper's two simulated cases), by name.
+"""The atomic models shipped with cryoprior (the paper's two simulated cases and a membrane
+protein for the membrane-belt case), by name.
 
 The files live in ``cryoprior/data/`` (package data); their sources and checksums are in
 ``cryoprior/data/PROVENANCE.md``.
@@ -53,6 +54,17 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
         description="T. acidophilum 20S proteasome, 2.8 A cryo-EM (Campbell et al. 2015), "
         "28 chains, 46,382 atoms; the paper's second (anisotropic) simulated case",
     ),
+    "gltph": ShippedModel(
+        name="gltph",
+        pdb_id="2NWL",
+        filename="2nwl_opm.pdb.gz",
+        symmetry="C3",
+        description="Pyrococcus horikoshii glutamate transporter homologue GltPh (the "
+        "L-aspartate complex, X-ray, Boudker et al. 2007, ligands removed), 3 chains, 1,203 "
+        "residues, 8,643 atoms, 114 kDa without hydrogens; a membrane protein as positioned "
+        "by the OPM database: membrane normal and three-fold axis along z, hydrophobic core "
+        "-13.4 < z < 13.4 A; the membrane-belt case",
+    ),
 }
 
 _ALIASES = {
@@ -63,6 +75,9 @@ _ALIASES = {
     "20s_proteasome": "proteasome",
     "t20s": "proteasome",
     "6bdf": "proteasome",
+    "2nwl": "gltph",
+    "glt-ph": "gltph",
+    "glt_ph": "gltph",
 }
 
 
