@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from cryoprior.io._atomic import write_text_atomic
+from cryoprior.io.json import read_json
 from cryoprior.io.mrc import read_map
 from cryoprior.report.comparison import (
     plot_map_gallery,
@@ -31,7 +32,6 @@ from cryoprior.report.comparison import (
 )
 from cryoprior.report.document import Document
 from cryoprior.validate.controls import CUTOFF_RULE, PURE_NOISE_RULE
-from cryoprior.validate.job import read_json
 
 __all__ = ["ReportRun", "build_report", "load_experiment", "comparison_rows", "TABLE_COLUMNS"]
 
