@@ -289,3 +289,19 @@ def test_running_out_of_memory_anyway_gives_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(dataset_module, "fourier_volume", no_memory)
     line = _one_error_line(_cli(tmp_path / "oom", "--box", 16, "--voxel-size", 15))
     assert "out of memory while simulating" in line and "8589934592 bytes" in line
+
+
+def test_a_stray_atom_in_a_real_model_is_pointed_out(tmp_path):
+    """455 atoms of a PDB fragment within about 32 A of their centre, and one atom added 500 A
+    away: the refusal says that 99 % of the atoms are much closer."""
+    fragment = Path(__file__).parent / "data" / "validate" / "6bdf_chainA_fragment.pdb"
+    lines = [line for line in fragment.read_text().splitlines(keepends=True)
+             if line.startswith("ATOM")]  # fmt: skip
+    model = tmp_path / "stray.pdb"
+    model.write_text("".join(lines) + _atom(9999, (500.0, 500.0, 500.0)) + "END\n")
+    config = SimulationConfig(model=str(model), voxel_size_angstrom=4.0, n_particles=5)
+    small = AvailableResources(memory_bytes=10**9, disk_bytes=10**12)
+    with pytest.raises(InsufficientResourcesError) as info:
+        simulate_dataset(config, tmp_path / "ds", resources=lambda _: small)
+    message = str(info.value)
+    assert "A/ALA 9999/CA" in message and "stray atoms?" in message, message

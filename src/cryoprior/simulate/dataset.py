@@ -417,6 +417,8 @@ def simulate_dataset(
             reclaimed_disk_bytes=old_stacks,
             what=plan.box_note,
         )
+    if "stray atoms?" in plan.box_note:  # it fits, but is probably not what was meant
+        logger.warning("%s: %s", plan.path, plan.box_note)
     _prepare_output_dir(out, overwrite=overwrite)
 
     truth, voxel, source = _true_map(config, plan)
@@ -711,7 +713,6 @@ def _plan_source(config: SimulationConfig) -> _SourcePlan:
         )
         if info.max_radius_angstrom > 2.0 * info.radius_99_angstrom + 20.0:
             note += f" (99% of the atoms are within {info.radius_99_angstrom:.0f} A: stray atoms?)"
-            logger.warning("%s: %s", path, note)
         note += "; give box_size (--box) or a larger voxel size"
     return _SourcePlan(
         path=path,
