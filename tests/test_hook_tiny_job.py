@@ -263,7 +263,7 @@ def test_hang_in_native_code_is_killed_by_the_timeout(project):
 def test_verdict_matches_the_map_at_the_timeout_boundary(project):
     """The audit's A20: a regularizer ending within ~±0.1 s of --timeout. Whatever wins,
     the log's verdict is the map on disk and nothing temporary is left."""
-    for seconds in (0.8, 0.9, 0.95, 1.0, 1.05, 1.1):
+    for seconds in (0.9, 0.98, 1.02, 1.1):
         proc = _run(project, H1, "--regularizer", f"{REG}:Sleep", "--option",
                     f"seconds={seconds}", "--when", "always", "--timeout", "1")  # fmt: skip
         assert proc.returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import tomllib
 from pathlib import Path
@@ -92,6 +93,7 @@ def extrec(
     from cryoprior.cli._common import setup_logging
 
     setup_logging(verbose)
+    _exit_cleanly_on_signals()
     from cryoprior.errors import InputFileError
     from cryoprior.extrec.protocol import ResultWriteError, one_line
     from cryoprior.extrec.run import run_extrec
@@ -119,6 +121,17 @@ def extrec(
         raise fail(f"{job_star}: out of memory while reconstructing", 1) from None
     except Exception as exc:  # anything else before the plain map: one line, no traceback
         raise fail(f"{job_star}: {type(exc).__name__}: {exc}", 1) from None
+
+
+def _exit_cleanly_on_signals() -> None:
+    """SIGTERM/SIGHUP (a queue system, a closed terminal) end the program through Python, so
+    an atomic write in progress removes its temporary file instead of leaving it behind."""
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
 
 
 #: TOML keys: the option names as on the command line (``pair-timeout``; ``pair_timeout``

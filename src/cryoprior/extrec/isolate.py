@@ -83,7 +83,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _child_main(task: Callable[[_Outbox], dict], folder: str, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
     outbox = _Outbox(Path(folder))
     status: dict[str, Any]
     try:

@@ -4,14 +4,16 @@
    ``relion_external_reconstruct`` and write it to ``rlnExtReconsResult`` at once, so
    RELION has a valid answer whatever happens next;
 2. decide from the iteration state and the schedule whether to regularize;
-3. regularize (per half, or jointly through the rendezvous), check the output (shape,
-   finite values) and atomically replace the plain map with it;
+3. regularize in a separate process (``extrec.isolate``: per half, or jointly through the
+   rendezvous of ``extrec.pairing``), check the output (shape, finite values) here and
+   atomically replace the plain map with it (not at all when nothing changed);
 4. append one JSON line to ``cryoprior_extrec.log`` beside RELION's output.
 
-A failure in step 1 (unreadable or malformed input) raises InputFileError: there is no map
-to give RELION, and the caller exits non-zero. Anything that goes wrong later is logged and
-leaves the plain map in place; a watchdog ends the process with status 0 if regularization
-overruns its time limit.
+A failure in step 1 raises InputFileError (unreadable or malformed input) or
+ResultWriteError (the map cannot be written): there is no map to give RELION, and the
+caller exits non-zero. Anything that goes wrong later, including a crash, ``sys.exit`` or a
+hang of the regularizer (its process is killed at the time limit), is logged and leaves the
+plain map in place.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class ExtrecConfig:
     regularize_final: also regularize the final joined call (default: plain, as RELION).
     pair_timeout_seconds: how long half 1 waits for half 2 in a joint regularizer.
     regularizer_timeout_seconds: time allowed for regularization after the plain map is
-        written; beyond it the process exits 0 leaving the plain map.
+        written; beyond it the regularizer's process is killed and the plain map stays.
     mask_path: solvent mask for regularizers (default: RELION's ``rlnSolventMaskName``).
     reconstruction: variants of the plain reconstruction (default: the stock program's).
     log_path: the JSON-lines log (default: ``cryoprior_extrec.log`` beside RELION's output).

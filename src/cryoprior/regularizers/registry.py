@@ -11,7 +11,12 @@ from typing import Any
 
 from cryoprior.regularizers.base import Regularizer
 
-__all__ = ["BUILTIN_REGULARIZERS", "get_regularizer", "available_regularizers"]
+__all__ = [
+    "BUILTIN_REGULARIZERS",
+    "available_regularizers",
+    "builtin_needs_both_halves",
+    "get_regularizer",
+]
 
 BUILTIN_REGULARIZERS: dict[str, str] = {
     "none": "cryoprior.regularizers.identity:IdentityRegularizer",
