@@ -74,14 +74,15 @@ class MembraneBand:
         ``p . normal == centre_angstrom``.
     thickness_angstrom: the slab's thickness along the normal.
     score: the two-proportion z-score of the hydrophobic fraction of the exposed residues in
-        the slab against those outside it (grows with the number of residues: a soluble
-        complex can reach 5; a measure of the band's position, not of its existence).
+        the slab against those outside it, the largest over all slabs tried (so about 4 even
+        for residues with random hydrophobicity, and growing with the number of residues).
     n_residues_in_slab: exposed residues whose centroids are in the slab.
     hydrophobic_fraction_in, hydrophobic_fraction_out: the hydrophobic fraction of the
-        exposed residues in and outside the slab. Measured: GltPh (2NWL, a transporter)
-        0.68 / 0.34; the soluble 20S proteasome (6BDF) 0.34 / 0.23 and beta-galactosidase
-        (5A1A) 0.44 / 0.27. :func:`transmembrane_band` warns when the difference is below
-        0.25.
+        exposed residues in and outside the slab. Measured (fractions in / out, score):
+        GltPh (2NWL, a transporter) 0.68 / 0.34, 8.3; the soluble 20S proteasome (6BDF)
+        0.34 / 0.23, 5.5; its chain A alone 0.46 / 0.15, 3.3; beta-galactosidase (5A1A)
+        0.44 / 0.27, 3.6. :func:`transmembrane_band` warns unless the difference is at least
+        0.25 and the score at least 6 (a rule drawn from these few cases).
     """
 
     normal: tuple[float, float, float]
@@ -136,9 +137,9 @@ def transmembrane_band(
 
     Returns
     -------
-    MembraneBand in the model's frame. A model without a clear band (the exposed residues'
-    hydrophobic fraction in the slab less than 0.25 above that outside it: a soluble
-    protein) still gets its best slab, with a warning.
+    MembraneBand in the model's frame. A model without a clear band (see
+    :class:`MembraneBand`'s fractions: a soluble protein) still gets its best slab, with a
+    warning.
 
     Raises
     ------
@@ -181,13 +182,15 @@ def transmembrane_band(
     inside = np.abs(centroids @ normal - centre) <= 0.5 * thickness
     fraction_in = float(hydrophobic[inside].mean()) if inside.any() else 0.0
     fraction_out = float(hydrophobic[~inside].mean()) if (~inside).any() else 0.0
-    if fraction_in - fraction_out < 0.25:
+    if fraction_in - fraction_out < 0.25 or score < 6:
         logger.warning(
             "%s: no clear transmembrane band (exposed residues %.0f%% hydrophobic in the best "
-            "slab, %.0f%% outside); using the slab at %.1f A along (%.2f, %.2f, %.2f)",
+            "slab, %.0f%% outside, z-score %.1f); using the slab at %.1f A along "
+            "(%.2f, %.2f, %.2f)",
             model.name or "model",
             100 * fraction_in,
             100 * fraction_out,
+            score,
             centre,
             *normal,
         )
@@ -341,9 +344,9 @@ def protein_envelope(
     standard deviation (periodic), exceeds ``level`` times the blurred map's mean over the
     voxels above a tenth of its maximum (its typical value inside the protein).
 
-    For a map of GltPh (PDB 2NWL) made by ``model_to_map`` at 1.5 to 4 A voxels, with the
-    atoms' B-factors or B = 30 to 60 A^2, the envelope encloses 200,000 A^3 (+-2%), about 1.3
-    times the protein's volume at 1.21 A^3 per Da.
+    For maps of GltPh (PDB 2NWL) made by ``model_to_map`` at 1.5 to 4 A voxels, with the
+    atoms' B-factors or B = 30 or 60 A^2, the envelope encloses 198,000 to 203,000 A^3, about
+    1.25 times the protein's volume at 1.21 A^3 per Da (1,203 residues, about 132 kDa).
 
     Parameters
     ----------
@@ -481,11 +484,14 @@ def membrane_belt(
         distance[k] = ndimage.distance_transform_edt(~footprint) * voxel
     distance[distance > reach + voxel] = np.inf
 
-    radial_shift = roughness_angstrom * _smooth_field(
-        rough_radial, roughness_length_angstrom, voxel
+    # The outline's modulations: smooth fields with zero mean and unit standard deviation over
+    # the unmodulated belt (so that the seed changes the belt's shape, hardly its mass).
+    nominal = _annulus(distance, np.abs(height), width_angstrom, half, edge_angstrom) > 0
+    radial_shift = roughness_angstrom * _standardised(
+        _smooth_field(rough_radial, roughness_length_angstrom, voxel), nominal
     )
-    height_shift = roughness_angstrom * _smooth_field(
-        rough_height, roughness_length_angstrom, voxel
+    height_shift = roughness_angstrom * _standardised(
+        _smooth_field(rough_height, roughness_length_angstrom, voxel), nominal
     )
     outer = np.maximum(width_angstrom + radial_shift, 0.0)
     faces = np.maximum(half + height_shift, 0.0)
@@ -494,7 +500,7 @@ def membrane_belt(
         mask = np.clip(_resample(mask.astype(np.float32), rotation), 0.0, 1.0)
 
     # Soften the outline further (the per-plane footprints and the ramps leave steps) and let
-    # the belt rise from zero at the envelope's surface over edge / 2, in 3D.
+    # the belt rise from zero at the envelope's surface over edge_angstrom, in 3D.
     mask = ndimage.gaussian_filter(mask, edge_angstrom / (3.0 * voxel), mode="wrap")
     contact = _ramp(ndimage.distance_transform_edt(~envelope) * voxel / edge_angstrom)
     mask *= contact
@@ -536,8 +542,8 @@ def add_membrane_belt(
 def _annulus(
     distance: np.ndarray,
     height: np.ndarray,
-    outer: np.ndarray,
-    faces: np.ndarray,
+    outer: np.ndarray | float,
+    faces: np.ndarray | float,
     edge: float,
 ) -> np.ndarray:
     """Soft belt mask in [0, 1]: rises over ``edge / 2`` from the footprint (distance 0),
@@ -575,6 +581,16 @@ def _smooth_field(white: np.ndarray, sigma_angstrom: float, voxel: float) -> np.
     field = scipy.fft.irfftn(spectrum, s=white.shape)
     std = field.std()
     return field / std if std > 0 else field
+
+
+def _standardised(field: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``field`` shifted and scaled to zero mean and unit standard deviation over ``region``
+    (unchanged where the region is empty or the field constant on it)."""
+    if not region.any():
+        return field
+    values = field[region]
+    std = values.std()
+    return (field - values.mean()) / std if std > 0 else field - values.mean()
 
 
 def _rotation_to_z(normal: np.ndarray) -> np.ndarray:
