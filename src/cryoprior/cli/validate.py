@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from cryoprior.validate.job import RelionJobFiles, find_relion_job_files, write_json_atomic
+from cryoprior.io.json import write_json_atomic
+from cryoprior.validate.job import RelionJobFiles, find_relion_job_files
 
 __all__ = ["RelionJobFiles", "find_relion_job_files", "validate", "write_json_atomic"]
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryoprior.io.json import json_ready, read_json, write_json_atomic
 from cryoprior.refine.relion import (
     AutoRefineSettings,
     RefineProgress,
@@ -43,12 +44,7 @@ from cryoprior.refine.relion import (
 )
 from cryoprior.simulate.dataset import SimulationConfig, config_from_dict, simulate_dataset
 from cryoprior.simulate.models import resolve_model_path
-from cryoprior.validate.job import (
-    json_ready,
-    load_validation_inputs,
-    read_json,
-    write_json_atomic,
-)
+from cryoprior.validate.job import load_validation_inputs
 from cryoprior.validate.summary import ValidationSettings, validate_maps
 
 __all__ = [

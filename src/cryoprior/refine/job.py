@@ -481,7 +481,7 @@ def prepare_job_folder(
 
 def write_record(job_dir: str | Path, data: dict[str, Any]) -> Path:
     """Write the run record ``cryoprior_refine.json`` (atomic) in the job folder."""
-    from cryoprior.validate.job import write_json_atomic
+    from cryoprior.io.json import write_json_atomic
 
     path = Path(job_dir) / RECORD_FILE_NAME
     write_json_atomic(path, data)
@@ -490,7 +490,7 @@ def write_record(job_dir: str | Path, data: dict[str, Any]) -> Path:
 
 def read_record(job_dir: str | Path) -> dict[str, Any] | None:
     """The run record of a job folder, or None."""
-    from cryoprior.validate.job import read_json
+    from cryoprior.io.json import read_json
 
     return read_json(Path(job_dir) / RECORD_FILE_NAME)
 
@@ -508,8 +508,9 @@ def validate_refinement(
 ):
     """Validate a finished job (``cryoprior validate``'s metrics): writes
     ``out_dir/validation.json`` and the figures; returns (report, json path, figure paths)."""
+    from cryoprior.io.json import write_json_atomic
     from cryoprior.report.figures import write_validation_figures
-    from cryoprior.validate.job import load_validation_inputs, write_json_atomic
+    from cryoprior.validate.job import load_validation_inputs
     from cryoprior.validate.summary import ValidationSettings, validate_maps
 
     loaded = load_validation_inputs(

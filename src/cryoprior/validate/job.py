@@ -7,7 +7,6 @@ them with the optional ground truth and atomic model into :class:`ValidationInpu
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -17,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from cryoprior.errors import InputFileError
-from cryoprior.io._atomic import write_text_atomic
 from cryoprior.io.mrc import read_map, read_map_header_voxel_size
 from cryoprior.io.relion import read_model_star, read_particles_star, read_sampling_star
 from cryoprior.validate.atoms import model_density_map, read_atomic_model
@@ -30,9 +28,6 @@ __all__ = [
     "LoadedInputs",
     "find_relion_job_files",
     "load_validation_inputs",
-    "json_ready",
-    "read_json",
-    "write_json_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -317,34 +312,3 @@ def _common_header_voxel_size(paths: list[Path]) -> float | None:
                 f"{reference[1]:g} A: the maps must be on one grid",
             )
     return None if reference is None else reference[1]
-
-
-def json_ready(value):
-    """Non-finite floats to None, numpy scalars and arrays to Python, recursively."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_ready(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def read_json(path: str | Path) -> dict | None:
-    """A JSON file's content, or None when it is missing or not complete JSON (a run that was
-    stopped before writing it)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    """``data`` as JSON (non-finite floats as null, see :func:`json_ready`), written atomically."""
-    write_text_atomic(path, json.dumps(json_ready(data), indent=1, allow_nan=False))
