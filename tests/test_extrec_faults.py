@@ -36,6 +36,13 @@ def _extrec(
     )
 
 
+def _finish(proc: subprocess.Popen, timeout: float) -> int:
+    """Wait for a started hook, closing its pipes (unclosed pipes are errors under pytest's
+    warning filter); its exit status."""
+    proc.communicate(timeout=timeout)
+    return proc.returncode
+
+
 def _start(project: Path, star: Path, *options: str) -> subprocess.Popen:
     cmd = [extrec_executable(), *options, str(star)]
     return subprocess.Popen(
@@ -188,10 +195,7 @@ def test_joint_regularizer_meets_both_halves(pair_jobs):
     project, star1, star2, stock1, stock2 = pair_jobs
     opts = ("--regularizer", f"{REG}:JointAverage", "--when", "always", "--pair-timeout", "60")
     p1, p2 = _start(project, star1, *opts), _start(project, star2, *opts)
-    assert p1.wait(timeout=120) == 0 and p2.wait(timeout=120) == 0, (
-        p1.stderr.read(),
-        p2.stderr.read(),
-    )
+    assert _finish(p1, 120) == 0 and _finish(p2, 120) == 0
     mean = (stock1.astype(np.float64) + stock2) / 2
     atol = 1e-5 * np.abs(mean).max()
     np.testing.assert_allclose(_result(project, star1), mean, atol=atol)
@@ -249,7 +253,8 @@ def test_leader_killed_half_2_times_out(pair_jobs):
     p2 = _start(project, star2, *opts, "--pair-timeout", "2", "--timeout", "2")
     time.sleep(3)
     p1.kill()
-    assert p2.wait(timeout=60) == 0
+    _finish(p1, 60)
+    assert _finish(p2, 60) == 0
     assert time.monotonic() - start < 30
     assert _is_plain(_result(project, star2), stock2)
 
@@ -258,7 +263,7 @@ def test_joint_regularizer_failure_falls_back_in_both(pair_jobs):
     project, star1, star2, stock1, stock2 = pair_jobs
     opts = ("--regularizer", f"{REG}:JointRaise", "--when", "always", "--pair-timeout", "60")
     p1, p2 = _start(project, star1, *opts), _start(project, star2, *opts)
-    assert p1.wait(timeout=120) == 0 and p2.wait(timeout=120) == 0
+    assert _finish(p1, 120) == 0 and _finish(p2, 120) == 0
     assert _is_plain(_result(project, star1), stock1) and _is_plain(_result(project, star2), stock2)
     reasons = sorted(r["fallback"] for r in _log(project, star1))
     assert "injected joint failure" in reasons[0] + reasons[1]

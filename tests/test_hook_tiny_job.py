@@ -62,6 +62,12 @@ def _start(project: Path, star: Path, *options: str) -> subprocess.Popen:
     )
 
 
+def _finish(proc: subprocess.Popen, timeout: float = 60) -> int:
+    """Wait for a started hook, closing its pipes; its exit status."""
+    proc.communicate(timeout=timeout)
+    return proc.returncode
+
+
 def _result_path(project: Path, star: Path) -> Path:
     return project / read_external_reconstruct_job(project / star).result_path
 
@@ -186,7 +192,7 @@ def test_pair_folder_that_is_a_file_falls_back(project):
     (project / JOB / ".cryoprior_pair").write_text("not a folder")
     opts = ("--regularizer", f"{REG}:JointAverage", "--when", "always", "--pair-timeout", "5")
     p1, p2 = _start(project, H1, *opts), _start(project, H2, *opts)
-    assert p1.wait(60) == 0 and p2.wait(60) == 0, (p1.stderr.read(), p2.stderr.read())
+    assert _finish(p1, 60) == 0 and _finish(p2, 60) == 0
     assert _is_reference(_result(project, H1), "half1")
     assert _is_reference(_result(project, H2), "half2")
     reasons = [r["fallback"] for r in _log(project)]
@@ -289,7 +295,7 @@ def _pair_files(project: Path) -> list[str]:
 def test_pair_completes_and_leaves_nothing(project):
     p1 = _start(project, H1, *JOINT, "--pair-timeout", "30")
     p2 = _start(project, H2, *JOINT, "--pair-timeout", "30")
-    assert p1.wait(60) == 0 and p2.wait(60) == 0
+    assert _finish(p1, 60) == 0 and _finish(p2, 60) == 0
     np.testing.assert_allclose(_result(project, H1), 2 * tiny_reference("half1"), rtol=1e-6)
     np.testing.assert_allclose(_result(project, H2), 3 * tiny_reference("half2"), rtol=1e-6)
     assert all(r["applied"] for r in _log(project))
@@ -303,7 +309,7 @@ def test_killed_partner_is_never_used(project):
     while "half2.json" not in _pair_files(project) and time.monotonic() < deadline:
         time.sleep(0.05)
     p2.kill()
-    p2.wait()
+    _finish(p2)
     assert "half2.json" in _pair_files(project)  # the dead attempt's marker is there
     proc = _run(project, H1, *JOINT, "--pair-timeout", "2")
     assert proc.returncode == 0
@@ -323,11 +329,11 @@ def test_result_for_a_killed_half_2_is_not_handed_to_the_next(project):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     p2.kill()
-    p2.wait()
-    assert p1.wait(60) == 0
+    _finish(p2)
+    assert _finish(p1, 60) == 0
     other = ("--option", "factor1=5", "--option", "factor2=7", "--pair-timeout", "30")
     q1, q2 = _start(project, H1, *JOINT, *other), _start(project, H2, *JOINT, *other)
-    assert q1.wait(60) == 0 and q2.wait(60) == 0
+    assert _finish(q1, 60) == 0 and _finish(q2, 60) == 0
     np.testing.assert_allclose(_result(project, H1), 5 * tiny_reference("half1"), rtol=1e-6)
     np.testing.assert_allclose(_result(project, H2), 7 * tiny_reference("half2"), rtol=1e-6)
     assert _pair_files(project) == []
@@ -340,7 +346,7 @@ def test_gave_up_marker_cannot_poison_later_calls(project):
     start = time.monotonic()
     p1 = _start(project, H1, *JOINT, "--pair-timeout", "30")
     p2 = _start(project, H2, *JOINT, "--pair-timeout", "30")
-    assert p1.wait(60) == 0 and p2.wait(60) == 0
+    assert _finish(p1, 60) == 0 and _finish(p2, 60) == 0
     assert time.monotonic() - start < 25
     assert all(r["applied"] for r in _log(project)[-2:]), _log(project)[-2:]
     assert _pair_files(project) == []
@@ -363,7 +369,7 @@ def test_sequential_halves_take_the_leaders_verdict(project):
 def test_halves_with_different_options_never_pair(project):
     p1 = _start(project, H1, *JOINT, "--option", "factor1=5", "--pair-timeout", "2")
     p2 = _start(project, H2, *JOINT, "--pair-timeout", "2")
-    assert p1.wait(60) == 0 and p2.wait(60) == 0
+    assert _finish(p1, 60) == 0 and _finish(p2, 60) == 0
     assert not any(r["applied"] for r in _log(project))
     assert _is_reference(_result(project, H1), "half1")
     assert _is_reference(_result(project, H2), "half2")
@@ -379,14 +385,14 @@ def test_changed_partner_files_are_not_accepted(project):
     (project / H2).touch()
     proc = _run(project, H1, *JOINT, "--pair-timeout", "2")
     p2.kill()
-    p2.wait()
+    _finish(p2)
     assert proc.returncode == 0 and "did not arrive" in _log(project)[-1]["fallback"]
 
 
 def test_joint_crash_falls_back_in_both(project):
     opts = ("--regularizer", f"{REG}:JointSysExit", "--when", "always", "--pair-timeout", "30")
     p1, p2 = _start(project, H1, *opts), _start(project, H2, *opts)
-    assert p1.wait(60) == 0 and p2.wait(60) == 0
+    assert _finish(p1, 60) == 0 and _finish(p2, 60) == 0
     assert _is_reference(_result(project, H1), "half1")
     assert _is_reference(_result(project, H2), "half2")
     reasons = [r["fallback"] for r in _log(project)]
@@ -577,3 +583,13 @@ def test_committed_job_matches_its_checksums():
     assert sorted(listed) == files
     for name, digest in listed.items():
         assert hashlib.sha256((TINY_JOB / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_late_half_2_leaves_no_marker_behind(project):
+    """Concurrent halves where half 2 comes after half 1 gave up (its files are older than
+    the marker, so it waits its own --pair-timeout): it falls back and removes the marker."""
+    assert _run(project, H1, *JOINT, "--pair-timeout", "1").returncode == 0
+    proc = _run(project, H2, *JOINT, "--pair-timeout", "1")
+    assert proc.returncode == 0 and "did not claim" in _log(project)[-1]["fallback"]
+    assert _is_reference(_result(project, H2), "half2")
+    assert _pair_files(project) == []

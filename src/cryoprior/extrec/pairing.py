@@ -503,11 +503,12 @@ def _follow(
                     with _folder_lock(folder):
                         if not claim_file.exists():  # leaving and claiming never overlap
                             _remove(folder / "half2.json")
-                            if give_up_now:
+                            used_gave_up = give_up_now
+                            stale = gave_up is not None and not _alive(
+                                folder, str(gave_up.get("token"))
+                            )
+                            if give_up_now or stale:  # nobody else can use it any more
                                 _remove(gave_up_file)
-                                used_gave_up = True
-                            else:
-                                used_gave_up = False
                             break
             time.sleep(_POLL_SECONDS)
         waited = time.monotonic() - start
