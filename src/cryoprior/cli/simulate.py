@@ -19,6 +19,9 @@ _FIELDS = {
     "b_factor": "b_factor_angstrom2",
     "oversampling": "density_oversampling",
     "remove_waters": "remove_waters",
+    "belt_width": "belt_width_angstrom",
+    "belt_relative_density": "belt_relative_density",
+    "belt_roughness": "belt_roughness_angstrom",
     "orientations": "orientations",
     "particles": "n_particles",
     "angular_step": "angular_step_degrees",
@@ -70,7 +73,9 @@ def simulate(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="shipped model (beta-galactosidase, proteasome) or a PDB/mmCIF file"),
+        typer.Option(
+            help="shipped model (beta-galactosidase, proteasome, gltph) or a PDB/mmCIF file"
+        ),
     ] = None,
     map_path: Annotated[
         Path | None, typer.Option("--map", help="project this MRC map instead of a model")
@@ -83,6 +88,19 @@ def simulate(
     oversampling: Annotated[int | None, typer.Option(help="density grid oversampling (2)")] = None,
     remove_waters: Annotated[
         bool | None, typer.Option("--remove-waters/--keep-waters", help="drop waters")
+    ] = None,
+    belt_width: Annotated[
+        float | None,
+        typer.Option(
+            help="wrap a detergent-micelle-like belt this wide (A) around the model's "
+            "transmembrane band, found from its residues (0: none)"
+        ),
+    ] = None,
+    belt_relative_density: Annotated[
+        float | None, typer.Option(help="the belt's density relative to the protein's (0.4)")
+    ] = None,
+    belt_roughness: Annotated[
+        float | None, typer.Option(help="random modulation of the belt's outline, A (3)")
     ] = None,
     orientations: Annotated[
         str | None, typer.Option(help="uniform | grid | star (default uniform)")

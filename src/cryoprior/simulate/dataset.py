@@ -94,11 +94,13 @@ _CONE_STREAM = 3
 _SHIFT_STREAM = 4
 _DEFOCUS_STREAM = 5
 _MIX_STREAM = 6
+_BELT_STREAM = 7
 
 PARTICLES_STAR = "particles.star"
 GROUND_TRUTH_STAR = "ground_truth.star"
 PURE_NOISE_STAR = "pure_noise.star"
 TRUE_MAP = "true_map.mrc"
+TRUE_MAP_PROTEIN = "true_map_protein.mrc"  # the protein without its membrane belt
 INITIAL_REFERENCE = "initial_reference.mrc"
 RECORD_JSON = "simulation.json"
 STACK_DIR = "Particles"
@@ -122,6 +124,12 @@ class SimulationConfig:
     b_factor_angstrom2: None keeps the model's B-factors; a number replaces all of them.
     density_oversampling: gemmi grid oversampling (see ``model_to_map``).
     remove_waters: drop the model's waters.
+    belt_width_angstrom: > 0 wraps a detergent-micelle-like belt of this radial width around
+        the model's transmembrane band (:mod:`cryoprior.simulate.belt`: the band is found from
+        the residues); 0: none. The particles and ``true_map.mrc`` hold the belt;
+        ``true_map_protein.mrc`` is the protein alone.
+    belt_relative_density: the belt's density relative to the protein's mean density.
+    belt_roughness_angstrom: amplitude of the belt outline's smooth random modulation.
 
     Orientations
     ------------
@@ -175,6 +183,9 @@ class SimulationConfig:
     b_factor_angstrom2: float | None = None
     density_oversampling: int = 2
     remove_waters: bool = False
+    belt_width_angstrom: float = 0.0
+    belt_relative_density: float = 0.4
+    belt_roughness_angstrom: float = 3.0
 
     orientations: str = "uniform"
     n_particles: int = 1000
@@ -245,6 +256,12 @@ class SimulationConfig:
             problems.append("cone_overrepresentation must be >= 1")
         if self.shift_sd_angstrom < 0:
             problems.append("shift_sd_angstrom must be >= 0")
+        if min(self.belt_width_angstrom, self.belt_relative_density) < 0:
+            problems.append("belt_width_angstrom and belt_relative_density must be >= 0")
+        if self.belt_roughness_angstrom < 0:
+            problems.append("belt_roughness_angstrom must be >= 0")
+        if self.belt_width_angstrom > 0 and self.map_path:
+            problems.append("a membrane belt needs an atomic model (belt_width_angstrom > 0)")
         if self.n_pure_noise < 0:
             problems.append("n_pure_noise must be >= 0")
         if not 0 < self.defocus_min_angstrom <= self.defocus_max_angstrom:
@@ -421,7 +438,7 @@ def simulate_dataset(
         logger.warning("%s: %s", plan.path, plan.box_note)
     _prepare_output_dir(out, overwrite=overwrite)
 
-    truth, voxel, source = _true_map(config, plan)
+    truth, voxel, source, protein_only = _true_map(config, plan)
     n = truth.shape[0]
     poses = _poses(config, star_poses)
     n_signal_poses = len(poses)
@@ -458,6 +475,8 @@ def simulate_dataset(
     )  # fmt: skip
 
     _write_map(out / TRUE_MAP, truth, voxel)
+    if protein_only is not None:
+        _write_map(out / TRUE_MAP_PROTEIN, protein_only, voxel)
     reference = apply_filter(
         truth,
         raised_cosine_lowpass(
@@ -556,6 +575,7 @@ def simulate_dataset(
                 "ground_truth_star": GROUND_TRUTH_STAR,
                 "pure_noise_star": PURE_NOISE_STAR if pure_noise_star else None,
                 "true_map": TRUE_MAP,
+                "true_map_protein": (TRUE_MAP_PROTEIN if "membrane_belt" in source else None),
                 "initial_reference": INITIAL_REFERENCE,
                 "stacks": [str(p.relative_to(out)) for p in stacks],
             },
@@ -768,8 +788,9 @@ def _count_particles(config: SimulationConfig, star_poses: Poses | None) -> int:
 
 def _true_map(
     config: SimulationConfig, plan: _SourcePlan
-) -> tuple[np.ndarray, float, dict[str, Any]]:
-    """The map to project, its voxel size, and a description of where it came from."""
+) -> tuple[np.ndarray, float, dict[str, Any], np.ndarray | None]:
+    """The map to project, its voxel size, a description of where it came from, and the
+    protein alone when a membrane belt was added (else None)."""
     if plan.structure is None:
         path = plan.path
         volume = read_map(path, dtype=np.float32)
@@ -783,7 +804,7 @@ def _true_map(
             "path": str(path.resolve()),
             "sha256": _sha256(path),
         }
-        return volume, plan.voxel_size_angstrom, source
+        return volume, plan.voxel_size_angstrom, source, None
 
     path, shipped, structure, info = plan.path, plan.shipped, plan.structure, plan.info
     voxel = plan.voxel_size_angstrom
@@ -808,7 +829,45 @@ def _true_map(
         "centre_of_mass_angstrom": list(info.centre_of_mass_angstrom),
         "max_radius_angstrom": info.max_radius_angstrom,
     }
-    return volume, voxel, source
+    if config.belt_width_angstrom > 0:
+        protein = volume
+        volume, source["membrane_belt"] = _with_belt(protein, config, plan)
+        return volume, voxel, source, protein
+    return volume, voxel, source, None
+
+
+def _with_belt(
+    protein: np.ndarray, config: SimulationConfig, plan: _SourcePlan
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The protein map plus a membrane belt around the model's transmembrane band (the map
+    holds the model's centre of mass at voxel N//2, as ``model_to_map(centre=True)``)."""
+    from cryoprior.io.atomic_model import atomic_model_from_structure
+    from cryoprior.simulate.belt import add_membrane_belt, transmembrane_band
+
+    model = atomic_model_from_structure(plan.structure)
+    band = transmembrane_band(model)
+    voxel = plan.voxel_size_angstrom
+    com = np.asarray(plan.info.centre_of_mass_angstrom, dtype=np.float64)
+    origin = com - (plan.box_size // 2) * voxel
+    volume = add_membrane_belt(
+        protein,
+        band,
+        voxel_size_angstrom=voxel,
+        origin_angstrom=tuple(float(v) for v in origin),
+        width_angstrom=config.belt_width_angstrom,
+        relative_density=config.belt_relative_density,
+        roughness_angstrom=config.belt_roughness_angstrom,
+        seed=np.random.default_rng([config.seed, _BELT_STREAM]),
+    )
+    record = {
+        **dataclasses.asdict(band),
+        "width_angstrom": config.belt_width_angstrom,
+        "relative_density": config.belt_relative_density,
+        "roughness_angstrom": config.belt_roughness_angstrom,
+        "belt_to_protein_mass": float((volume - protein).sum() / protein.sum()),
+        "protein_map": TRUE_MAP_PROTEIN,
+    }
+    return volume, record
 
 
 def _poses(config: SimulationConfig, star_poses: Poses | None = None) -> Poses:
