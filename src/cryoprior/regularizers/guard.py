@@ -3,12 +3,27 @@
 1. Greyscale: the regularized map is brought to RELION's greyscale by a least-squares fit
    (scale and offset) to the plain reconstruction inside the particle region - not by
    matching maxima, which a single bright voxel can skew.
-2. Spectral trailing: the regularized map is kept only up to the shell where the current
-   gold-standard FSC first falls below 1/7 (interpolated between shells), with a raised-
-   cosine edge that ends exactly at that shell; beyond it the plain reconstruction is used.
-   So nothing the regularizer adds past the resolution the data support reaches RELION.
+2. Spectral limit, one of two methods (``GuardSettings.method``):
 
-The report records how much of the regularized map's power the trailing removed.
+   - ``"trailing"`` (guard v1): the regularized map is kept only up to the shell where the
+     current gold-standard FSC first falls below 1/7 (interpolated between shells), with a
+     raised-cosine edge that ends exactly at that shell; beyond it the plain reconstruction is
+     used. So nothing the regularizer adds past the resolution the data support reaches RELION
+     - but neither does the regularizer's noise removal there: the plain map's noise comes back.
+   - ``"bounded"`` (guard v2, docs/guard.md): up to the same edge the regularized map is kept
+     as it is; beyond it, in each Fourier shell s, the regularized map is kept but its RMS
+     amplitude is capped at ``sqrt(FSC_s)`` times the plain map's RMS amplitude in that shell
+     - the expected amplitude of the signal a half-map holds there (for two independent
+     halves of equal SNR, FSC_s = signal power / total power) - and shells whose FSC is not
+     significantly above zero (below ``significance_sigmas`` / sqrt(2 n_s), n_s the shell's
+     half-complex voxels: the SD of the FSC of two independent noise maps) are set to zero.
+     So beyond the cut-off the regularizer may remove noise (its output there is never larger
+     than the signal the data hold), but where the data hold nothing the output holds nothing;
+     the plain map's noise is never put back. The edge ends at the lower face of the first
+     shell (RELION's rounded shells) whose FSC is below the threshold, so that no voxel of a
+     shell the data do not support carries the regularized map unbounded.
+
+The report records how much of the regularized map's power the spectral limit removed.
 """
 
 from __future__ import annotations
@@ -18,40 +33,72 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from cryoprior.conventions import shell_index
 from cryoprior.fourier.correlation import crossing_shell
 from cryoprior.fourier.grids import fourier_radius, real_space_radius
 
-__all__ = ["GuardSettings", "GuardReport", "fsc_cutoff_shell", "trailing_weights", "apply_guard"]
+__all__ = [
+    "GUARD_METHODS",
+    "GuardSettings",
+    "GuardReport",
+    "fsc_cutoff_shell",
+    "trailing_weights",
+    "significant_fsc",
+    "shell_amplitude_limit",
+    "apply_guard",
+]
+
+#: The guard's spectral methods: "trailing" (v1, the default) and "bounded" (v2).
+GUARD_METHODS = ("trailing", "bounded")
 
 
 @dataclass(frozen=True)
 class GuardSettings:
     """Guard parameters.
 
-    fsc_threshold: FSC value that ends the regularized band (1/7).
+    fsc_threshold: FSC value that ends the freely regularized band (1/7).
     edge_width_shells: width of the raised-cosine edge below the cut-off, in Fourier shells.
     rescale: fit scale and offset to the plain map in the particle region.
+    method: "trailing" (v1: the plain map beyond the cut-off) or "bounded" (v2: the
+        regularized map beyond the cut-off, its amplitude per shell capped by what the data
+        hold; see the module docstring and docs/guard.md).
+    significance_sigmas: "bounded" only: a shell's FSC counts as signal only above this many
+        SDs of the FSC of pure noise (1 / sqrt(2 n_s)); below, the shell is set to zero.
     """
 
     fsc_threshold: float = 1.0 / 7.0
     edge_width_shells: float = 3.0
     rescale: bool = True
+    method: str = "trailing"
+    significance_sigmas: float = 3.0
+
+    def __post_init__(self):
+        if self.method not in GUARD_METHODS:
+            raise ValueError(
+                f"unknown guard method {self.method!r}; choose one of {', '.join(GUARD_METHODS)}"
+            )
+        if not self.significance_sigmas >= 0:
+            raise ValueError("significance_sigmas must be >= 0")
 
 
 @dataclass(frozen=True)
 class GuardReport:
     """What the guard did (for the log).
 
-    cutoff_shell: shell (original box, may be fractional) beyond which the map is plain.
+    cutoff_shell: shell (original box, may be fractional) beyond which the regularized map is
+        no longer kept as it is.
     power_removed_fraction: fraction of the (rescaled) regularized map's power, DC excluded,
-        that the trailing replaced by the plain map.
+        that the spectral limit removed ("trailing": replaced by the plain map; "bounded":
+        the power of the difference between the regularized map and the output).
     scale, offset: greyscale fit (1, 0 when not rescaled).
+    method: the spectral method used.
     """
 
     cutoff_shell: float
     power_removed_fraction: float
     scale: float
     offset: float
+    method: str = "trailing"
 
 
 def fsc_cutoff_shell(fsc: np.ndarray, *, threshold: float = 1.0 / 7.0) -> float:
@@ -83,6 +130,47 @@ def trailing_weights(n: int, *, cutoff_shell: float, edge_width_shells: float) -
     return w
 
 
+def significant_fsc(fsc: np.ndarray, *, n: int, sigmas: float = 3.0) -> np.ndarray:
+    """The FSC per shell, clipped to [0, 1], with shells not significantly above zero set to 0.
+
+    A shell of n_s half-complex voxels (RELION's rounded shells) counts when its FSC exceeds
+    ``sigmas / sqrt(2 n_s)``: the FSC of two independent Gaussian noise maps over such a shell
+    has mean 0 and SD 1 / sqrt(2 n_s).
+
+    fsc: (n//2+1,) FSC per shell. Returns (n//2+1,) float64.
+    """
+    values = np.clip(np.asarray(fsc, dtype=np.float64), 0.0, 1.0)
+    counts = np.bincount(shell_index(n).ravel(), minlength=n // 2 + 1)[: n // 2 + 1]
+    floor = sigmas / np.sqrt(2.0 * np.maximum(counts, 1))
+    out = np.where(values > floor, values, 0.0)
+    out[0] = 1.0 if values.size else out[0]
+    return out
+
+
+def shell_amplitude_limit(
+    regularized_rfft: np.ndarray, plain_rfft: np.ndarray, fsc: np.ndarray, *, n: int
+) -> np.ndarray:
+    """Per-shell factors in [0, 1] that cap the regularized map's RMS amplitude per shell at
+    ``sqrt(fsc_s)`` times the plain map's (never raising it).
+
+    regularized_rfft, plain_rfft: (n, n, n//2+1) rfft of the two maps; fsc: (n//2+1,) FSC per
+    shell in [0, 1] (e.g. from :func:`significant_fsc`). Returns (n//2+2,) float64: shells
+    0..n//2, and one more for the corners beyond Nyquist (factor 0).
+    """
+    idx = np.minimum(shell_index(n), n // 2 + 1)
+    size = n // 2 + 2
+    power_r = np.bincount(
+        idx.ravel(), weights=(np.abs(regularized_rfft) ** 2).ravel(), minlength=size
+    )
+    power_p = np.bincount(idx.ravel(), weights=(np.abs(plain_rfft) ** 2).ravel(), minlength=size)
+    allowed = np.append(np.asarray(fsc, dtype=np.float64), 0.0) * power_p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(power_r > allowed, np.sqrt(allowed / power_r), 1.0)
+    factor = np.nan_to_num(factor, nan=0.0, posinf=0.0)
+    factor[-1] = 0.0
+    return np.clip(factor, 0.0, 1.0)
+
+
 def apply_guard(
     regularized: np.ndarray,
     plain: np.ndarray,
@@ -112,6 +200,8 @@ def apply_guard(
     fsc = np.asarray(fsc, dtype=np.float64)
     if fsc.shape != (n // 2 + 1,):
         raise ValueError(f"fsc must have {n // 2 + 1} shells, got {fsc.shape}")
+    if not np.all(np.isfinite(fsc)):
+        raise ValueError("the FSC has non-finite values")
     scale, offset = 1.0, 0.0
     if settings.rescale:
         if region is None:
@@ -131,17 +221,34 @@ def apply_guard(
         offset = float(mean_p - scale * mean_r)
         reg = scale * reg + offset
     cutoff = fsc_cutoff_shell(fsc, threshold=settings.fsc_threshold)
-    w = trailing_weights(n, cutoff_shell=cutoff, edge_width_shells=settings.edge_width_shells)
     reg_ft = scipy.fft.rfftn(reg)
     pln_ft = scipy.fft.rfftn(pln)
+    if settings.method == "bounded":
+        # the edge ends at the lower face of the first rounded shell below the threshold
+        below = np.flatnonzero(fsc < settings.fsc_threshold)
+        if below.size:
+            cutoff = min(cutoff, max(float(below[0]) - 0.5, 0.0))
+        w = trailing_weights(n, cutoff_shell=cutoff, edge_width_shells=settings.edge_width_shells)
+        factor = shell_amplitude_limit(
+            reg_ft, pln_ft, significant_fsc(fsc, n=n, sigmas=settings.significance_sigmas), n=n
+        )
+        out_ft = reg_ft * (w + (1.0 - w) * factor[np.minimum(shell_index(n), n // 2 + 1)])
+        out_ft[0, 0, 0] = reg_ft[0, 0, 0]
+        removed_ft = reg_ft - out_ft
+    else:
+        w = trailing_weights(n, cutoff_shell=cutoff, edge_width_shells=settings.edge_width_shells)
+        out_ft = w * reg_ft + (1.0 - w) * pln_ft
+        removed_ft = (1.0 - w) * reg_ft
     power = np.abs(reg_ft) ** 2
     power[0, 0, 0] = 0.0
+    lost = np.abs(removed_ft) ** 2
+    lost[0, 0, 0] = 0.0
     # rfft stores the x > 0 half once: count those voxels twice for the full-spectrum power
     mult = np.full(reg_ft.shape[-1], 2.0)
     mult[0] = 1.0
     if n % 2 == 0:
         mult[-1] = 1.0
     total = float((power * mult).sum())
-    removed = float((power * (1.0 - w) ** 2 * mult).sum()) / total if total > 0 else 0.0
-    out = scipy.fft.irfftn(w * reg_ft + (1.0 - w) * pln_ft, s=reg.shape)
-    return out, GuardReport(cutoff, removed, scale, offset)
+    removed = float((lost * mult).sum()) / total if total > 0 else 0.0
+    out = scipy.fft.irfftn(out_ft, s=reg.shape)
+    return out, GuardReport(cutoff, removed, scale, offset, settings.method)
