@@ -3,6 +3,7 @@ blurred, noise), and the published expectation of Q against resolution."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,9 @@ from cryoprior.fourier import apply_filter, bfactor_filter, soft_sphere
 from cryoprior.validate.atoms import model_density_map, read_atomic_model
 from cryoprior.validate.fsc import gold_standard_fsc
 from cryoprior.validate.qscore import (
-    _accepted,
-    _neighbour_offsets,
+    accepted_points,
     expected_q_score,
+    neighbour_offsets,
     q_scores,
     reference_gaussian_parameters,
     spiral_points,
@@ -75,13 +76,13 @@ def test_point_exclusion_equals_a_brute_force_search(fragment):
     model, _ = fragment
     xyz = model.positions_angstrom
     tree = scipy.spatial.cKDTree(xyz)
-    offsets, distances = _neighbour_offsets(tree, xyz, 1.9 * 2.0)
+    offsets, distances = neighbour_offsets(tree, xyz, 1.9 * 2.0)
     directions = spiral_points(14)
     for r in (0.5, 1.2, 2.0):
         near = distances < 1.9 * r
         k = int(near.sum(axis=1).max())
         limit = (0.19 * r * r + distances[:, :k] ** 2) / (2.0 * r)
-        fast = _accepted(offsets[:, :k], limit, directions)
+        fast = accepted_points(offsets[:, :k], limit, directions)
         points = xyz[:, None, :] + r * directions[None]
         # brute force: a point is excluded when any other atom is closer than 0.9 r
         d_all, idx = tree.query(points.reshape(-1, 3), k=2)
@@ -101,7 +102,7 @@ def test_a_sharp_model_map_scores_high_and_blur_lowers_it_in_order(fragment):
             sharp, bfactor_filter(BOX, b_factor_angstrom2=b, voxel_size_angstrom=VOXEL)
         )
         means.append(_q(blurred, model).mean)
-    assert all(x > y for x, y in zip(means, means[1:], strict=False)), means
+    assert all(x > y for x, y in itertools.pairwise(means)), means
     assert means[-1] < 0.6
 
 

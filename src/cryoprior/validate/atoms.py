@@ -1,6 +1,7 @@
-"""A map computed from an atomic model on a given grid (gemmi's electron-scattering density),
-for validation. The model type and its reader are :mod:`cryoprior.io.atomic_model`'s
-(re-exported here for validation's callers).
+"""Maps computed from an atomic model on a given grid, for validation.
+
+The density is gemmi's electron-scattering density. The model type and its reader are
+:mod:`cryoprior.io.atomic_model`'s (re-exported here for validation's callers).
 
 Positions are (x, y, z) in Angstrom in the model's frame; a map's voxel (k, j, i) is at
 ``origin_angstrom + (i, j, k) * voxel_size_angstrom``.
@@ -33,8 +34,9 @@ def model_density_map(
     origin_angstrom=(0.0, 0.0, 0.0),
     blur_angstrom2: float = 0.0,
 ) -> np.ndarray:
-    """Map of a model on an (n, n, n) grid: gemmi's ``DensityCalculatorE`` (electron
-    scattering factors, the atoms' B-factors plus ``blur_angstrom2``).
+    """Compute the map of a model on an (n, n, n) grid with gemmi's ``DensityCalculatorE``.
+
+    Electron scattering factors, the atoms' B-factors plus ``blur_angstrom2``.
 
     The model is translated by ``-origin_angstrom`` so that voxel (k, j, i) sits at
     ``origin_angstrom + (i, j, k) * voxel_size_angstrom``. gemmi's cell is periodic: atoms

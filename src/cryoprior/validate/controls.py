@@ -1,4 +1,4 @@
-"""The benchmark's controls: did a refinement report what its particles cannot hold?
+"""The benchmark's controls: did a refinement report what its particles cannot hold.
 
 Two controls of the paper (Ramirez-Aportela et al. 2022): particles low-passed at a cut-off
 must never give a resolution finer than that cut-off, and pure-noise particles must never give
@@ -36,7 +36,7 @@ PURE_NOISE_RULE = (
 def one_shell_finer_angstrom(
     resolution_angstrom: float, *, box_size: int, voxel_size_angstrom: float
 ) -> float:
-    """The resolution one Fourier shell finer than ``resolution_angstrom`` in a box.
+    """Return the resolution one Fourier shell finer than ``resolution_angstrom`` in a box.
 
     ``L / (L / d + 1)`` with ``L = box_size * voxel_size_angstrom`` the box edge in Angstrom.
 

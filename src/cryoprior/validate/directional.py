@@ -71,10 +71,12 @@ class DirectionalResolution:
 
     @property
     def best_angstrom(self) -> float:
+        """Finest directional resolution (Angstrom)."""
         return float(self.resolution_angstrom.min())
 
     @property
     def worst_angstrom(self) -> float:
+        """Coarsest directional resolution (Angstrom)."""
         return float(self.resolution_angstrom.max())
 
     @property
@@ -93,6 +95,7 @@ class DirectionalResolution:
         return np.rad2deg(np.arctan2(self.directions[:, 1], self.directions[:, 0]))
 
     def to_dict(self) -> dict:
+        """Summary as a JSON-ready dict (best, worst, median and per-direction resolutions)."""
         return {
             "threshold": self.threshold,
             "cone_half_angle_degrees": self.cone_half_angle_degrees,

@@ -1,6 +1,8 @@
-"""Fourier shell correlation, resolution at a threshold, and the gold-standard FSC of two
-half-maps with the phase-randomisation correction of masked FSCs (Chen et al.,
-Ultramicroscopy 135:24, 2013), computed as ``relion_postprocess`` (RELION 3.1) computes them.
+"""Fourier shell correlation, resolution at a threshold, and the gold-standard FSC.
+
+The gold-standard FSC of two half-maps comes with the phase-randomisation correction of masked FSCs
+(Chen et al., Ultramicroscopy 135:24, 2013), computed as ``relion_postprocess`` (RELION 3.1)
+computes them.
 
 Shells are those of :mod:`cryoprior.conventions`: ``ROUND(|k|)`` with |k| in Fourier voxels,
 summed over the stored voxels of the half-complex transform (as RELION's ``getFSC``), shells

@@ -1,5 +1,7 @@
-"""FSC-Q: how much of an atomic model the map's signal supports (Ramirez-Aportela et al., Nat.
-Commun. 12:42, 2021), as Xmipp's ``validate fsc-q`` protocol computes it:
+"""FSC-Q: how much of an atomic model the map's signal supports.
+
+FSC-Q (Ramirez-Aportela et al., Nat. Commun. 12:42, 2021) as Xmipp's ``validate fsc-q``
+protocol computes it:
 
 * local resolution of the full map against a map computed from the model (local FSC in sliding
   windows, threshold 0.67), minus
@@ -68,6 +70,7 @@ class FscQResult:
     fraction_normalised_below_minus_half: float
 
     def to_dict(self, *, per_atom: bool = True) -> dict:
+        """Summary as a JSON-ready dict; the per-atom values (Angstrom and normalised) if asked."""
         out = {
             "mean_angstrom": self.mean_angstrom,
             "mean_absolute_angstrom": self.mean_absolute_angstrom,
@@ -83,8 +86,10 @@ class FscQResult:
 
 
 def model_mask(model_map, *, relative_threshold: float = 0.02, dilation_voxels: int = 3):
-    """Mask of the model: voxels above ``relative_threshold`` of the model map's maximum,
-    dilated by ``dilation_voxels`` (Xmipp thresholds its model map at 0.02 and dilates by 3).
+    """Mask of the model: voxels above ``relative_threshold`` of the model map's maximum.
+
+    The mask is dilated by ``dilation_voxels`` (Xmipp thresholds its model map at 0.02 and
+    dilates by 3).
 
     Returns
     -------

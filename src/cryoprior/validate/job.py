@@ -24,8 +24,8 @@ from cryoprior.validate.summary import ValidationInputs
 from cryoprior.validate.symmetry import validate_symmetry_name
 
 __all__ = [
-    "RelionJobFiles",
     "LoadedInputs",
+    "RelionJobFiles",
     "find_relion_job_files",
     "load_validation_inputs",
 ]
@@ -291,7 +291,7 @@ _VOXEL_TOLERANCE = 1e-3  # relative; RELION writes the pixel size as a float32
 
 
 def _common_header_voxel_size(paths: list[Path]) -> float | None:
-    """The voxel size the maps' headers agree on (headers without one are skipped), or None.
+    """Return the voxel size the maps' headers agree on (headers without one skipped), or None.
 
     Raises InputFileError for a missing or unreadable file, or a header whose voxel size
     differs from the first map's (by more than 0.1 %).

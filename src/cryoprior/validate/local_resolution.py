@@ -1,5 +1,6 @@
-"""Local resolution from the FSC of two maps in sliding soft windows (as Bsoft's ``blocres``,
-Cardone et al., J. Struct. Biol. 183:226, 2013).
+"""Local resolution from the FSC of two maps in sliding soft windows.
+
+As Bsoft's ``blocres`` computes it (Cardone et al., J. Struct. Biol. 183:226, 2013).
 
 Around each point of a lattice (every ``step_voxels``), a cube of ``window_size_voxels`` is cut
 from both maps, multiplied by a soft spherical window (1 up to a quarter of the window size,
@@ -32,8 +33,8 @@ from cryoprior.fourier.masks import soft_sphere
 
 __all__ = [
     "LocalResolution",
-    "local_fsc_lattice",
     "default_step_voxels",
+    "local_fsc_lattice",
     "local_resolution",
     "resolution_from_curves",
     "sample_lattice",
@@ -68,6 +69,7 @@ class LocalResolution:
     voxel_size_angstrom: float
 
     def to_dict(self) -> dict:
+        """Summary as a JSON-ready dict (median, histogram and the parameters; not the map)."""
         return {
             "median_angstrom": self.median_angstrom,
             "histogram_counts": self.histogram_counts.tolist(),

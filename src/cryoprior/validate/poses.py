@@ -1,5 +1,6 @@
-"""Pose errors of refined particles against the ground truth of a simulation, and the
-distribution of their views.
+"""Pose errors of refined particles against the ground truth, and the distribution of views.
+
+The ground truth is that of a simulation.
 
 Orientations are RELION's ZYZ Euler angles (:mod:`cryoprior.conventions`): the matrix
 ``A = euler_to_matrix(rot, tilt, psi)`` rotates the map into the image frame and the particle
@@ -29,9 +30,9 @@ from cryoprior.validate.symmetry import symmetry_operators
 
 __all__ = [
     "PoseErrors",
-    "attraction",
     "PoseTable",
     "ViewDistribution",
+    "attraction",
     "match_poses",
     "pose_errors",
     "pose_table_from_particles",
@@ -63,10 +64,11 @@ class PoseTable:
     origin_y_angstrom: np.ndarray
 
     def __len__(self) -> int:
+        """Return the number of particles."""
         return int(self.rot_degrees.size)
 
     def take(self, index) -> PoseTable:
-        """The rows ``index`` (an integer array or a boolean mask), as a new table."""
+        """Return the rows ``index`` (an integer array or a boolean mask), as a new table."""
         return PoseTable(
             *(
                 np.asarray(getattr(self, f))[index]
@@ -88,7 +90,7 @@ class PoseTable:
 
 
 def pose_table_from_particles(particles: pd.DataFrame, *, pixel_size_angstrom=None) -> PoseTable:
-    """A :class:`PoseTable` from a RELION ``data_particles`` table.
+    """Build a :class:`PoseTable` from a RELION ``data_particles`` table.
 
     Needs ``rlnImageName``, ``rlnAngleRot``, ``rlnAngleTilt``, ``rlnAnglePsi``. Shifts come
     from ``rlnOriginXAngst`` / ``rlnOriginYAngst``; without those, from the pixel columns
@@ -186,7 +188,7 @@ def rotation_angle_degrees(matrix_1, matrix_2) -> np.ndarray:
 
 
 def view_directions(rot_degrees, tilt_degrees) -> np.ndarray:
-    """Viewing directions (unit vectors (x, y, z) in the map's frame) of RELION angles.
+    """Return the viewing directions (unit vectors (x, y, z) in the map's frame) of angles.
 
     ``(cos rot sin tilt, sin rot sin tilt, cos tilt)``, the third row of
     ``euler_to_matrix(rot, tilt, psi)`` (independent of psi).
@@ -306,6 +308,7 @@ class ViewDistribution:
 
     @property
     def n_particles(self) -> int:
+        """Number of particles counted in all bins."""
         return int(self.counts.sum())
 
     @property
@@ -326,6 +329,7 @@ class ViewDistribution:
         return self.counts[i, j] / total
 
     def to_dict(self) -> dict:
+        """Summary as a JSON-ready dict (counts, bin edges and the spread statistics)."""
         return {
             "n_particles": self.n_particles,
             "occupied_fraction": self.occupied_fraction,

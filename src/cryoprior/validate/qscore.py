@@ -1,6 +1,7 @@
-"""Q-score: how well each atom of a model is resolved in a map (Pintilie et al., Nat. Methods
-17:328, 2020), following the published definition and the reference implementation (MapQ,
-``qscores.py``):
+"""Q-score: how well each atom of a model is resolved in a map.
+
+Q-score (Pintilie et al., Nat. Methods 17:328, 2020), following the published definition and
+the reference implementation (MapQ, ``qscores.py``):
 
 * for each atom, map values are taken at the atom (r = 0, counted ``points_per_shell`` times)
   and on spheres of radius r = 0.1, 0.2, ... 2.0 Angstrom around it: ``points_per_shell``
@@ -36,7 +37,9 @@ import scipy.spatial
 
 __all__ = [
     "QScoreResult",
+    "accepted_points",
     "expected_q_score",
+    "neighbour_offsets",
     "q_scores",
     "reference_gaussian_parameters",
     "spiral_points",
@@ -46,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 
 def expected_q_score(resolution_angstrom) -> np.ndarray | float:
-    """Published expected mean Q-score of a protein model at a map resolution (sigma 0.6 A).
+    """Return the published expected mean Q-score (sigma 0.6 A) of a protein model at a resolution.
 
     ``-0.1775 * resolution + 1.1192`` (Pintilie et al. 2020; MapQ ``eQ_protein``), fitted on
     EMDB maps of 1.5-4.5 A.
@@ -123,6 +126,7 @@ class QScoreResult:
     sigma_angstrom: float
 
     def to_dict(self, *, per_atom: bool = True) -> dict:
+        """Summary as a JSON-ready dict (mean, per-residue scores; per-atom scores if asked)."""
         out = {
             "mean": self.mean,
             "sigma_angstrom": self.sigma_angstrom,
@@ -137,7 +141,7 @@ class QScoreResult:
         return out
 
 
-def _neighbour_offsets(
+def neighbour_offsets(
     tree: scipy.spatial.cKDTree, xyz: np.ndarray, radius: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectors to the other atoms within ``radius`` of each atom, nearest first.
@@ -165,7 +169,7 @@ def _neighbour_offsets(
     return offsets, distances
 
 
-def _accepted(offsets: np.ndarray, limits: np.ndarray, directions: np.ndarray) -> np.ndarray:
+def accepted_points(offsets: np.ndarray, limits: np.ndarray, directions: np.ndarray) -> np.ndarray:
     """Which sphere points survive: (p, n_pts) bool, True where no neighbour excludes it.
 
     offsets (p, k, 3), limits (p, k), directions (n_pts, 3); point u of atom a is excluded
@@ -256,10 +260,10 @@ def q_scores(
         values = scipy.ndimage.map_coordinates(vol, coords, order=1, mode="constant", cval=0.0)
         return values - map_mean
 
-    a_ref, b_ref = reference_gaussian_parameters(vol)
+    a_ref, _b_ref = reference_gaussian_parameters(vol)
     if a_ref <= 0:
         raise ValueError("the map is constant: no Q-score can be computed")
-    n_radii = int(round(max_radius_angstrom / radius_step_angstrom))
+    n_radii = round(max_radius_angstrom / radius_step_angstrom)
     radii = np.arange(1, n_radii + 1) * float(radius_step_angstrom)
 
     # Running sums for the per-atom Pearson correlation of (map value u, reference value g).
@@ -287,7 +291,7 @@ def q_scores(
     # Neighbours that can exclude points: another atom b excludes the point x_a + r u when
     # |x_a + r u - x_b| < 0.9 r, i.e. u . d_ab > (0.19 r^2 + |d_ab|^2) / (2 r), d_ab = x_b - x_a;
     # only atoms closer than 1.9 r to atom a can do so.
-    offsets, distances = _neighbour_offsets(tree, xyz, 1.9 * float(radii.max()))
+    offsets, distances = neighbour_offsets(tree, xyz, 1.9 * float(radii.max()))
     spirals = {}
     for r in radii:
         g = np.exp(-0.5 * (r / sigma_angstrom) ** 2)  # (A exp(-r^2 / 2 sigma^2) + B - B) / A
@@ -301,7 +305,7 @@ def q_scores(
             n_pts = points_per_shell + 2 * attempt
             if n_pts not in spirals:
                 spirals[n_pts] = spiral_points(n_pts)
-            ok = _accepted(d[pending], limit[pending], spirals[n_pts])  # (p, n_pts)
+            ok = accepted_points(d[pending], limit[pending], spirals[n_pts])  # (p, n_pts)
             n_ok = ok.sum(axis=1)
             done = n_ok >= points_per_shell
             if attempt == max_tries - 1:

@@ -415,7 +415,7 @@ def fraction_outside_box(
 
 
 def _choose_mask(inputs: ValidationInputs, n: int) -> tuple[np.ndarray, str]:
-    """The given mask, else one from the truth or the model map, else a soft sphere."""
+    """Return the given mask, else one from the truth or the model map, else a soft sphere."""
     if inputs.mask is not None:
         return np.asarray(inputs.mask, dtype=np.float64), "given"
     for name in ("truth_map", "model_map"):
@@ -430,7 +430,7 @@ def _choose_mask(inputs: ValidationInputs, n: int) -> tuple[np.ndarray, str]:
 
 
 def _soften(hard: np.ndarray, *, width_voxels: float = 3.0) -> np.ndarray:
-    """A raised-cosine edge of ``width_voxels`` outside a binary mask."""
+    """Soften a binary mask with a raised-cosine edge of ``width_voxels`` outside it."""
     import scipy.ndimage
 
     distance = scipy.ndimage.distance_transform_edt(hard < 0.5)

@@ -1,5 +1,7 @@
-"""Scores against the ground truth of a simulation: FSC of the final map and of each half-map
-against the true map, and the real-space correlation in a mask.
+"""Scores against the ground truth of a simulation.
+
+FSC of the final map and of each half-map against the true map, and the real-space correlation
+in a mask.
 
 A regularizer can make the two half-maps agree with each other without making either of them
 right; comparing each map with the truth separates the two. For a map against a perfect
