@@ -43,7 +43,7 @@ def _stock(workdir: Path, star: Path, out: Path, flags: list[str]) -> np.ndarray
 
 
 def test_every_call_of_a_padding_2_run_matches(stock_run):
-    workdir, result = stock_run
+    workdir, _result = stock_run
     stars = _jobs(workdir, "stock")
     halves = [s for s in stars if "_half" in s.name]
     finals = [s for s in stars if "_half" not in s.name]

@@ -1,5 +1,6 @@
-"""cryoprior: macromolecular prior knowledge in cryo-EM 3D refinement through RELION's
-external-reconstruction hook.
+"""cryoprior: macromolecular prior knowledge in cryo-EM 3D refinement.
+
+The prior acts through RELION's external-reconstruction hook.
 
 Nothing happens at import: subpackages are imported on demand.
 """

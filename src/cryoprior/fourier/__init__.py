@@ -1,5 +1,7 @@
-"""Fourier-space tools on numpy arrays: grids and shells, shell correlation (the FSC kernel and
-its crossing rule), filters, soft masks, resampling.
+"""Fourier-space tools on numpy arrays.
+
+Grids and shells, shell correlation (the FSC kernel and its crossing rule), filters, soft masks,
+resampling.
 
 Layouts and conventions are those of :mod:`cryoprior.conventions`. Everything here is a pure
 function: float64 arrays out, inputs never modified.

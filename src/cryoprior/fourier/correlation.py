@@ -58,7 +58,7 @@ def shell_sums(values_rfft, *, n: int, fft_mask=None) -> np.ndarray:
         weights=flat.ravel(),
         minlength=flat.shape[0] * n_shells,
     )
-    return sums.reshape(values.shape[:-3] + (n_shells,))
+    return sums.reshape((*values.shape[:-3], n_shells))
 
 
 def fourier_correlation(transform_1, transform_2, *, n: int, fft_mask=None) -> np.ndarray:
@@ -120,7 +120,7 @@ def fourier_correlation(transform_1, transform_2, *, n: int, fft_mask=None) -> n
                 index,
                 weights=(p if selected is None else p[:, selected]).ravel(),
                 minlength=rows * n_shells,
-            ).reshape(batch + (n_shells,))
+            ).reshape((*batch, n_shells))
             for p in products
         )
         den = np.sqrt(power_1 * power_2)

@@ -161,7 +161,7 @@ def apply_filter(volume, filter_rfft, *, ndim: int | None = None) -> np.ndarray:
     if ndim not in (2, 3):
         raise ValueError(f"ndim must be 2 or 3, not {ndim}")
     shape = vol.shape[-ndim:]
-    expected = shape[:-1] + (shape[-1] // 2 + 1,)
+    expected = (*shape[:-1], shape[-1] // 2 + 1)
     if vol.ndim < ndim or filt.shape[-ndim:] != expected:
         raise ValueError(
             f"filter_rfft must end in shape {expected} for a map of shape {vol.shape}, "

@@ -94,7 +94,7 @@ def real_space_radius(n: int, *, ndim: int = 3) -> np.ndarray:
 
 
 def shell_counts(n: int, *, ndim: int = 3) -> np.ndarray:
-    """Number of half-complex voxels in each shell ``ROUND(|k|)`` = 0..n//2.
+    """Count the half-complex voxels in each shell ``ROUND(|k|)`` = 0..n//2.
 
     Counts voxels of the rfft array (each stored voxel once; Hermitian partners with kx > 0 are
     not counted twice), as RELION's shell loops do. Corner voxels beyond shell n//2 are left out.
@@ -177,8 +177,9 @@ def shell_resolution_angstrom(n: int, *, voxel_size_angstrom: float) -> np.ndarr
 
 
 def resolution_to_shell(resolution_angstrom: float, *, n: int, voxel_size_angstrom: float) -> int:
-    """Shell ``ROUND(n * voxel_size_angstrom / resolution_angstrom)`` of a resolution (RELION's
-    rounding, as its ``ires`` values).
+    """Return the shell ``ROUND(n * voxel_size_angstrom / resolution_angstrom)`` of a resolution.
+
+    RELION's rounding, as its ``ires`` values.
 
     Example
     -------

@@ -179,7 +179,7 @@ def _resize(vol: np.ndarray, n: int, m: int, ndim: int) -> np.ndarray:
 def _resize_axis(spectrum: np.ndarray, n: int, m: int, axis: int) -> np.ndarray:
     """Crop (m < n) or zero-pad (m > n) one FFTW-ordered axis, sharing Nyquist terms evenly."""
     src = np.moveaxis(spectrum, axis, -1)
-    out = np.zeros(src.shape[:-1] + (m,), dtype=np.complex128)
+    out = np.zeros((*src.shape[:-1], m), dtype=np.complex128)
     small = min(n, m)
     half = (small - 1) // 2  # frequencies 0..half and -half..-1 are copied unchanged
     out[..., : half + 1] = src[..., : half + 1]

@@ -59,13 +59,13 @@ class AtomicModel:
         return float(np.sqrt((centred**2).sum(axis=1)).max())
 
     def centred(self) -> AtomicModel:
-        """The same model translated so that the atoms' centroid is at the origin."""
+        """Return the same model translated so that the atoms' centroid is at the origin."""
         centre = self.positions_angstrom.mean(axis=0)
         return dataclasses.replace(self, positions_angstrom=self.positions_angstrom - centre)
 
 
 def atomic_model_from_structure(structure, *, name: str = "") -> AtomicModel:
-    """An :class:`AtomicModel` from the first model of a ``gemmi.Structure`` (not modified)."""
+    """Build an :class:`AtomicModel` from the first model of a ``gemmi.Structure`` (unmodified)."""
     positions, elements, bfac, residue_index, labels = [], [], [], [], []
     for chain in structure[0]:
         for residue in chain:
@@ -93,8 +93,9 @@ def read_structure(
     remove_waters: bool = True,
     remove_ligands: bool = False,
 ):
-    """A ``gemmi.Structure`` from a PDB/mmCIF file, with entities set up and the chosen parts
-    removed (empty chains too).
+    """Read a ``gemmi.Structure`` from a PDB/mmCIF file.
+
+    Entities are set up and the chosen parts removed (empty chains too).
 
     Raises
     ------
@@ -130,8 +131,10 @@ def read_atomic_model(
     remove_waters: bool = True,
     remove_ligands: bool = False,
 ) -> AtomicModel:
-    """Read a PDB or mmCIF model (gzip allowed) with gemmi; hydrogens and waters dropped by
-    default, ligands kept unless ``remove_ligands`` (which also drops waters).
+    """Read a PDB or mmCIF model (gzip allowed) with gemmi.
+
+    Hydrogens and waters are dropped by default, ligands kept unless ``remove_ligands`` (which
+    also drops waters).
 
     Raises
     ------

@@ -1,5 +1,7 @@
-"""JSON files of the package (run records, validation results, manifests): one reader, one
-atomic writer, one conversion of numpy and non-finite values."""
+"""JSON files of the package (run records, validation results, manifests).
+
+One reader, one atomic writer, one conversion of numpy and non-finite values.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ __all__ = ["json_ready", "read_json", "write_json_atomic"]
 
 
 def json_ready(value: Any) -> Any:
-    """Non-finite floats to None, numpy scalars and arrays to Python, paths to strings,
-    recursively (the input is not modified).
+    """Convert non-finite floats to None, numpy scalars and arrays to Python, paths to strings.
+
+    Recursively; the input is not modified.
 
     Examples
     --------
@@ -40,8 +43,10 @@ def json_ready(value: Any) -> Any:
 
 
 def read_json(path: str | Path) -> dict | None:
-    """A JSON file's content, or None when it is missing or not complete JSON (a run that was
-    stopped before writing it)."""
+    """Return a JSON file's content, or None when it is missing or not complete JSON.
+
+    Not complete: e.g. a run that was stopped before writing it.
+    """
     try:
         return json.loads(Path(path).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -49,5 +54,5 @@ def read_json(path: str | Path) -> dict | None:
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
-    """``data`` as JSON (non-finite floats as null, see :func:`json_ready`), written atomically."""
+    """Write ``data`` as JSON, atomically (non-finite floats as null, see :func:`json_ready`)."""
     write_text_atomic(path, json.dumps(json_ready(data), indent=1, allow_nan=False))

@@ -35,9 +35,9 @@ from cryoprior.io.relion import ExternalReconstructJob, read_external_reconstruc
 
 __all__ = [
     "ReconstructionOptions",
+    "blob_fourier_kernel",
     "reconstruct_from_arrays",
     "reconstruct_job",
-    "blob_fourier_kernel",
 ]
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def reconstruct_from_arrays(
     del data_g, weight_g
 
     # 5. window in Fourier space to the even padded size
-    fkz, fky, fkx = rfft_frequency_indices(out_size)
+    fkz, _fky, _fkx = rfft_frequency_indices(out_size)
     if out_size // 2 + 1 > pad // 2 + 1:
         half = pad // 2
         fz = np.arange(-half, half + 1)
