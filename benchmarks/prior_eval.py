@@ -16,17 +16,30 @@ envelope > 0.5):
   (15 A low-pass, threshold 10 % of its 99.9th percentile, 3 A dilation, 6 A cosine edge);
 - prior: ``enhance_map`` with the shipped weights (no guard);
 - prior+guard: the prior's map through ``regularizers.guard.apply_guard`` with the half-map FSC,
-  as ``cryoprior-extrec`` applies it.
+  as ``cryoprior-extrec`` applies it: guard v1 (``method="trailing"``, the plain map beyond the
+  FSC = 1/7 shell) and guard v2 (``method="bounded"``, docs/guard.md: the prior's map beyond
+  that shell with its amplitude per shell capped at sqrt(FSC) x the plain map's, shells with
+  insignificant FSC zeroed), each with two stand-ins for RELION's plain map: the raw half-map
+  and the FSC-weighted half-map.
 
 Pure-noise control: the same noise without the protein goes through the prior; reported is the
 RMS of its output in the particle sphere relative to the RMS of its output on the real input
-of that level (same noise). Beyond the half-maps' FSC = 1/7 shell: the correlation with the
+of that level (same noise); for guard v2 the noise's output goes through the guard with the
+FSC of the two noise halves (plain map: the noise half) and is compared with the guarded
+output of the real input.
+
+Cut-off control (level d6 only): the blurred truth hard low-passed at 8 A plus the same two
+noises (so beyond 8 A the half-maps hold noise only); the half-map through the prior and the
+guards (with that pair's FSC) must not correlate with the truth beyond 8 A more than the plain
+half-map does: reported are the FSC 0.143 against the truth, the correlation with the truth
+over all shells beyond the cut-off and the largest truth FSC of the 12 shells after it. Beyond the half-maps' FSC = 1/7 shell: the correlation with the
 truth of the prior's output there, of the input, and of what the prior added (prior - input),
 plus the prior's share of power beyond that shell.
 
 Inference time: random maps at the model's voxel size, 64^3, 128^3, 256^3, default settings.
 
 Usage: python benchmarks/prior_eval.py [--weights default] [--threads 2] [--quick]
+       [--levels d6 d8] [--cases 5a1a]
 Writes benchmarks/results/prior_eval.{json,md}.
 """
 
@@ -36,6 +49,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -47,7 +61,7 @@ from scipy import ndimage
 from cryoprior.io.atomic_model import read_atomic_model
 from cryoprior.prior.data import fsc_shaped_noise, model_density, model_envelope
 from cryoprior.prior.infer import InferenceSettings, enhance_map, load_prior
-from cryoprior.regularizers.guard import apply_guard, fsc_cutoff_shell
+from cryoprior.regularizers.guard import GuardSettings, apply_guard, fsc_cutoff_shell
 from cryoprior.validate.fsc import fourier_shell_correlation, resolution_at_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +71,10 @@ CASES = [
     {"name": "5a1a", "file": "5a1a.cif.gz", "voxel": 1.2, "box": 180, "aniso_b": 0.0},
     {"name": "6bdf", "file": "6bdf.pdb.gz", "voxel": 1.0, "box": 200, "aniso_b": 200.0},
 ]
+GUARD_V1 = GuardSettings(method="trailing")
+GUARD_V2 = GuardSettings(method="bounded")
+CONTROL_LEVEL = "d6"
+CONTROL_CUTOFF_ANGSTROM = 8.0
 LEVELS = [
     {"name": "d4.5", "resolution": 4.5, "b": 50.0},
     {"name": "d6", "resolution": 6.0, "b": 80.0},
@@ -148,6 +166,55 @@ def beyond_cutoff(prior_map, half, truth, cutoff_shell) -> dict:
     }
 
 
+def cutoff_control_scores(volume, truth, voxel, cutoff_angstrom) -> dict:
+    """How much a map correlates with the truth beyond a cut-off its data do not pass."""
+    n = truth.shape[0]
+    fsc = fourier_shell_correlation(volume, truth)
+    cut_shell = n * voxel / cutoff_angstrom
+    first = int(np.floor(cut_shell + 0.5)) + 1  # first rounded shell wholly beyond the cut-off
+    sel = shells(n) > cut_shell + 0.5
+    fv, ft = scipy.fft.rfftn(volume)[sel], scipy.fft.rfftn(truth)[sel]
+    den = np.sqrt((np.abs(fv) ** 2).sum() * (np.abs(ft) ** 2).sum())
+    return {
+        "res_fsc0.143_angstrom": resolution_at_threshold(
+            fsc, threshold=0.143, box_size=n, voxel_size_angstrom=voxel
+        ),
+        "cc_beyond_cutoff": float((fv * ft.conj()).real.sum() / den) if den > 0 else 0.0,
+        "max_fsc_beyond_cutoff": float(fsc[first : first + 12].max()),
+    }
+
+
+def cutoff_control(blurred, noises, truth, voxel, run_prior) -> dict:
+    """The offline cut-off control (module docstring) for one protein."""
+    n = truth.shape[0]
+    s2 = (rfft_freq(n, voxel) ** 2).sum(-1)
+    low = scipy.fft.irfftn(
+        scipy.fft.rfftn(blurred) * (s2 < (1 / CONTROL_CUTOFF_ANGSTROM) ** 2), s=truth.shape
+    )
+    h1, h2 = low + noises[0], low + noises[1]
+    fsc = fourier_shell_correlation(h1, h2)
+    enhanced = run_prior(h1)
+    wiener = fsc_weighted(h1, fsc)
+    maps = {
+        "input": h1,
+        "classical": classical(h1, fsc, voxel),
+        "prior": enhanced,
+        "prior+guard": apply_guard(enhanced, h1, fsc=fsc, settings=GUARD_V1)[0],
+        "prior+guard(wiener)": apply_guard(enhanced, wiener, fsc=fsc, settings=GUARD_V1)[0],
+        "prior+guard_v2": apply_guard(enhanced, h1, fsc=fsc, settings=GUARD_V2)[0],
+        "prior+guard_v2(wiener)": apply_guard(enhanced, wiener, fsc=fsc, settings=GUARD_V2)[0],
+    }
+    return {
+        "cutoff_angstrom": CONTROL_CUTOFF_ANGSTROM,
+        "one_shell_finer_angstrom": n * voxel / (n * voxel / CONTROL_CUTOFF_ANGSTROM + 1),
+        "guard_cutoff_shell": fsc_cutoff_shell(fsc),
+        "methods": {
+            k: cutoff_control_scores(v, truth, voxel, CONTROL_CUTOFF_ANGSTROM)
+            for k, v in maps.items()
+        },
+    }
+
+
 def region_rms(volume, radius_voxels) -> float:
     n = volume.shape[0]
     c = np.arange(n) - n // 2
@@ -157,7 +224,7 @@ def region_rms(volume, radius_voxels) -> float:
     return float(volume[inside].std())
 
 
-def run_case(case, prior, settings, levels, rng) -> list[dict]:
+def run_case(case, prior, settings, levels) -> list[dict]:
     path = find_model(case["file"])
     pos, el = load_positions(path)
     n, voxel = case["box"], case["voxel"]
@@ -171,6 +238,8 @@ def run_case(case, prior, settings, levels, rng) -> list[dict]:
     s2 = (freq**2).sum(-1)
     rows = []
     for level in levels:
+        # one generator per protein and level: any subset (--cases, --levels) draws the same
+        rng = np.random.default_rng([2024, CASES.index(case), LEVELS.index(level)])
         filt = np.exp(-level["b"] * s2 / 4.0)
         if case["aniso_b"]:
             filt = filt * np.exp(-case["aniso_b"] * freq[..., 0] ** 2 / 4.0)
@@ -194,15 +263,26 @@ def run_case(case, prior, settings, levels, rng) -> list[dict]:
             settings=settings,
         )
         seconds = time.perf_counter() - t0
-        guarded, report = apply_guard(out.map, h1, fsc=half_fsc)
-        guarded_wiener, _ = apply_guard(out.map, fsc_weighted(h1, half_fsc), fsc=half_fsc)
-        noise_out = enhance_map(
-            noises[0],
-            voxel_size_angstrom=voxel,
-            prior=prior,
-            particle_diameter_angstrom=diameter,
-            settings=settings,
-        )
+        wiener = fsc_weighted(h1, half_fsc)
+        guarded, report = apply_guard(out.map, h1, fsc=half_fsc, settings=GUARD_V1)
+        guarded_wiener, _ = apply_guard(out.map, wiener, fsc=half_fsc, settings=GUARD_V1)
+        t1 = time.perf_counter()
+        v2, report_v2 = apply_guard(out.map, h1, fsc=half_fsc, settings=GUARD_V2)
+        v2_seconds = time.perf_counter() - t1
+        v2_wiener, report_v2_wiener = apply_guard(out.map, wiener, fsc=half_fsc, settings=GUARD_V2)
+
+        def run_prior(volume):
+            return enhance_map(
+                volume,
+                voxel_size_angstrom=voxel,
+                prior=prior,
+                particle_diameter_angstrom=diameter,
+                settings=settings,
+            ).map
+
+        noise_map = run_prior(noises[0])
+        noise_fsc = fourier_shell_correlation(noises[0], noises[1])
+        noise_v2, _ = apply_guard(noise_map, noises[0], fsc=noise_fsc, settings=GUARD_V2)
         radius = 0.5 * diameter / voxel
         cutoff = fsc_cutoff_shell(half_fsc)
         row = {
@@ -219,19 +299,28 @@ def run_case(case, prior, settings, levels, rng) -> list[dict]:
                 "prior": scores(out.map, truth, envelope, voxel),
                 "prior+guard": scores(guarded, truth, envelope, voxel),
                 "prior+guard(wiener)": scores(guarded_wiener, truth, envelope, voxel),
+                "prior+guard_v2": scores(v2, truth, envelope, voxel),
+                "prior+guard_v2(wiener)": scores(v2_wiener, truth, envelope, voxel),
             },
             "guard_power_removed_fraction": report.power_removed_fraction,
+            "guard_v2_power_removed_fraction": report_v2.power_removed_fraction,
+            "guard_v2_wiener_power_removed_fraction": report_v2_wiener.power_removed_fraction,
+            "guard_v2_seconds": v2_seconds,
             "beyond_fsc_1_7": beyond_cutoff(out.map, h1, truth, cutoff),
-            "pure_noise_rms_ratio": region_rms(noise_out.map, radius) / region_rms(out.map, radius),
+            "pure_noise_rms_ratio": region_rms(noise_map, radius) / region_rms(out.map, radius),
+            "pure_noise_rms_ratio_guard_v2": region_rms(noise_v2, radius) / region_rms(v2, radius),
             "prior_seconds": seconds,
             "model_box": out.info["model_box"],
         }
+        if level["name"] == CONTROL_LEVEL:
+            row["cutoff_control"] = cutoff_control(blurred, noises, truth, voxel, run_prior)
         rows.append(row)
         m = row["methods"]
         print(
             f"{case['name']} {level['name']}: input {m['input']['res_fsc0.5_angstrom']:.2f} "
             f"classical {m['classical']['res_fsc0.5_angstrom']:.2f} prior {m['prior']['res_fsc0.5_angstrom']:.2f} "
-            f"guard {m['prior+guard']['res_fsc0.5_angstrom']:.2f} A; noise ratio {row['pure_noise_rms_ratio']:.3f}; "
+            f"guard {m['prior+guard']['res_fsc0.5_angstrom']:.2f} v2 {m['prior+guard_v2']['res_fsc0.5_angstrom']:.2f} A; "
+            f"noise ratio {row['pure_noise_rms_ratio']:.3f}; "
             f"{seconds:.1f} s",
             flush=True,
         )
@@ -270,32 +359,58 @@ def _parent_text(parent: dict | None) -> str:
     )
 
 
+METHOD_COLUMNS = (
+    ("input", "input"),
+    ("classical", "classical (FSC filter + mask)"),
+    ("prior", "prior"),
+    ("prior+guard", "prior + guard v1 (raw half)"),
+    ("prior+guard(wiener)", "prior + guard v1 (FSC-weighted half)"),
+    ("prior+guard_v2", "prior + guard v2 (raw half)"),
+    ("prior+guard_v2(wiener)", "prior + guard v2 (FSC-weighted half)"),
+)
+
+
+def _cell(m: dict | None) -> str:
+    if m is None:
+        return "-"
+    return (
+        f"{m['res_fsc0.5_angstrom']:.2f} / {m['res_fsc0.143_angstrom']:.2f}, "
+        f"cc {m['cc_in_molecule']:.3f}"
+    )
+
+
+def _target_cell(m: dict | None, ref: dict) -> str:
+    """Guard v2 against the classical filter: finer-or-equal FSC 0.5 and higher-or-equal cc."""
+    if m is None:
+        return "-"
+    gain = (
+        100 * (ref["res_fsc0.5_angstrom"] - m["res_fsc0.5_angstrom"]) / ref["res_fsc0.5_angstrom"]
+    )
+    dcc = m["cc_in_molecule"] - ref["cc_in_molecule"]
+    met = gain >= 0 and dcc >= 0
+    return f"{gain:+.1f} %, cc {dcc:+.3f}: {'met' if met else 'NOT met'}"
+
+
 def markdown(result: dict) -> str:
     meta = result["weights"]
+    header = " | ".join(title for _, title in METHOD_COLUMNS)
     lines = [
         "# The learned prior against the truth (held-out 5a1a, 6bdf)",
         "",
         f"Weights: `{meta['source']}` ({meta['steps']} steps, {meta['training_minutes']:.1f} min on "
         f"{meta['device']}{_parent_text(meta.get('parent'))}); threads: {result['threads']}; "
         f"machine: {result['machine']}.",
-        "Made by `benchmarks/prior_eval.py` (its docstring says how the inputs are simulated).",
+        "Made by `benchmarks/prior_eval.py` (its docstring says how the inputs are simulated)"
+        + (f": `{result['command']}`." if result.get("command") else "."),
         "",
         "Resolution where the FSC against the truth falls to 0.5 / 0.143 (A), and the real-space",
         "correlation with the truth inside the molecule:",
         "",
-        "| protein | level | half-map FSC0.5 | input | classical (FSC filter + mask) | prior | prior + guard (raw half) | prior + guard (FSC-weighted half) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| protein | level | half-map FSC0.5 | {header} |",
+        "|---|---|---|" + "---|" * len(METHOD_COLUMNS),
     ]
     for r in result["rows"]:
-        cells = []
-        for k in ("input", "classical", "prior", "prior+guard", "prior+guard(wiener)"):
-            m = r["methods"].get(k)
-            if m is None:
-                cells.append("-")
-                continue
-            cells.append(
-                f"{m['res_fsc0.5_angstrom']:.2f} / {m['res_fsc0.143_angstrom']:.2f}, cc {m['cc_in_molecule']:.3f}"
-            )
+        cells = [_cell(r["methods"].get(k)) for k, _ in METHOD_COLUMNS]
         lines.append(
             f"| {r['protein']} | {r['level']} | {r['half_map_fsc0.5_angstrom']:.2f} | "
             + " | ".join(cells)
@@ -303,22 +418,89 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
+        "Targets of guard v2 (issue 16): at least as good as the classical filter at FSC 0.5",
+        "against the truth (gain in %, positive = finer) and in correlation (difference):",
+        "",
+        "| protein | level | guard v2 (raw half) | guard v2 (FSC-weighted half) | guard v1 (raw half) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        m = r["methods"]
+        ref = m["classical"]
+        lines.append(
+            f"| {r['protein']} | {r['level']} | {_target_cell(m.get('prior+guard_v2'), ref)} | "
+            f"{_target_cell(m.get('prior+guard_v2(wiener)'), ref)} | "
+            f"{_target_cell(m.get('prior+guard'), ref)} |"
+        )
+    lines += [
+        "",
         "Pure-noise control and what the prior adds beyond the half-maps' FSC = 1/7 shell:",
         "",
-        "| protein | level | noise-only output RMS / normal output RMS | beyond 1/7: cc(prior, truth) | cc(input, truth) | cc(prior - input, truth) | prior power there | guard removed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| protein | level | noise-only output RMS / normal output RMS: prior | prior + guard v2 | beyond 1/7: cc(prior, truth) | cc(input, truth) | cc(prior - input, truth) | prior power there | guard v1 removed | guard v2 removed (raw / FSC-weighted half) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         b = r["beyond_fsc_1_7"]
-        lines.append(
-            f"| {r['protein']} | {r['level']} | {r['pure_noise_rms_ratio']:.3f} | {b['prior_cc_with_truth']:.3f} | "
-            f"{b['input_cc_with_truth']:.3f} | {b['added_cc_with_truth']:.3f} | {b['prior_power_fraction']:.4f} | "
-            f"{r['guard_power_removed_fraction']:.4f} |"
+        v2_noise = r.get("pure_noise_rms_ratio_guard_v2")
+        v2_removed = (
+            f"{r['guard_v2_power_removed_fraction']:.4f} / "
+            f"{r['guard_v2_wiener_power_removed_fraction']:.4f}"
+            if "guard_v2_power_removed_fraction" in r
+            else "-"
         )
-    lines += ["", "Inference time (random map at the model's voxel size, default settings):", ""]
-    lines += ["| box | seconds | tiles |", "|---|---|---|"]
-    for n, t in result["timing"].items():
-        lines.append(f"| {n}^3 | {t['seconds']:.1f} | {t['tiles']} |")
+        lines.append(
+            f"| {r['protein']} | {r['level']} | {r['pure_noise_rms_ratio']:.3f} | "
+            + (f"{v2_noise:.4f}" if v2_noise is not None else "-")
+            + f" | {b['prior_cc_with_truth']:.3f} | "
+            f"{b['input_cc_with_truth']:.3f} | {b['added_cc_with_truth']:.3f} | {b['prior_power_fraction']:.4f} | "
+            f"{r['guard_power_removed_fraction']:.4f} | {v2_removed} |"
+        )
+    controls = [r for r in result["rows"] if "cutoff_control" in r]
+    if controls:
+        lines += [
+            "",
+            f"Cut-off control (level {CONTROL_LEVEL}, signal low-passed at "
+            f"{CONTROL_CUTOFF_ANGSTROM:g} A, noise at all frequencies): FSC 0.143 against the "
+            "truth (A) / correlation with the truth over all shells beyond the cut-off / largest "
+            "truth FSC in the 12 shells after it. A map the data do not support beyond the "
+            "cut-off stays like the input there.",
+            "",
+            "| protein | one shell finer than the cut-off (A) | "
+            + " | ".join(title for _, title in METHOD_COLUMNS)
+            + " |",
+            "|---|---|" + "---|" * len(METHOD_COLUMNS),
+        ]
+        for r in controls:
+            c = r["cutoff_control"]
+            cells = []
+            for k, _ in METHOD_COLUMNS:
+                m = c["methods"].get(k)
+                cells.append(
+                    "-"
+                    if m is None
+                    else f"{m['res_fsc0.143_angstrom']:.2f} / {m['cc_beyond_cutoff']:.3f} / "
+                    f"{m['max_fsc_beyond_cutoff']:.3f}"
+                )
+            lines.append(
+                f"| {r['protein']} | {c['one_shell_finer_angstrom']:.2f} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    if result["timing"]:
+        lines += [
+            "",
+            "Inference time (random map at the model's voxel size, default settings):",
+            "",
+        ]
+        lines += ["| box | seconds | tiles |", "|---|---|---|"]
+        for n, t in result["timing"].items():
+            lines.append(f"| {n}^3 | {t['seconds']:.1f} | {t['tiles']} |")
+    seconds = [r["guard_v2_seconds"] for r in result["rows"] if "guard_v2_seconds" in r]
+    if seconds:
+        lines += [
+            "",
+            f"Guard v2 time per map: {min(seconds):.1f}-{max(seconds):.1f} s (180^3-200^3).",
+        ]
     if result.get("load_average"):
         lines += [
             "",
@@ -331,16 +513,25 @@ def markdown(result: dict) -> str:
 NOTES = """Notes
 - "classical" filters half-map 1 by the half-map FSC per shell (the Wiener weight of one
   half-map) and multiplies by a solvent mask estimated from it; "prior" is the network alone,
-  band-limited to its Nyquist (3 A); "prior + guard" puts the unfiltered half-map back beyond
-  the half-maps' FSC = 1/7 shell (and fits the greyscale to it), as the guard does with RELION's
-  plain map. The guard's plain map in RELION is RELION's MAP reconstruction, which is already
-  attenuated where the SNR is low (tau^2 regularization); two stand-ins for it: the raw half-map
-  (pessimistic: all its noise comes back) and the FSC-weighted half-map (the Wiener filter of one
-  half, close to what RELION's regularization does; no mask).
-- The pure-noise ratio compares the prior's output on the noise alone with its output on the
-  protein plus the same noise (RMS in the particle sphere).
+  band-limited to its Nyquist (3 A); "prior + guard v1" puts the half-map back beyond the
+  half-maps' FSC = 1/7 shell (and fits the greyscale to it), as the guard does with RELION's
+  plain map; "prior + guard v2" keeps the prior's map beyond that shell with its RMS amplitude
+  per shell capped at sqrt(FSC) x the plain map's and shells with insignificant FSC (3 SD of
+  pure noise) set to zero (docs/guard.md). The guard's plain map in RELION is RELION's MAP
+  reconstruction, which is already attenuated where the SNR is low (tau^2 regularization); two
+  stand-ins for it: the raw half-map (pessimistic for v1: all its noise comes back; for v2 the
+  cap is then the signal's expected amplitude) and the FSC-weighted half-map (the Wiener filter
+  of one half, close to what RELION's regularization does; no mask; for v2 the cap is then
+  about FSC x the signal's amplitude, stricter than derived).
+- The FSC against the truth is blind to a scale per shell: guard v2's FSC is the prior's up to
+  the last shell with significant half-map FSC; its cap changes only the correlation.
+- The pure-noise ratio compares the output on the noise alone with the output on the protein
+  plus the same noise (RMS in the particle sphere); for guard v2 both go through the guard, the
+  noise with the FSC of the two noise halves.
 - cc(prior - input, truth) beyond the 1/7 shell measures whether what the prior adds where the
-  data carry no signal is the truth; values near 0 mean it is not (the guard removes it)."""
+  data carry no signal is the truth; values near 0 mean it is not. The cut-off control shows
+  the other side: where the data hold nothing (beyond a low-pass) the prior's output still
+  correlates with the truth (it extrapolates), which no guard may let through."""
 
 
 def main() -> None:
@@ -349,6 +540,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="one level per protein, no timing")
     parser.add_argument("--levels", nargs="*", help="only these levels (d4.5 d6 d8 d11), no timing")
+    parser.add_argument("--cases", nargs="*", help="only these proteins (5a1a 6bdf), no timing")
     parser.add_argument(
         "--tile-size", type=int, default=InferenceSettings().tile_size, help="largest tile edge"
     )
@@ -369,10 +561,10 @@ def main() -> None:
     levels = LEVELS[1:2] if args.quick else LEVELS
     if args.levels:
         levels = [lv for lv in LEVELS if lv["name"] in args.levels]
-    rng = np.random.default_rng(2024)
+    cases = [c for c in CASES if not args.cases or c["name"] in args.cases]
     rows = []
-    for case in CASES:
-        rows += run_case(case, prior, settings, levels, rng)
+    for case in cases:
+        rows += run_case(case, prior, settings, levels)
     meta = prior.metadata
     result = {
         "weights": {
@@ -386,7 +578,10 @@ def main() -> None:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.python_version()}",
         "rows": rows,
         "settings": {"tile_size": settings.tile_size, "overlap": settings.overlap},
-        "timing": {} if args.quick or args.levels else timings(prior, settings, (64, 128, 256)),
+        "timing": {}
+        if args.quick or args.levels or args.cases
+        else timings(prior, settings, (64, 128, 256)),
+        "command": "python benchmarks/prior_eval.py " + " ".join(sys.argv[1:]),
         "load_average": os.getloadavg()[0],
     }
     out.parent.mkdir(parents=True, exist_ok=True)

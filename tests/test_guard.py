@@ -1,4 +1,5 @@
-"""The guard: spectral trailing at the FSC = 1/7 shell and greyscale matching."""
+"""The guard: spectral trailing (v1) or per-shell amplitude cap (v2) beyond the FSC = 1/7 shell,
+and greyscale matching."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from cryoprior.regularizers.guard import (
     GuardSettings,
     apply_guard,
     fsc_cutoff_shell,
+    significant_fsc,
     trailing_weights,
 )
 
@@ -96,3 +98,121 @@ def test_guard_rejects_bad_inputs():
         apply_guard(np.zeros((8, 8, 8)), np.zeros((8, 8, 8)), fsc=np.ones(3))
     with pytest.raises(ValueError, match="constant"):
         apply_guard(np.ones((8, 8, 8)), np.zeros((8, 8, 8)), fsc=np.ones(5))
+
+
+# --- guard v2 ("bounded"): beyond the cut-off the regularized map, capped per shell ---------
+
+V2 = GuardSettings(method="bounded", rescale=False)
+
+
+def _shell_power(volume_ft: np.ndarray, n: int = N) -> np.ndarray:
+    idx = np.minimum(np.rint(_radius(n)).astype(int), n // 2 + 1)
+    return np.bincount(idx.ravel(), weights=(np.abs(volume_ft) ** 2).ravel(), minlength=n // 2 + 2)
+
+
+def test_v2_keeps_below_the_edge_and_caps_each_shell_beyond_at_sqrt_fsc():
+    """Closed form: below cutoff - edge the output is the regularized map bit for bit; in every
+    shell beyond the cut-off its power is min(regularized power, FSC x plain power)."""
+    rng = np.random.default_rng(3)
+    plain = rng.normal(size=(N, N, N))
+    regularized = 5.0 * rng.normal(size=(N, N, N))  # far more power than the plain map
+    fsc = np.clip(_fsc_crossing_at(10.3), 0.1, 1.0)  # 0.1 > 3 SD of noise from shell 9 on
+    assert np.all(significant_fsc(fsc, n=N)[11:] == 0.1)
+    out, report = apply_guard(regularized, plain, fsc=fsc, settings=V2)
+    assert report.method == "bounded"
+    out_ft, reg_ft, pln_ft = (scipy.fft.rfftn(a) for a in (out, regularized, plain))
+    r = _radius(N)
+    below = r <= report.cutoff_shell - V2.edge_width_shells
+    np.testing.assert_allclose(out_ft[below], reg_ft[below], atol=1e-9 * np.abs(reg_ft).max())
+    p_out, p_reg, p_pln = _shell_power(out_ft), _shell_power(reg_ft), _shell_power(pln_ft)
+    for s in range(11, N // 2 + 1):  # wholly beyond the cut-off (10.3, edge ends at 9.5)
+        assert p_out[s] == pytest.approx(min(p_reg[s], fsc[s] * p_pln[s]), rel=1e-9)
+    # the phases beyond the cut-off stay the regularized map's (a positive factor per shell)
+    beyond = (r >= 11.5) & (r < N // 2 + 0.5)  # corners beyond Nyquist are set to 0
+    ratio = out_ft[beyond] / reg_ft[beyond]
+    assert np.all(ratio.real > 0) and np.allclose(ratio.imag, 0.0, atol=1e-9)
+    assert 0.0 < report.power_removed_fraction < 1.0
+
+
+def test_v2_never_raises_a_shell():
+    """A regularized map weaker than the data allow passes unchanged (the cap only lowers)."""
+    rng = np.random.default_rng(4)
+    plain = rng.normal(size=(N, N, N))
+    reg_ft = scipy.fft.rfftn(0.01 * rng.normal(size=(N, N, N)))
+    reg_ft[np.rint(_radius(N)) > N // 2] = 0  # no FSC beyond Nyquist: v2 sets the corners to 0
+    regularized = scipy.fft.irfftn(reg_ft, s=(N, N, N))
+    fsc = np.full(N // 2 + 1, 0.1)
+    fsc[:9] = 1.0  # 0.1 is significant (> 3 SD of noise) from shell 9 on
+    out, report = apply_guard(regularized, plain, fsc=fsc, settings=V2)
+    np.testing.assert_allclose(out, regularized, atol=1e-12)
+    assert report.power_removed_fraction == pytest.approx(0.0, abs=1e-12)
+
+
+def test_v2_cutoff_control_low_passed_half_gains_no_power_beyond_the_cutoff():
+    """The cut-off control as an invariant: two half-maps low-passed at shell 9 (nothing beyond
+    it, as particles low-passed there), a regularizer that extrapolates (power at every
+    frequency): nothing of it may appear beyond shell 9 - the output there is exactly zero,
+    whereas the unguarded regularizer has most of its power there."""
+    rng = np.random.default_rng(5)
+    r = _radius(N)
+    keep = np.rint(r) <= 9
+
+    def low_passed(volume):
+        return scipy.fft.irfftn(scipy.fft.rfftn(volume) * keep, s=(N, N, N))
+
+    signal = rng.normal(size=(N, N, N))
+    half_1 = low_passed(signal + 0.3 * rng.normal(size=(N, N, N)))
+    half_2 = low_passed(signal + 0.3 * rng.normal(size=(N, N, N)))
+    from cryoprior.validate.fsc import fourier_shell_correlation
+
+    fsc = fourier_shell_correlation(half_1, half_2)  # 0 beyond shell 9 (empty shells)
+    extrapolated = half_1 + rng.normal(size=(N, N, N))  # "sharpened" at every frequency
+    out, _ = apply_guard(extrapolated, half_1, fsc=fsc, settings=GuardSettings(method="bounded"))
+    out_ft = scipy.fft.rfftn(out)
+    scale = np.abs(out_ft).max()
+    assert np.abs(out_ft[~keep]).max() <= 1e-9 * scale
+    extra_ft = scipy.fft.rfftn(extrapolated)
+    assert (np.abs(extra_ft[~keep]) ** 2).sum() > 0.5 * (np.abs(extra_ft) ** 2).sum()
+
+
+def test_v2_pure_noise_gives_nothing_back():
+    """Pure noise: the halves' FSC is noise around 0, so no shell is significant and nothing but
+    the mean of the regularized map may come back - whatever the regularizer made of the noise.
+    (Today's trailing guard returns the plain noise there instead.)"""
+    from cryoprior.validate.fsc import fourier_shell_correlation
+
+    rng = np.random.default_rng(6)
+    noise_1, noise_2 = rng.normal(size=(2, N, N, N))
+    fsc = fourier_shell_correlation(noise_1, noise_2)
+    invented = 3.0 + rng.normal(size=(N, N, N))  # a regularizer that invents structure
+    out, _ = apply_guard(invented, noise_1, fsc=fsc, settings=GuardSettings(method="bounded"))
+    out_v1, _ = apply_guard(invented, noise_1, fsc=fsc, settings=GuardSettings(method="trailing"))
+    assert out.std() < 0.02 * noise_1.std()
+    assert out_v1.std() > 0.9 * noise_1.std()
+
+
+def test_significant_fsc_floor_is_the_sd_of_pure_noise_fsc():
+    """The floor's unit 1/sqrt(2 n_s): the FSC of independent Gaussian noise maps divided by it
+    has SD 1 (pooled over shells 4..N/2 and 8 pairs; measured here, not assumed)."""
+    from cryoprior.conventions import shell_index
+    from cryoprior.validate.fsc import fourier_shell_correlation
+
+    rng = np.random.default_rng(7)
+    counts = np.bincount(shell_index(N).ravel(), minlength=N // 2 + 1)[: N // 2 + 1]
+    z = []
+    for _ in range(8):
+        a, b = rng.normal(size=(2, N, N, N))
+        z.append(fourier_shell_correlation(a, b)[4:] * np.sqrt(2.0 * counts[4:]))
+    assert 0.85 < np.std(np.concatenate(z)) < 1.15
+    fsc = np.full(N // 2 + 1, 0.04)
+    kept = significant_fsc(fsc, n=N, sigmas=3.0)
+    floor = 3.0 / np.sqrt(2.0 * counts)
+    assert np.all(kept[1:][fsc[1:] > floor[1:]] == 0.04)
+    assert np.all(kept[1:][fsc[1:] <= floor[1:]] == 0.0)
+
+
+def test_guard_settings_reject_unknown_method():
+    with pytest.raises(ValueError, match="unknown guard method"):
+        GuardSettings(method="magic")
+    with pytest.raises(ValueError, match="non-finite"):
+        apply_guard(np.zeros((8, 8, 8)), np.zeros((8, 8, 8)), fsc=np.full(5, np.nan))
