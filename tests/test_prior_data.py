@@ -104,7 +104,7 @@ def test_fsc_shaped_noise_crosses_at_the_resolution():
     ps = np.bincount(r.ravel(), np.abs(scipy.fft.rfftn(signal)).ravel() ** 2)
     pn = np.bincount(r.ravel(), np.abs(scipy.fft.rfftn(noise)).ravel() ** 2)
     ratio = pn[1 : n // 2] / ps[1 : n // 2]
-    shell = int(round(n * vox / res))
+    shell = round(n * vox / res)
     assert 0.6 < ratio[shell - 1] < 1.6
     assert ratio[2] < 0.05 and ratio[-1] > 20
 

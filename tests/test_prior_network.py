@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -76,7 +78,7 @@ def test_tiles_cover_and_overlap():
         assert starts[0] == 0 and starts[-1] + 64 >= n
         if n > 64:
             assert starts[-1] + 64 == n
-            assert all(b - a <= 64 - 16 for a, b in zip(starts, starts[1:], strict=False))
+            assert all(b - a <= 64 - 16 for a, b in itertools.pairwise(starts))
     w = blend_window(32, 8)
     assert w.min() > 0 and w.max() == 1.0
 
@@ -87,7 +89,7 @@ def test_tile_plan_uses_the_fewest_tiles_that_fit():
         edge, starts = plan_tiles(n, tile_size=160, overlap=16, divisor=4)
         assert edge <= 160 and edge % 4 == 0
         assert starts[0] == 0 and starts[-1] + edge == n
-        assert all(b - a <= edge - 16 for a, b in zip(starts, starts[1:], strict=False))
+        assert all(b - a <= edge - 16 for a, b in itertools.pairwise(starts))
         fewer = len(starts) - 1  # one tile fewer per axis cannot cover n with the overlap
         assert fewer * 160 - (fewer - 1) * 16 < n
 

@@ -90,14 +90,14 @@ def test_train_prior_cli(tmp_path):
     assert len(json.loads((out / "losses.json").read_text())["train"]) == 2
     loaded = load_prior(out / "prior.pt")
     assert loaded.metadata["steps"] == 2 and loaded.metadata["training_seconds"] > 0
-    bad = CliRunner().invoke(app, args[:-4] + ["--crop-size", "15"])
+    bad = CliRunner().invoke(app, [*args[:-4], "--crop-size", "15"])
     assert bad.exit_code != 0
 
     # Fine-tuning starts from the given weights (not a fresh network) and records its parent.
     tuned = tmp_path / "tuned"
     args2 = [a if a != str(out) else str(tuned) for a in args] + ["--steps", "1"]
     args2 += ["--init-weights", str(out / "prior.pt"), "--pure-noise-probability", "1"]
-    result = CliRunner().invoke(app, args2 + ["--resolution-range", "4,14"])
+    result = CliRunner().invoke(app, [*args2, "--resolution-range", "4,14"])
     assert result.exit_code == 0, result.output
     child = load_prior(tuned / "prior.pt")
     assert child.metadata["parent"]["weights"] == "prior.pt"
@@ -107,10 +107,10 @@ def test_train_prior_cli(tmp_path):
     after = child.network.state_dict()
     # one step of AdamW at lr warm-up moves each weight by ~1e-5; a fresh init would differ O(1)
     assert max(float((before[k] - after[k]).abs().max()) for k in before) < 1e-2
-    missing = CliRunner().invoke(app, args2[:-4] + ["--init-weights", str(tmp_path / "no.pt")])
+    missing = CliRunner().invoke(app, [*args2[:-4], "--init-weights", str(tmp_path / "no.pt")])
     assert missing.exit_code != 0 and "no.pt" in missing.output
     for bad_range in ("14,4", "x"):
-        assert CliRunner().invoke(app, args + ["--resolution-range", bad_range]).exit_code != 0
+        assert CliRunner().invoke(app, [*args, "--resolution-range", bad_range]).exit_code != 0
 
 
 # A real relion_refine_mpi run with --regularizer prior (guard on and off) is part of the

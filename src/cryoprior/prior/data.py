@@ -37,17 +37,17 @@ from cryoprior.fourier.masks import soft_sphere
 from cryoprior.io.atomic_model import AtomicModel, atomic_model_from_structure, read_structure
 
 __all__ = [
+    "FORBIDDEN_MODEL_WORDS",
     "AtomicModel",
     "DegradationConfig",
     "TrainingPair",
+    "fsc_shaped_noise",
     "load_atomic_model",
+    "make_training_pair",
     "mdanalysistests_model_paths",
     "model_density",
     "model_envelope",
-    "fsc_shaped_noise",
     "normalisation_region",
-    "make_training_pair",
-    "FORBIDDEN_MODEL_WORDS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,8 +88,10 @@ def _check_allowed(text: str) -> None:
 
 
 def load_atomic_model(path: str | Path) -> AtomicModel:
-    """Read a training model: the first model without hydrogens, waters or ligands, centred on
-    its atoms' centroid (:func:`cryoprior.io.atomic_model.read_atomic_model`).
+    """Read a training model, centred on its atoms' centroid.
+
+    The first model without hydrogens, waters or ligands
+    (:func:`cryoprior.io.atomic_model.read_atomic_model`).
 
     Raises ValueError for benchmark proteins (by file name or title) or a model without atoms.
     """
@@ -221,8 +223,11 @@ def _gaussian_blur(volume: np.ndarray, sigma_voxels: float) -> np.ndarray:
 def model_envelope(
     density: np.ndarray, *, voxel_size_angstrom: float, dilation_angstrom: float = 3.0
 ) -> np.ndarray:
-    """Soft envelope in [0, 1] of a model map: the map smoothed by ``dilation_angstrom``,
-    thresholded at 5% of its maximum, with a ~2-voxel soft edge. (n, n, n) float64."""
+    """Soft envelope in [0, 1] of a model map, (n, n, n) float64.
+
+    The map smoothed by ``dilation_angstrom``, thresholded at 5% of its maximum, with a ~2-voxel
+    soft edge.
+    """
     peak = float(density.max())
     if peak <= 0:
         return np.zeros_like(density, dtype=np.float64)
@@ -246,10 +251,11 @@ def fsc_shaped_noise(
     rng: np.random.Generator,
     width_fraction: float = 0.08,
 ) -> np.ndarray:
-    """Gaussian noise whose power per shell makes a half-map of ``signal + noise`` have an
-    FSC-to-truth-like curve ``fsc(s) = 1 / (1 + exp((s - 1/d) / w))`` (0.5 at ``d``):
-    noise power = signal power x (1 - fsc) / fsc, so the noise grows relative to the signal
-    with frequency. signal: (n, n, n) real; returns (n, n, n) float64 real-space noise.
+    """Gaussian noise whose power per shell gives ``signal + noise`` a given FSC-to-truth curve.
+
+    The curve is ``fsc(s) = 1 / (1 + exp((s - 1/d) / w))`` (0.5 at ``d``): noise power = signal
+    power x (1 - fsc) / fsc, so the noise grows relative to the signal with frequency.
+    signal: (n, n, n) real; returns (n, n, n) float64 real-space noise.
     """
     n = signal.shape[0]
     spec = scipy.fft.rfftn(signal)
@@ -271,8 +277,10 @@ def fsc_shaped_noise(
 
 
 def normalisation_region(n: int, *, radius_fraction: float = 0.45) -> np.ndarray:
-    """(n, n, n) bool: the sphere (radius ``radius_fraction * n``) where input statistics are
-    measured."""
+    """Return the sphere (radius ``radius_fraction * n``) where input statistics are measured.
+
+    (n, n, n) bool.
+    """
     return soft_sphere(n, radius_voxels=radius_fraction * n, edge_width_voxels=0.0) > 0.5
 
 

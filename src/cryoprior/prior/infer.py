@@ -35,16 +35,16 @@ from cryoprior.fourier.resample import fourier_crop, fourier_pad, resampled_size
 from cryoprior.prior.network import PriorNet, PriorNetConfig
 
 __all__ = [
-    "InferenceSettings",
     "EnhanceResult",
+    "InferenceSettings",
     "LoadedPrior",
     "available_weights",
-    "weights_path",
-    "load_prior",
-    "enhance_map",
-    "tile_starts",
-    "plan_tiles",
     "blend_window",
+    "enhance_map",
+    "load_prior",
+    "plan_tiles",
+    "tile_starts",
+    "weights_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,13 +90,17 @@ class LoadedPrior:
 
     @property
     def voxel_size_angstrom(self) -> float:
+        """Voxel size (Angstrom) the network was trained at."""
         return self.network.config.voxel_size_angstrom
 
 
 @dataclass(frozen=True)
 class EnhanceResult:
-    """map: (N, N, N) float64 enhanced map on the input's greyscale; mask: (N, N, N) float64 in
-    [0, 1] predicted molecular mask, or None; info: sizes, tiles, timings."""
+    """The prior's output for one map.
+
+    map: (N, N, N) float64 enhanced map on the input's greyscale; mask: (N, N, N) float64 in
+    [0, 1] predicted molecular mask, or None; info: sizes, tiles, timings.
+    """
 
     map: np.ndarray
     mask: np.ndarray | None
@@ -150,15 +154,17 @@ def load_prior(name_or_path: str | Path = DEFAULT_WEIGHTS) -> LoadedPrior:
 
 
 def tile_starts(n: int, *, tile_size: int, overlap: int) -> list[int]:
-    """Start indices of tiles of ``tile_size`` covering 0..n-1, evenly spread, neighbours
-    sharing at least ``overlap`` voxels. n <= tile_size gives [0]."""
+    """Return the start indices of tiles of ``tile_size`` covering 0..n-1, evenly spread.
+
+    Neighbours share at least ``overlap`` voxels. n <= tile_size gives [0].
+    """
     if n <= tile_size:
         return [0]
     if not 0 <= overlap < tile_size:
         raise ValueError("overlap must be in [0, tile_size)")
     count = int(np.ceil((n - overlap) / (tile_size - overlap)))
     count = max(count, 2)
-    return [int(round(s)) for s in np.linspace(0, n - tile_size, count)]
+    return [round(s) for s in np.linspace(0, n - tile_size, count)]
 
 
 def plan_tiles(n: int, *, tile_size: int, overlap: int, divisor: int = 1) -> tuple[int, list[int]]:
@@ -166,7 +172,8 @@ def plan_tiles(n: int, *, tile_size: int, overlap: int, divisor: int = 1) -> tup
 
     The fewest tiles per axis whose edge - a multiple of ``divisor``, at most ``tile_size`` -
     covers n with neighbours sharing at least ``overlap`` voxels; n <= tile_size gives one tile
-    of n rounded up to the divisor (the caller pads the map to it)."""
+    of n rounded up to the divisor (the caller pads the map to it).
+    """
     if tile_size % divisor or tile_size <= 0:
         raise ValueError(f"tile_size must be a positive multiple of {divisor}")
     if n <= tile_size:
@@ -182,8 +189,11 @@ def plan_tiles(n: int, *, tile_size: int, overlap: int, divisor: int = 1) -> tup
 
 
 def blend_window(tile_size: int, overlap: int) -> np.ndarray:
-    """(tile_size,)^3 separable raised-cosine weights, > 0 everywhere, ramping over ``overlap``
-    voxels at each face; blended tiles are divided by the sum of the weights."""
+    """Return (tile_size,)^3 separable raised-cosine weights, > 0 everywhere.
+
+    The weights ramp over ``overlap`` voxels at each face; blended tiles are divided by the sum of
+    the weights.
+    """
     w = np.ones(tile_size)
     if overlap > 0:
         ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)
@@ -201,9 +211,10 @@ def _device(settings: InferenceSettings) -> torch.device:
 def _run_tiles(
     x: np.ndarray, prior: LoadedPrior, settings: InferenceSettings, empty: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Network over an (m, m, m) normalised map; returns the map, the mask and tiles run.
+    """Run the network over an (m, m, m) normalised map; return the map, mask and tiles run.
 
-    Tiles where ``empty`` (m, m, m) bool is True everywhere are not run (output 0)."""
+    Tiles where ``empty`` (m, m, m) bool is True everywhere are not run (output 0).
+    """
     net = prior.network
     div = net.config.divisor
     m = x.shape[0]

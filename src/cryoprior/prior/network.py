@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-__all__ = ["PriorNetConfig", "PriorNet", "build_network"]
+__all__ = ["PriorNet", "PriorNetConfig", "build_network"]
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,14 @@ class PriorNetConfig:
     voxel_size_angstrom: float = 1.5
 
     def to_dict(self) -> dict:
+        """Return the configuration as a JSON-ready dict (``channels`` as a list)."""
         d = asdict(self)
         d["channels"] = list(self.channels)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> PriorNetConfig:
+        """Build a configuration from :meth:`to_dict`'s output (``d`` is not modified)."""
         d = dict(d)
         d["channels"] = tuple(d["channels"])
         return cls(**d)
@@ -126,7 +128,7 @@ class PriorNet(nn.Module):
 
 
 def build_network(config: PriorNetConfig = PriorNetConfig(), *, seed: int = 0) -> PriorNet:
-    """A freshly initialised network, deterministic for a given seed."""
+    """Build a freshly initialised network, deterministic for a given seed."""
     gen_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)

@@ -76,6 +76,7 @@ class TrainConfig:
     init_weights: str | None = None
 
     def to_dict(self) -> dict:
+        """Return the settings as a JSON-ready dict (the network configuration as a dict)."""
         d = asdict(self)
         d["network"] = self.network.to_dict()
         return d
@@ -98,8 +99,11 @@ class TrainingRuntime:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """checkpoint: path of the saved checkpoint; losses: per-step training loss;
-    validation: (step, loss) pairs; seconds: training wall time; steps: steps done."""
+    """What a training run produced.
+
+    checkpoint: path of the saved checkpoint; losses: per-step training loss;
+    validation: (step, loss) pairs; seconds: training wall time; steps: steps done.
+    """
 
     checkpoint: Path
     losses: list[float]
@@ -172,8 +176,9 @@ def train_prior(
     progress: Callable[[int, int, float], None] | None = None,
     runtime: TrainingRuntime = TrainingRuntime(),
 ) -> TrainResult:
-    """Train the prior and write ``prior.pt``, ``losses.json`` and ``train_config.json`` into
-    ``output_dir`` (rank 0 only).
+    """Train the prior and write its files into ``output_dir``.
+
+    The files are ``prior.pt``, ``losses.json`` and ``train_config.json`` (rank 0 only).
 
     model_paths: training structures (default: the proteins of ``mdanalysistests``).
     progress: called as ``progress(step, total_steps, loss)`` after every step (rank 0).

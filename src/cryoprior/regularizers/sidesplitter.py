@@ -45,11 +45,11 @@ import numpy as np
 import scipy.fft
 
 __all__ = [
+    "SidesplitterRegularizer",
     "SidesplitterResult",
-    "sidesplitter",
     "default_sidesplitter_mask",
     "particle_sphere_mask",
-    "SidesplitterRegularizer",
+    "sidesplitter",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class SidesplitterResult:
 
 
 def default_sidesplitter_mask(box_size: int) -> np.ndarray:
-    """The C program's default mask: 1/sqrt(1 + (r/R)^16), R = N/4, centre N/2, float32 values.
+    """Return the C program's default mask: 1/sqrt(1 + (r/R)^16), R = N/4, centre N/2.
 
     Returns (N, N, N) float64 holding float32-rounded values (the C program stores them as float).
     """
@@ -112,8 +112,11 @@ def _half_voxel_shells(q: np.ndarray) -> np.ndarray:
 
 
 def _inverse(spectrum: np.ndarray, n: int, workers: int) -> np.ndarray:
-    """(..., N, N, N//2+1) complex half-spectra -> (..., N, N, N) real maps (normalised
-    inverse, float32 for complex64 input). ``spectrum`` is overwritten (used as workspace)."""
+    """Inverse-transform (..., N, N, N//2+1) complex half-spectra to (..., N, N, N) real maps.
+
+    Normalised inverse, float32 for complex64 input. ``spectrum`` is overwritten (used as
+    workspace).
+    """
     a = scipy.fft.ifftn(spectrum, axes=(-3, -2), overwrite_x=True, workers=workers)
     return scipy.fft.irfft(a, n=n, axis=-1, overwrite_x=True, workers=workers)
 
@@ -121,9 +124,11 @@ def _inverse(spectrum: np.ndarray, n: int, workers: int) -> np.ndarray:
 def _inverse_lines(
     spectrum: np.ndarray, n: int, lines: tuple[np.ndarray, np.ndarray], workers: int
 ) -> np.ndarray:
-    """The inverse transform of one (N, N, N//2+1) half-spectrum on the L lines (x0, x1)
-    only: (L, N). ``lines`` are sorted as np.nonzero gives them; ``spectrum`` is
-    overwritten. The second axis is only transformed on the rows the lines use."""
+    """Inverse-transform one (N, N, N//2+1) half-spectrum on the L lines (x0, x1) only: (L, N).
+
+    ``lines`` are sorted as np.nonzero gives them; ``spectrum`` is
+    overwritten. The second axis is only transformed on the rows the lines use.
+    """
     lo, hi = int(lines[0][0]), int(lines[0][-1]) + 1
     a = scipy.fft.ifft(spectrum, axis=0, overwrite_x=True, workers=workers)[lo:hi]
     a = scipy.fft.ifft(a, axis=1, overwrite_x=True, workers=workers)
@@ -132,9 +137,11 @@ def _inverse_lines(
 
 
 def _inverse_at(spectrum: np.ndarray, n: int, idx: np.ndarray, workers: int) -> np.ndarray:
-    """The inverse transform of one (N, N, N//2+1) half-spectrum at the flat voxel indices
-    ``idx`` (K,) only: (K,). The second axis is transformed on the rows holding those
-    voxels, the last one on their lines only; ``spectrum`` is overwritten."""
+    """Inverse-transform one (N, N, N//2+1) half-spectrum at the flat voxel indices only.
+
+    ``idx`` (K,) gives the indices; the result is (K,). The second axis is transformed on the rows
+    holding those voxels, the last one on their lines only; ``spectrum`` is overwritten.
+    """
     x0, x1, x2 = np.unravel_index(idx, (n, n, n))
     a = scipy.fft.ifft(spectrum, axis=0, overwrite_x=True, workers=workers)
     rows, row_of = np.unique(x0, return_inverse=True)
@@ -217,7 +224,7 @@ def _pass1(
     lines = np.nonzero(inside.any(axis=2))
     inside_lines = inside[lines]  # (L, N)
     fbuf = np.empty(q.shape)  # the band on the half-grid
-    spectra = np.empty((2,) + q.shape, dtype=np.complex128)
+    spectra = np.empty((2, *q.shape), dtype=np.complex128)
     spectra[0] = scipy.fft.rfftn(v1 + v2, workers=workers)
     spectra[1] = scipy.fft.rfftn(v1 - v2, workers=workers)
     bufs = np.empty_like(spectra)  # workspace of the transforms
@@ -271,7 +278,7 @@ def _pass2(
     half = q.shape
     fbuf = np.empty(half)  # the low-pass on the half-grid
     np.take(whiten, q, out=fbuf, mode="clip")
-    kw = np.empty((2,) + half, dtype=np.complex128)  # whitened half-spectra
+    kw = np.empty((2, *half), dtype=np.complex128)  # whitened half-spectra
     for i, v in enumerate((v1, v2)):
         np.multiply(scipy.fft.rfftn(v, workers=workers), fbuf, out=kw[i])
     bufs = np.empty_like(kw)  # workspace of the transforms, then of the voxel tests
@@ -405,7 +412,7 @@ def sidesplitter(
 
 
 def particle_sphere_mask(box_size: int, *, radius_voxels: float) -> np.ndarray:
-    """The C program's soft sphere with a chosen radius: 1/sqrt(1 + (r/R)^16), centre N/2."""
+    """Return the C program's soft sphere with a chosen radius: 1/sqrt(1 + (r/R)^16), centre N/2."""
     n = box_size
     c = np.arange(n, dtype=np.float64) - n / 2.0
     r2 = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2
@@ -439,9 +446,11 @@ class SidesplitterRegularizer:
         return None
 
     def regularize(self, half_map, *, context):
+        """Refuse: SIDESPLITTER needs both half-maps (raises TypeError)."""
         raise TypeError("sidesplitter needs both half-maps (regularize_pair)")
 
     def regularize_pair(self, half_map_1, half_map_2, *, context):
+        """Run :func:`sidesplitter` on both (N, N, N) half-maps; return the two filtered maps."""
         result = sidesplitter(
             half_map_1,
             half_map_2,
