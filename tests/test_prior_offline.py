@@ -1,0 +1,105 @@
+"""The learned prior's real unit test: the shipped weights, through guard v2, beat the classical
+regularization against the truth on a small held-out case.
+
+Case (made here, seed fixed): chain A of the 20S proteasome (6bdf - held out: the training
+refuses it) as a gemmi model map (B = 15 A^2) in a 64^3 box at 1.5 A/voxel (the network's voxel
+size); half-map 1 = the map blurred by B = 80 A^2 plus noise shaped so that the half-map FSC is
+0.5 at 6 A (``fsc_shaped_noise``) and 10 % white noise; half-map 2 the same with independent
+noise - level d6 of ``benchmarks/prior_eval.py``, whose ``classical`` (half-map FSC filter +
+solvent mask) is the reference.
+
+Measured (seed 0, this machine, 2 threads): FSC 0.5 against the truth 4.10 A for the classical
+filter, 3.94 A for prior + guard v2 (4.0 % finer; seeds 1-3: 2.9, 5.1, 8.8 %); real-space
+correlation inside the molecule 0.569 and 0.705 (+0.136). The margins asserted are half of
+the seed-0 gains (factor 2), and the same criterion applied to the plain half-map - what a
+guard that hands back the plain map gives - fails (5.08 A, cc 0.662).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.fft
+
+ROOT = Path(__file__).resolve().parents[1]
+FSC05_GAIN_MARGIN = 0.020  # half the measured 4.0 %
+CC_GAIN_MARGIN = 0.068  # half the measured +0.136
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("prior_eval", ROOT / "benchmarks/prior_eval.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def case():
+    from cryoprior.io.atomic_model import read_atomic_model
+    from cryoprior.prior.data import fsc_shaped_noise, model_density, model_envelope
+    from cryoprior.validate.fsc import fourier_shell_correlation
+
+    n, voxel = 64, 1.5
+    path = ROOT / "src/cryoprior/data/6bdf_chainA.pdb.gz"
+    model = read_atomic_model(path, remove_ligands=True).centred()
+    pos, elements = model.positions_angstrom, list(model.elements)
+    truth = model_density(
+        pos + n * voxel / 2, elements, box_size=n, voxel_size_angstrom=voxel, b_factor_angstrom2=15
+    )
+    s2 = (_benchmark().rfft_freq(n, voxel) ** 2).sum(-1)
+    blurred = scipy.fft.irfftn(scipy.fft.rfftn(truth) * np.exp(-80.0 * s2 / 4.0), s=truth.shape)
+    rng = np.random.default_rng(0)
+    noises = [
+        fsc_shaped_noise(blurred, voxel_size_angstrom=voxel, resolution_angstrom=6.0, rng=rng)
+        + 0.1 * blurred.std() * rng.standard_normal(truth.shape)
+        for _ in range(2)
+    ]
+    half_1, half_2 = blurred + noises[0], blurred + noises[1]
+    return {
+        "voxel": voxel,
+        "truth": truth,
+        "envelope": model_envelope(truth, voxel_size_angstrom=voxel),
+        "half_1": half_1,
+        "fsc": fourier_shell_correlation(half_1, half_2),
+        "diameter": 2 * float(np.sqrt((pos**2).sum(1)).max()) + 10.0,
+    }
+
+
+def _beats(scores: dict, reference: dict) -> bool:
+    gain = (reference["res_fsc0.5_angstrom"] - scores["res_fsc0.5_angstrom"]) / reference[
+        "res_fsc0.5_angstrom"
+    ]
+    return (
+        gain >= FSC05_GAIN_MARGIN
+        and scores["cc_in_molecule"] - reference["cc_in_molecule"] >= CC_GAIN_MARGIN
+    )
+
+
+def test_prior_through_guard_v2_beats_the_classical_filter_against_the_truth(case):
+    import torch
+
+    from cryoprior.prior.infer import enhance_map, load_prior
+    from cryoprior.regularizers.guard import GuardSettings, apply_guard
+
+    bench = _benchmark()
+    torch.set_num_threads(2)
+    voxel, truth, envelope, half, fsc = (
+        case[k] for k in ("voxel", "truth", "envelope", "half_1", "fsc")
+    )
+    enhanced = enhance_map(
+        half,
+        voxel_size_angstrom=voxel,
+        prior=load_prior("default"),
+        particle_diameter_angstrom=case["diameter"],
+    ).map
+    guarded, _ = apply_guard(enhanced, half, fsc=fsc, settings=GuardSettings(method="bounded"))
+    classical = bench.scores(bench.classical(half, fsc, voxel), truth, envelope, voxel)
+    ours = bench.scores(guarded, truth, envelope, voxel)
+    assert _beats(ours, classical), (ours, classical)
+    # the criterion can fail: a guard that handed back the plain half-map would not pass it
+    plain = bench.scores(half, truth, envelope, voxel)
+    assert not _beats(plain, classical), (plain, classical)
