@@ -33,7 +33,7 @@ from cryoprior.report.comparison import (
 from cryoprior.report.document import Document
 from cryoprior.validate.controls import CUTOFF_RULE, PURE_NOISE_RULE
 
-__all__ = ["ReportRun", "build_report", "load_experiment", "comparison_rows", "TABLE_COLUMNS"]
+__all__ = ["TABLE_COLUMNS", "ReportRun", "build_report", "comparison_rows", "load_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class ReportRun:
 
 
 def load_experiment(root: str | Path) -> tuple[dict, list[tuple[dict, dict[str, ReportRun]]]]:
-    """The manifest and, per case, its finished runs (mode -> ReportRun).
+    """Load the manifest and, per case, its finished runs (mode -> ReportRun).
 
     Raises FileNotFoundError when ``root`` has no manifest.
     """
@@ -308,7 +308,10 @@ def _case_section(
     out: Path,
     labels: dict[str, str],
 ) -> dict | None:
-    """The case's table, paper comparison and figures; its results.json entry (None: no runs)."""
+    """Write the case's table, paper comparison and figures; return its results.json entry.
+
+    None when the case has no runs.
+    """
     name = case["name"]
     figures = out / "figures"
     doc.heading(2, case["title"])
@@ -365,9 +368,11 @@ def _case_section(
 def _paper_comparison(
     doc: Document, paper: dict | None, runs: dict[str, ReportRun], labels: dict[str, str]
 ) -> None:
-    """The paper's numbers beside ours, for the modes this case ran: plain RELION,
-    SIDESPLITTER and the learned prior (unguarded when that run exists, as the paper's
-    deepEMhancer; else through the guard, and the table says so)."""
+    """Add the paper's numbers beside ours, for the modes this case ran.
+
+    The modes are plain RELION, SIDESPLITTER and the learned prior (unguarded when that run
+    exists, as the paper's deepEMhancer; else through the guard, and the table says so).
+    """
     if not paper or not any(k in paper for k in ("fsc_0143_angstrom", "q_score_mean")):
         if paper and paper.get("case"):
             doc.para(f"The paper: {paper['case']}.")

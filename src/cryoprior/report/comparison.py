@@ -97,7 +97,9 @@ def central_sections(volume: np.ndarray) -> list[np.ndarray]:
 def plot_map_gallery(
     maps: Mapping[str, np.ndarray], path: str | Path, *, title: str, mask: np.ndarray | None = None
 ) -> Path:
-    """Rows: maps (truth first, then modes); columns: central z/y/x sections and the
+    """Plot a gallery of maps side by side and write it to ``path``.
+
+    Rows: maps (truth first, then modes); columns: central z/y/x sections and the
     maximum-intensity projection along z. Each map is scaled by its own mean and SD inside
     ``mask`` (whole box without), so greyscales are comparable.
     """

@@ -9,8 +9,9 @@ __all__ = ["Document"]
 
 
 class Document:
-    """A report as a list of blocks (headings, paragraphs, bullets, tables, images), rendered
-    to Markdown and to a self-contained HTML page.
+    """A report as a list of blocks (headings, paragraphs, bullets, tables, images).
+
+    Rendered to Markdown and to a self-contained HTML page.
 
     Text is Markdown-like: `code` spans and **bold** are rendered in both; PASS and **FAIL**
     are coloured in HTML.
@@ -20,27 +21,27 @@ class Document:
         self.blocks: list[tuple] = []
 
     def heading(self, level: int, text: str) -> None:
-        """A heading of ``level`` (1 = title)."""
+        """Add a heading of ``level`` (1 = title)."""
         self.blocks.append(("h", level, text))
 
     def para(self, text: str) -> None:
-        """A paragraph."""
+        """Add a paragraph."""
         self.blocks.append(("p", text))
 
     def bullets(self, items: list[str]) -> None:
-        """A bulleted list."""
+        """Add a bulleted list."""
         self.blocks.append(("ul", items))
 
     def table(self, header: list[str], rows: list[list[str]]) -> None:
-        """A table (cells are text)."""
+        """Add a table (cells are text)."""
         self.blocks.append(("table", header, rows))
 
     def image(self, path: str, alt: str) -> None:
-        """An image, by path relative to the report."""
+        """Add an image, by path relative to the report."""
         self.blocks.append(("img", path, alt))
 
     def markdown(self) -> str:
-        """The document as Markdown."""
+        """Render the document as Markdown."""
         out = []
         for block in self.blocks:
             kind = block[0]
@@ -60,7 +61,7 @@ class Document:
         return "\n\n".join(out) + "\n"
 
     def html(self, title: str) -> str:
-        """The document as one HTML page titled ``title``."""
+        """Render the document as one HTML page titled ``title``."""
         esc = html.escape
         body = []
         for block in self.blocks:

@@ -1,5 +1,6 @@
-"""PNG figures of validation results: FSC curves, local-resolution histogram, view distribution,
-directional resolution.
+"""PNG figures of validation results.
+
+FSC curves, local-resolution histogram, view distribution, directional resolution.
 
 matplotlib is imported inside the functions and used through its object-oriented API
 (``matplotlib.figure.Figure``, rendered by the Agg canvas): no pyplot state, no backend
@@ -24,8 +25,8 @@ __all__ = [
     "plot_directional_resolution",
     "plot_fsc_curves",
     "plot_local_resolution_histogram",
-    "plot_view_distribution",
     "plot_training_losses",
+    "plot_view_distribution",
     "write_validation_figures",
 ]
 
@@ -62,8 +63,9 @@ def _resolution_axis(ax, curve_frequencies: np.ndarray) -> None:
 
 
 def plot_fsc_curves(report: ValidationReport, path: str | Path) -> Path:
-    """Gold-standard FSC curves (unmasked, masked, phase-randomised, corrected) and, for a
-    simulation, the FSC of the final map and of each half-map against the truth.
+    """Plot the gold-standard FSC curves (unmasked, masked, phase-randomised, corrected).
+
+    For a simulation, also the FSC of the final map and of each half-map against the truth.
 
     Returns the path written.
     """
@@ -173,8 +175,10 @@ def plot_directional_resolution(directional: DirectionalResolution, path: str | 
 
 
 def write_validation_figures(report: ValidationReport, out_dir: str | Path) -> list[Path]:
-    """All figures of a report into ``out_dir``: ``fsc.png``, ``local_resolution.png``,
-    ``directional_resolution.png`` and, with refined poses, ``view_distribution.png``.
+    """Write all figures of a report into ``out_dir``.
+
+    The figures are ``fsc.png``, ``local_resolution.png``, ``directional_resolution.png`` and,
+    with refined poses, ``view_distribution.png``.
 
     Returns the paths written.
     """
