@@ -6,7 +6,7 @@ import signal
 import sys
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -200,6 +200,11 @@ def read_config_file(path: Path) -> dict[str, object]:
     return out
 
 
+def get_table(file_options: dict[str, object]) -> dict[str, Any]:
+    table = file_options.get("option", {})
+    return dict(table) if isinstance(table, dict) else {}
+
+
 def build_config(given: dict[str, object], config_path: Path | None):
     """ExtrecConfig from the options given on the command line, then the file, then defaults.
 
@@ -218,17 +223,17 @@ def build_config(given: dict[str, object], config_path: Path | None):
     file_options = read_config_file(config_path) if config_path is not None else {}
     command_line = {k.replace("_", "-"): v for k, v in given.items()}
 
-    def get(key: str):
+    def get(key: str) -> Any:
         if key in command_line:
             return command_line[key]
         if key in file_options:
             return file_options[key]
         return _DEFAULTS[key]
 
-    reg_options = dict(file_options.get("option", {}))  # type: ignore[arg-type]
+    reg_options: dict[str, Any] = dict(get_table(file_options))
     reg_options.update(parse_key_values(command_line.get("option")))  # type: ignore[arg-type]
     for key in ("timeout", "pair-timeout"):
-        value = float(get(key))  # type: ignore[arg-type]
+        value = float(get(key))
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"--{key} must be a number of seconds >= 0, not {value:g}")
     mask = get("mask")
@@ -238,17 +243,17 @@ def build_config(given: dict[str, object], config_path: Path | None):
         regularizer_options=reg_options,
         schedule=parse_schedule(str(get("when"))),
         regularize_final=bool(get("regularize-final")),
-        pair_timeout_seconds=float(get("pair-timeout")),  # type: ignore[arg-type]
-        regularizer_timeout_seconds=float(get("timeout")),  # type: ignore[arg-type]
+        pair_timeout_seconds=float(get("pair-timeout")),
+        regularizer_timeout_seconds=float(get("timeout")),
         mask_path=str(mask) if mask else None,
         reconstruction=ReconstructionOptions(
             do_map=not get("no-map"), skip_gridding=bool(get("skip-gridding"))
         ),
         log_path=str(log_file) if log_file else None,
-        guard=get("guard"),  # type: ignore[arg-type]
+        guard=get("guard"),
         guard_settings=GuardSettings(
-            fsc_threshold=float(get("guard-fsc-threshold")),  # type: ignore[arg-type]
-            edge_width_shells=float(get("guard-edge-shells")),  # type: ignore[arg-type]
+            fsc_threshold=float(get("guard-fsc-threshold")),
+            edge_width_shells=float(get("guard-edge-shells")),
         ),
         write_fsc_star=bool(get("write-fsc-star")),
     )

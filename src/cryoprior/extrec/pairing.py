@@ -368,7 +368,7 @@ def _lead(
     try:
         while partner is None:
             candidate = _read_json(partner_file)
-            if _valid_partner(folder, candidate, identity):
+            if candidate is not None and _valid_partner(folder, candidate, identity):
                 with _folder_lock(folder):
                     again = _read_json(partner_file)
                     if (
@@ -402,8 +402,12 @@ def _lead(
             map_1 = map_2 = None
             problem = f"unreadable half-2 map ({exc})"
         if problem is None:
-            problem = validate(map_1) or validate(map_2)
+            if map_1 is None or map_2 is None:
+                problem = "the joint regularizer returned no maps"
+            else:
+                problem = validate(map_1) or validate(map_2)
         if problem is None:
+            assert map_1 is not None and map_2 is not None
             try:
                 write_map_atomic(folder / f"{t2}.result.mrc", map_2)
                 _write_json(

@@ -358,6 +358,7 @@ def _after_plain(job, plain, state, config: ExtrecConfig, base, voxel, record, s
     problem = check_volume(volume, box_size=box) if volume is not None else "no map returned"
     if problem:
         return finish(False, reason, problem)
+    assert volume is not None
     t_w = time.monotonic()
     as_written = np.asarray(volume, dtype=np.float32)
     if np.array_equal(as_written, np.asarray(plain, dtype=np.float32)):
