@@ -58,10 +58,18 @@ import scipy.fft
 import torch
 from scipy import ndimage
 
+from cryoprior.conventions import shell_index
 from cryoprior.io.atomic_model import read_atomic_model
 from cryoprior.prior.data import fsc_shaped_noise, model_density, model_envelope
 from cryoprior.prior.infer import InferenceSettings, enhance_map, load_prior
-from cryoprior.regularizers.guard import GuardSettings, apply_guard, fsc_cutoff_shell
+from cryoprior.regularizers.guard import (
+    GuardSettings,
+    apply_guard,
+    fsc_cutoff_shell,
+    shell_amplitude_limit,
+    significant_fsc,
+    trailing_weights,
+)
 from cryoprior.validate.fsc import fourier_shell_correlation, resolution_at_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,6 +174,53 @@ def beyond_cutoff(prior_map, half, truth, cutoff_shell) -> dict:
     }
 
 
+#: Guard designs measured for docs/guard.md (``--guard-variants``): name -> what is kept beyond
+#: the FSC = 1/7 edge. "cap" variants keep the prior's map with its RMS per shell capped at
+#: sqrt(q) x the plain map's, q a function of the (significant) half-map FSC F.
+GUARD_VARIANTS = {
+    "v1 trailing (plain map)": "trailing",
+    "v2 cap sqrt(F), no significance test": "cap-sqrtF-0",
+    "v2 cap sqrt(F), 2 SD": "cap-sqrtF-2",
+    "v2 cap sqrt(F), 3 SD (shipped)": "cap-sqrtF-3",
+    "cap F (Wiener amplitude), 3 SD": "cap-F-3",
+    "cap sqrt(2F/(1+F)) (full-map Cref), 3 SD": "cap-cref-3",
+    "plain phases, |out| = min(|prior|, |plain|) per voxel": "shrink",
+    "plain map x clip(Re(prior plain*) / |plain|^2, 0, 1) per voxel": "project",
+}
+
+
+def guard_variant(regularized, plain, fsc, variant: str) -> np.ndarray:
+    """One of GUARD_VARIANTS (benchmark only; the shipped ones are ``apply_guard``'s)."""
+    if variant == "trailing":
+        return apply_guard(regularized, plain, fsc=fsc, settings=GUARD_V1)[0]
+    if variant.startswith("cap-sqrtF-"):
+        sigmas = float(variant.rsplit("-", 1)[1])
+        settings = GuardSettings(method="bounded", significance_sigmas=sigmas)
+        return apply_guard(regularized, plain, fsc=fsc, settings=settings)[0]
+    n = plain.shape[0]
+    report = apply_guard(regularized, plain, fsc=fsc, settings=GUARD_V1)[1]
+    reg_ft = scipy.fft.rfftn(report.scale * np.asarray(regularized) + report.offset)
+    pln_ft = scipy.fft.rfftn(plain)
+    cutoff = fsc_cutoff_shell(fsc)
+    below = np.flatnonzero(fsc < 1.0 / 7.0)
+    if below.size:
+        cutoff = min(cutoff, max(float(below[0]) - 0.5, 0.0))
+    w = trailing_weights(n, cutoff_shell=cutoff, edge_width_shells=GUARD_V1.edge_width_shells)
+    if variant.startswith("cap-"):
+        f = significant_fsc(fsc, n=n, sigmas=3.0)
+        q = f**2 if variant == "cap-F-3" else 2 * f / (1 + f)
+        factor = shell_amplitude_limit(reg_ft, pln_ft, q, n=n)
+        beyond = reg_ft * factor[np.minimum(shell_index(n), n // 2 + 1)]
+    elif variant == "shrink":
+        beyond = np.minimum(np.abs(reg_ft), np.abs(pln_ft)) * np.exp(1j * np.angle(pln_ft))
+    elif variant == "project":
+        gain = (reg_ft * pln_ft.conj()).real / np.maximum(np.abs(pln_ft) ** 2, 1e-300)
+        beyond = np.clip(gain, 0.0, 1.0) * pln_ft
+    else:
+        raise ValueError(variant)
+    return scipy.fft.irfftn(w * reg_ft + (1 - w) * beyond, s=plain.shape)
+
+
 def cutoff_control_scores(volume, truth, voxel, cutoff_angstrom) -> dict:
     """How much a map correlates with the truth beyond a cut-off its data do not pass."""
     n = truth.shape[0]
@@ -184,7 +239,7 @@ def cutoff_control_scores(volume, truth, voxel, cutoff_angstrom) -> dict:
     }
 
 
-def cutoff_control(blurred, noises, truth, voxel, run_prior) -> dict:
+def cutoff_control(blurred, noises, truth, voxel, run_prior, variants=False) -> dict:
     """The offline cut-off control (module docstring) for one protein."""
     n = truth.shape[0]
     s2 = (rfft_freq(n, voxel) ** 2).sum(-1)
@@ -204,7 +259,7 @@ def cutoff_control(blurred, noises, truth, voxel, run_prior) -> dict:
         "prior+guard_v2": apply_guard(enhanced, h1, fsc=fsc, settings=GUARD_V2)[0],
         "prior+guard_v2(wiener)": apply_guard(enhanced, wiener, fsc=fsc, settings=GUARD_V2)[0],
     }
-    return {
+    result = {
         "cutoff_angstrom": CONTROL_CUTOFF_ANGSTROM,
         "one_shell_finer_angstrom": n * voxel / (n * voxel / CONTROL_CUTOFF_ANGSTROM + 1),
         "guard_cutoff_shell": fsc_cutoff_shell(fsc),
@@ -213,6 +268,17 @@ def cutoff_control(blurred, noises, truth, voxel, run_prior) -> dict:
             for k, v in maps.items()
         },
     }
+    if variants:
+        result["variants"] = {
+            name: {
+                stand_in: cutoff_control_scores(
+                    guard_variant(enhanced, plain, fsc, key), truth, voxel, CONTROL_CUTOFF_ANGSTROM
+                )
+                for stand_in, plain in (("raw", h1), ("wiener", wiener))
+            }
+            for name, key in GUARD_VARIANTS.items()
+        }
+    return result
 
 
 def region_rms(volume, radius_voxels) -> float:
@@ -224,7 +290,7 @@ def region_rms(volume, radius_voxels) -> float:
     return float(volume[inside].std())
 
 
-def run_case(case, prior, settings, levels) -> list[dict]:
+def run_case(case, prior, settings, levels, variants=False) -> list[dict]:
     path = find_model(case["file"])
     pos, el = load_positions(path)
     n, voxel = case["box"], case["voxel"]
@@ -312,8 +378,20 @@ def run_case(case, prior, settings, levels) -> list[dict]:
             "prior_seconds": seconds,
             "model_box": out.info["model_box"],
         }
+        if variants:
+            row["guard_variants"] = {
+                name: {
+                    stand_in: scores(
+                        guard_variant(out.map, plain, half_fsc, key), truth, envelope, voxel
+                    )
+                    for stand_in, plain in (("raw", h1), ("wiener", wiener))
+                }
+                for name, key in GUARD_VARIANTS.items()
+            }
         if level["name"] == CONTROL_LEVEL:
-            row["cutoff_control"] = cutoff_control(blurred, noises, truth, voxel, run_prior)
+            row["cutoff_control"] = cutoff_control(
+                blurred, noises, truth, voxel, run_prior, variants=variants
+            )
         rows.append(row)
         m = row["methods"]
         print(
@@ -486,6 +564,52 @@ def markdown(result: dict) -> str:
                 + " | ".join(cells)
                 + " |"
             )
+    variant_rows = [r for r in result["rows"] if "guard_variants" in r]
+    if variant_rows:
+        lines += [
+            "",
+            "Guard designs (docs/guard.md): FSC 0.5 against the truth (A) and correlation in the "
+            "molecule, with the raw half / the FSC-weighted half as the plain map:",
+            "",
+            "| design | " + " | ".join(f"{r['protein']} {r['level']}" for r in variant_rows) + " |",
+            "|---|" + "---|" * len(variant_rows),
+        ]
+        for name in variant_rows[0]["guard_variants"]:
+            cells = []
+            for r in variant_rows:
+                v = r["guard_variants"][name]
+                cells.append(
+                    f"{v['raw']['res_fsc0.5_angstrom']:.2f}, {v['raw']['cc_in_molecule']:.3f} / "
+                    f"{v['wiener']['res_fsc0.5_angstrom']:.2f}, {v['wiener']['cc_in_molecule']:.3f}"
+                )
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        for r in variant_rows:
+            m = r["methods"]
+            lines.append(
+                f"| (classical, {r['protein']} {r['level']}: "
+                f"{m['classical']['res_fsc0.5_angstrom']:.2f}, {m['classical']['cc_in_molecule']:.3f}) |"
+                + " |"
+                * len(variant_rows)
+            )
+    control_variants = [r for r in controls if "variants" in r["cutoff_control"]]
+    if control_variants:
+        lines += [
+            "",
+            "Guard designs in the cut-off control: correlation with the truth beyond the cut-off / "
+            "largest truth FSC in the 12 shells after it (raw half; FSC-weighted half):",
+            "",
+            "| design | " + " | ".join(r["protein"] for r in control_variants) + " |",
+            "|---|" + "---|" * len(control_variants),
+        ]
+        for name in control_variants[0]["cutoff_control"]["variants"]:
+            cells = []
+            for r in control_variants:
+                v = r["cutoff_control"]["variants"][name]
+                cells.append(
+                    f"{v['raw']['cc_beyond_cutoff']:.3f} / {v['raw']['max_fsc_beyond_cutoff']:.3f}; "
+                    f"{v['wiener']['cc_beyond_cutoff']:.3f} / {v['wiener']['max_fsc_beyond_cutoff']:.3f}"
+                )
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if result["timing"]:
         lines += [
             "",
@@ -542,6 +666,11 @@ def main() -> None:
     parser.add_argument("--levels", nargs="*", help="only these levels (d4.5 d6 d8 d11), no timing")
     parser.add_argument("--cases", nargs="*", help="only these proteins (5a1a 6bdf), no timing")
     parser.add_argument(
+        "--guard-variants",
+        action="store_true",
+        help="also score the guard designs of docs/guard.md (GUARD_VARIANTS), no timing",
+    )
+    parser.add_argument(
         "--tile-size", type=int, default=InferenceSettings().tile_size, help="largest tile edge"
     )
     parser.add_argument("--out", default=str(RESULTS / "prior_eval"))
@@ -564,7 +693,7 @@ def main() -> None:
     cases = [c for c in CASES if not args.cases or c["name"] in args.cases]
     rows = []
     for case in cases:
-        rows += run_case(case, prior, settings, levels)
+        rows += run_case(case, prior, settings, levels, variants=args.guard_variants)
     meta = prior.metadata
     result = {
         "weights": {
@@ -579,7 +708,7 @@ def main() -> None:
         "rows": rows,
         "settings": {"tile_size": settings.tile_size, "overlap": settings.overlap},
         "timing": {}
-        if args.quick or args.levels or args.cases
+        if args.quick or args.levels or args.cases or args.guard_variants
         else timings(prior, settings, (64, 128, 256)),
         "command": "python benchmarks/prior_eval.py " + " ".join(sys.argv[1:]),
         "load_average": os.getloadavg()[0],
