@@ -41,8 +41,9 @@ import pandas as pd
 import starfile
 import torch
 
+from cryoprior.io.mrc import write_map_atomic
 from cryoprior.simulate.ctf import CTFOptics
-from cryoprior.simulate.dataset import _write_map, auto_batch_size
+from cryoprior.simulate.dataset import auto_batch_size
 from cryoprior.simulate.density import model_to_map, read_model
 from cryoprior.simulate.images import CTFValues, ImageFormation, render_particles
 from cryoprior.simulate.models import shipped_model_path
@@ -72,7 +73,7 @@ def make_inputs(workdir: Path, box: int, n: int) -> tuple[np.ndarray, float, pd.
         box_size=box,
         voxel_size_angstrom=voxel,
     )
-    _write_map(workdir / "map.mrc", volume, voxel)
+    write_map_atomic(workdir / "map.mrc", volume, voxel_size_angstrom=voxel)
     poses = with_random_shifts(uniform_poses(n, seed=1), sd_angstrom=2 * voxel, seed=2)
     rng = np.random.default_rng(3)
     table = poses.to_dataframe()

@@ -76,7 +76,7 @@ def test_gltph_is_shipped_c3_and_forbidden_for_training():
 
 
 def test_band_of_gltph_matches_opm(gltph):
-    model, band, _, _ = gltph
+    _model, band, _, _ = gltph
     # OPM's normal is z, and so is the three-fold axis.
     assert _angle_degrees(band.normal, (0, 0, 1)) < 3.0
     assert band.normal[2] > 0
@@ -280,7 +280,7 @@ def test_belt_turns_with_the_model():
 
 
 def test_belt_refuses_bad_input(gltph):
-    _, band, density, origin = gltph
+    _, band, density, _origin = gltph
     with pytest.raises(ValueError, match="cubic"):
         membrane_belt(density[:, :, :10], band, voxel_size_angstrom=VOXEL, seed=0)
     with pytest.raises(ValueError, match="width_angstrom"):

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from cryoprior.conventions import shell_index
 from cryoprior.io.relion import read_particles_star
-from cryoprior.io.star import read_star
+from cryoprior.io.star import read_star, write_star_atomic
 from cryoprior.simulate.dataset import (
     SimulationConfig,
     config_from_dict,
@@ -161,9 +161,7 @@ def test_orientation_sources_and_pure_noise_only(tmp_path):
     # explicit poses from a STAR file, with their origins
     poses = uniform_poses(12, seed=2)
     table = poses.to_dataframe().assign(rlnOriginXAngst=2.0)
-    from cryoprior.simulate.dataset import _write_star
-
-    _write_star(tmp_path / "angles.star", {"particles": table})
+    write_star_atomic(tmp_path / "angles.star", {"particles": table})
     star = simulate_dataset(
         SimulationConfig(**SMALL, orientations="star", angles_star=str(tmp_path / "angles.star")),
         tmp_path / "star",

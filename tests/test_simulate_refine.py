@@ -105,7 +105,7 @@ def test_simulated_dataset_refines_in_relion(tmp_path):
     halves = [mrcfile.read(workdir / f"truth_half{h}.mrc").astype(np.float64) for h in (1, 2)]
     allowed_shell = _last_shell_above(_fsc(*halves), 0.143)
 
-    refined_shell = int(round(BOX * PIXEL / result.final_resolution_angstrom))
+    refined_shell = round(BOX * PIXEL / result.final_resolution_angstrom)
     final = mrcfile.read(result.final_map).astype(np.float64)
     truth = mrcfile.read(data.true_map).astype(np.float64)
     fsc_truth = _fsc(final, truth)

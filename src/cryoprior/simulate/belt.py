@@ -94,6 +94,7 @@ class MembraneBand:
     hydrophobic_fraction_out: float = 0.0
 
     def __post_init__(self) -> None:
+        """Check the band: a unit normal, a positive thickness, a finite centre (ValueError)."""
         n = np.asarray(self.normal, dtype=np.float64)
         if n.shape != (3,) or not np.isfinite(n).all() or abs(np.linalg.norm(n) - 1.0) > 1e-6:
             raise ValueError(f"normal must be a unit vector (x, y, z), not {self.normal}")
@@ -115,7 +116,7 @@ def transmembrane_band(
     exposure_radius_angstrom: float = 10.0,
     candidate_normals: np.ndarray | None = None,
 ) -> MembraneBand:
-    """The membrane's normal and hydrophobic slab of a model, from its residues alone.
+    """Find the membrane's normal and hydrophobic slab of a model, from its residues alone.
 
     Every direction on a half-sphere grid (``angular_step_degrees`` apart), the model's three
     principal axes and any ``candidate_normals`` (for instance a known symmetry axis) are
@@ -251,7 +252,7 @@ def _best_slab(
         0,
     )
     for thickness in thicknesses:
-        width = int(round(thickness / _BIN_ANGSTROM))
+        width = round(thickness / _BIN_ANGSTROM)
         if width >= n_bins:
             continue
         n_in = cum_total[:, width:] - cum_total[:, :-width]
@@ -276,8 +277,8 @@ def _best_slab(
 
 
 def _half_sphere_grid(step_radians: float) -> np.ndarray:
-    """Unit vectors (k, 3) on the half-sphere z >= 0, about ``step_radians`` apart."""
-    n = max(int(math.ceil(4 * math.pi / step_radians**2)), 8)  # whole sphere, Fibonacci
+    """Return unit vectors (k, 3) on the half-sphere z >= 0, about ``step_radians`` apart."""
+    n = max(math.ceil(4 * math.pi / step_radians**2), 8)  # whole sphere, Fibonacci
     i = np.arange(n) + 0.5
     z = 1 - 2 * i / n
     r = np.sqrt(1 - z**2)
@@ -293,7 +294,7 @@ def _principal_axes(positions: np.ndarray) -> np.ndarray:
 
 
 def _local_grid(direction: np.ndarray, *, radius: float, step: float) -> np.ndarray:
-    """Unit vectors within ``radius`` (radians) of ``direction`` on a square tangent grid."""
+    """Return unit vectors within ``radius`` (radians) of ``direction`` on a square tangent grid."""
     d = direction / np.linalg.norm(direction)
     helper = np.array([1.0, 0.0, 0.0]) if abs(d[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
     u = np.cross(d, helper)
@@ -320,10 +321,11 @@ def _canonical_sign(normal: np.ndarray, centre: float) -> tuple[np.ndarray, floa
 def centred_map_origin_angstrom(
     model: AtomicModel, *, box_size: int, voxel_size_angstrom: float
 ) -> tuple[float, float, float]:
-    """The (x, y, z) position of voxel (0, 0, 0) of a map made by
-    :func:`cryoprior.simulate.density.model_to_map` with ``centre=True``: the model's centre of
-    mass (atoms weighted by their element's mass, as gemmi does; occupancies taken as 1) minus
-    ``(box_size // 2) * voxel_size_angstrom``.
+    """Return the (x, y, z) position of voxel (0, 0, 0) of a centred model map.
+
+    The map is one made by :func:`cryoprior.simulate.density.model_to_map` with
+    ``centre=True``: the position is the model's centre of mass (atoms weighted by their element's
+    mass, as gemmi does; occupancies taken as 1) minus ``(box_size // 2) * voxel_size_angstrom``.
     """
     import gemmi
 
@@ -340,8 +342,10 @@ def protein_envelope(
     blur_angstrom: float = 3.0,
     level: float = 0.5,
 ) -> np.ndarray:
-    """The protein's envelope: where the map, blurred by a Gaussian of ``blur_angstrom``
-    standard deviation (periodic), exceeds ``level`` times the blurred map's mean over the
+    """Return the protein's envelope in a map.
+
+    The envelope is where the map, blurred by a Gaussian of ``blur_angstrom`` standard
+    deviation (periodic), exceeds ``level`` times the blurred map's mean over the
     voxels above a tenth of its maximum (its typical value inside the protein).
 
     For maps of GltPh (PDB 2NWL) made by ``model_to_map`` at 1.5 to 4 A voxels, with the
@@ -383,7 +387,7 @@ def membrane_belt(
     edge_angstrom: float = 6.0,
     envelope: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The density of a detergent micelle or nanodisc belt around a membrane protein's map.
+    """Make the density of a detergent micelle or nanodisc belt around a membrane protein's map.
 
     The belt fills the voxels inside the membrane slab (``thickness_angstrom`` of the band)
     that lie outside the protein's footprint and within ``width_angstrom`` of it in the
@@ -535,10 +539,12 @@ def add_membrane_belt(
     seed: int | np.random.Generator,
     **options,
 ) -> np.ndarray:
-    """The map plus :func:`membrane_belt` (same arguments): a new float32 (N, N, N) array,
-    (z, y, x); ``density`` is not modified. The belt alone is :func:`membrane_belt`'s result;
-    its mask is ``belt > 0`` (soft edges included: it reaches about ``2 * edge_angstrom``
-    beyond the nominal outline)."""
+    """Return the map plus :func:`membrane_belt` (same arguments).
+
+    A new float32 (N, N, N) array, (z, y, x); ``density`` is not modified. The belt alone is
+    :func:`membrane_belt`'s result; its mask is ``belt > 0`` (soft edges included: it reaches about
+    ``2 * edge_angstrom`` beyond the nominal outline).
+    """
     belt = membrane_belt(
         density, model_or_band, voxel_size_angstrom=voxel_size_angstrom, seed=seed, **options
     )
@@ -552,9 +558,12 @@ def _annulus(
     faces: np.ndarray | float,
     edge: float,
 ) -> np.ndarray:
-    """Soft belt mask in [0, 1]: rises over ``edge / 2`` from the footprint (distance 0),
-    falls over ``edge`` around the outer radius and the faces, corners rounded (superellipse
-    of order 4 in units of the outer radius and the half-thickness)."""
+    """Soft belt mask in [0, 1].
+
+    It rises over ``edge / 2`` from the footprint (distance 0), falls over ``edge`` around the outer
+    radius and the faces, corners rounded (superellipse of order 4 in units of the outer radius and
+    the half-thickness).
+    """
     inner_ramp = _ramp(distance / (0.5 * edge))
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(outer > 0, distance / np.maximum(outer, 1e-12), np.inf)
@@ -575,8 +584,10 @@ def _ramp(x: np.ndarray) -> np.ndarray:
 
 
 def _smooth_field(white: np.ndarray, sigma_angstrom: float, voxel: float) -> np.ndarray:
-    """White noise blurred by a periodic Gaussian of ``sigma_angstrom``, scaled to unit
-    standard deviation (its Fourier transform is exp(-2 pi^2 sigma^2 f^2))."""
+    """White noise blurred by a periodic Gaussian of ``sigma_angstrom``, unit standard deviation.
+
+    The blur's Fourier transform is exp(-2 pi^2 sigma^2 f^2).
+    """
     n = white.shape[0]
     f = scipy.fft.fftfreq(n, d=voxel)
     fh = scipy.fft.rfftfreq(n, d=voxel)
@@ -590,8 +601,10 @@ def _smooth_field(white: np.ndarray, sigma_angstrom: float, voxel: float) -> np.
 
 
 def _standardised(field: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """``field`` shifted and scaled to zero mean and unit standard deviation over ``region``
-    (unchanged where the region is empty or the field constant on it)."""
+    """Shift and scale ``field`` to zero mean and unit standard deviation over ``region``.
+
+    Unchanged where the region is empty or the field constant on it.
+    """
     if not region.any():
         return field
     values = field[region]
@@ -600,7 +613,7 @@ def _standardised(field: np.ndarray, region: np.ndarray) -> np.ndarray:
 
 
 def _rotation_to_z(normal: np.ndarray) -> np.ndarray:
-    """A rotation matrix (3, 3) acting on (x, y, z) that maps ``normal`` to (0, 0, 1)."""
+    """Return a rotation matrix (3, 3) acting on (x, y, z) that maps ``normal`` to (0, 0, 1)."""
     n = normal / np.linalg.norm(normal)
     z = np.array([0.0, 0.0, 1.0])
     c = float(n @ z)
@@ -616,8 +629,11 @@ def _rotation_to_z(normal: np.ndarray) -> np.ndarray:
 
 
 def _resample(volume: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """out(q) = volume(rotation @ q) about voxel N//2, for (N, N, N) arrays indexed (z, y, x),
-    ``rotation`` acting on (x, y, z); trilinear, zero outside."""
+    """Rotate a volume: out(q) = volume(rotation @ q) about voxel N//2.
+
+    For (N, N, N) arrays indexed (z, y, x), ``rotation`` acting on (x, y, z); trilinear, zero
+    outside.
+    """
     n = volume.shape[0]
     flip = np.eye(3)[::-1]  # (x, y, z) <-> (z, y, x)
     matrix = flip @ rotation @ flip

@@ -40,6 +40,7 @@ class CTFOptics:
     amplitude_contrast: float = 0.1
 
     def __post_init__(self) -> None:
+        """Check the voltage is positive and the amplitude contrast in [0, 1) (ValueError)."""
         if self.voltage_kv <= 0:
             raise ValueError(f"voltage_kv must be positive, not {self.voltage_kv}")
         if not 0.0 <= self.amplitude_contrast < 1.0:

@@ -80,8 +80,8 @@ from cryoprior.simulate.resources import (
 __all__ = [
     "SimulationConfig",
     "SimulationResult",
-    "config_from_dict",
     "auto_batch_size",
+    "config_from_dict",
     "load_config",
     "simulate_dataset",
 ]
@@ -219,6 +219,7 @@ class SimulationConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
+        """Check every field; one ValueError lists all the problems found."""
         problems = []
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
@@ -287,7 +288,7 @@ class SimulationConfig:
 
 
 def config_from_dict(values: dict[str, Any]) -> SimulationConfig:
-    """A SimulationConfig from a flat dict (unknown keys are an error naming them).
+    """Build a SimulationConfig from a flat dict (unknown keys are an error naming them).
 
     A ``simulation.json`` record (which holds the config under ``"config"``) is accepted too.
     """
@@ -498,9 +499,11 @@ def simulate_dataset(
     ]
 
     def render_block(start: int) -> np.ndarray:
-        """Images of the index-aligned block of ``batch_size`` particles from ``start`` (the
-        last block padded with copies of its first particle: every block has the same
-        shapes)."""
+        """Render the index-aligned block of ``batch_size`` particles from ``start``.
+
+        The last block is padded with copies of its first particle: every block has the same
+        shapes.
+        """
         b = int(batch_size)
         stop = min(start + b, n_total)
         rows = np.arange(start, start + b)
@@ -519,7 +522,7 @@ def simulate_dataset(
         return images[: stop - start]
 
     def blocks():
-        """The blocks in order, the next one rendered (in a thread) while this one is written."""
+        """Yield the blocks in order, the next one rendered (in a thread) while this is written."""
         starts = list(range(0, n_total, config.batch_size))
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(render_block, starts[0])
@@ -628,8 +631,10 @@ def _check_output_dir(out: Path, *, overwrite: bool) -> None:
 
 
 def _prepare_output_dir(out: Path, *, overwrite: bool) -> None:
-    """Create the folder (and Particles/) and check it can be written; remove an old
-    dataset's stacks when overwriting. OSError names the folder."""
+    """Create the folder (and Particles/) and check it can be written.
+
+    Remove an old dataset's stacks when overwriting. OSError names the folder.
+    """
     with _naming(out):
         out.mkdir(parents=True, exist_ok=True)
         (out / STACK_DIR).mkdir(exist_ok=True)
@@ -655,8 +660,10 @@ def _naming(path: Path) -> Iterator[None]:
 
 
 def _resolve_device(name: str) -> torch.device:
-    """The torch device of ``device``; ValueError for a name torch does not know or a GPU
-    that is not there."""
+    """Return the torch device of ``device``.
+
+    ValueError for a name torch does not know or a GPU that is not there.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -761,8 +768,10 @@ def _map_shape(path: Path) -> tuple[int, ...]:
 
 
 def _count_particles(config: SimulationConfig, star_poses: Poses | None) -> int:
-    """Number of signal particles the orientations give, without making them (uniform with a
-    cone: the expected count)."""
+    """Count the signal particles the orientations give, without making them.
+
+    Uniform with a cone: the expected count.
+    """
     extra_factor = config.cone_overrepresentation - 1.0
     low, high = config.cone_tilt_min_degrees, config.cone_tilt_max_degrees
     if config.orientations == "star":
@@ -789,8 +798,10 @@ def _count_particles(config: SimulationConfig, star_poses: Poses | None) -> int:
 def _true_map(
     config: SimulationConfig, plan: _SourcePlan
 ) -> tuple[np.ndarray, float, dict[str, Any], np.ndarray | None]:
-    """The map to project, its voxel size, a description of where it came from, and the
-    protein alone when a membrane belt was added (else None)."""
+    """Return the map to project, its voxel size and a description of where it came from.
+
+    Also the protein alone when a membrane belt was added (else None).
+    """
     if plan.structure is None:
         path = plan.path
         volume = read_map(path, dtype=np.float32)
@@ -839,8 +850,10 @@ def _true_map(
 def _with_belt(
     protein: np.ndarray, config: SimulationConfig, plan: _SourcePlan
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """The protein map plus a membrane belt around the model's transmembrane band (the map
-    holds the model's centre of mass at voxel N//2, as ``model_to_map(centre=True)``)."""
+    """Add a membrane belt around the model's transmembrane band to the protein map.
+
+    The map holds the model's centre of mass at voxel N//2, as ``model_to_map(centre=True)``.
+    """
     from cryoprior.io.atomic_model import atomic_model_from_structure
     from cryoprior.simulate.belt import add_membrane_belt, transmembrane_band
 
@@ -923,8 +936,11 @@ def _zero_poses(n: int) -> Poses:
 def _noise_level(
     config, fvol, poses, formation, ctf_values, is_signal, backend
 ) -> tuple[float, float]:
-    """(signal SD, noise SD): the signal SD is the mean SD of the clean images of the first
-    500 signal particles (SNR mode) or the first 64 (recorded only, with a given noise SD)."""
+    """Return (signal SD, noise SD).
+
+    The signal SD is the mean SD of the clean images of the first 500 signal particles (SNR
+    mode) or the first 64 (recorded only, with a given noise SD).
+    """
     n_ref = min(len(poses), _SNR_REFERENCE_IMAGES if config.snr is not None else _SIGNAL_SD_IMAGES)
     signal_sd = 0.0
     if n_ref:
@@ -954,9 +970,9 @@ def _noise_level(
 
 
 def _write_stacks(stacks, sizes, blocks, n: int, voxel: float, progress) -> None:
-    """Write float32 image stacks of the given sizes from a stream of image blocks (any
-    sizes), one stack at a time through a memory map; each stack is renamed into place when
-    complete.
+    """Write float32 image stacks of the given sizes from a stream of image blocks (any sizes).
+
+    One stack at a time through a memory map; each stack is renamed into place when complete.
 
     The whole file is reserved (``posix_fallocate``) before the map is written, so a full disk
     is an OSError (ENOSPC, naming the stack) here rather than a SIGBUS while writing the map;
@@ -1011,7 +1027,7 @@ _MRC_LABEL = "cryoprior simulate"
 
 
 def _label(header) -> None:
-    """A fixed label instead of mrcfile's time-stamped one (same dataset, same bytes)."""
+    """Set a fixed label instead of mrcfile's time-stamped one (same dataset, same bytes)."""
     header.label[0] = _MRC_LABEL
     header.nlabl = 1
 
@@ -1072,8 +1088,10 @@ def _optics_table(n: int, voxel: float, optics: CTFOptics) -> pd.DataFrame:
 
 
 def _star_tables(image_names, is_signal, signal_index, poses, ctf_values):
-    """The particles table (no poses), the ground truth (signal rows with their poses) and
-    the pure-noise rows."""
+    """Build the particles table (no poses), the ground truth and the pure-noise rows.
+
+    The ground truth holds the signal rows with their poses.
+    """
     base = pd.DataFrame({"rlnImageName": image_names, "rlnOpticsGroup": 1})
     if ctf_values is not None:
         base["rlnDefocusU"] = ctf_values.defocus_u_angstrom
@@ -1095,8 +1113,10 @@ def _star_tables(image_names, is_signal, signal_index, poses, ctf_values):
 
 
 def _write_star(path: Path, blocks: dict[str, pd.DataFrame]) -> None:
-    """STAR through starfile, with RELION's version line instead of starfile's time stamp
-    (so that the same dataset gives the same bytes)."""
+    """Write STAR through starfile, with RELION's version line instead of starfile's time stamp.
+
+    The same dataset thus gives the same bytes.
+    """
     lines = starfile.to_string(blocks, float_format="%.6f").splitlines()
     while lines and (lines[0].startswith("# Created by") or not lines[0].strip()):
         lines.pop(0)

@@ -217,8 +217,10 @@ def model_to_map(
 
 
 def _band_limit(fine: np.ndarray, n: int, length: float, blur: float) -> np.ndarray:
-    """Sample a periodic (m, m, m) map, m = n * k, on the (n, n, n) grid of the same cell after
-    de-blurring it by exp(+blur s^2 / 4) and keeping its frequencies |k_axis| <= n/2.
+    """Sample a periodic (m, m, m) map, m = n * k, on the (n, n, n) grid of the same cell.
+
+    The map is first de-blurred by exp(+blur s^2 / 4) and only its frequencies |k_axis| <= n/2
+    are kept.
 
     The coarse grid's points are every k-th fine point (both start at the origin), so taking
     them from the band-limited fine map is exact sampling, Nyquist aliases included.

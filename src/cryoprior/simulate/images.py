@@ -56,6 +56,7 @@ class ImageFormation:
     noise_sd: float = 0.0
 
     def __post_init__(self) -> None:
+        """Check the voxel size, low-pass and noise settings (ValueError naming the bad one)."""
         if self.voxel_size_angstrom <= 0:
             raise ValueError("voxel_size_angstrom must be positive")
         if self.lowpass_resolution_angstrom is not None and self.lowpass_resolution_angstrom <= 0:
@@ -81,6 +82,7 @@ class CTFValues:
     defocus_angle_degrees: np.ndarray
 
     def __post_init__(self) -> None:
+        """Store the values as read-only float64 (n,) arrays; ValueError if lengths differ."""
         n = np.size(self.defocus_u_angstrom)
         for name in ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_degrees"):
             array = np.array(getattr(self, name), dtype=np.float64).reshape(-1)
@@ -90,9 +92,11 @@ class CTFValues:
             object.__setattr__(self, name, array)
 
     def __len__(self) -> int:
+        """Return the number of particles."""
         return int(self.defocus_u_angstrom.size)
 
     def take(self, indices) -> CTFValues:
+        """Return the values at ``indices`` (any numpy index), as a new CTFValues."""
         return CTFValues(
             self.defocus_u_angstrom[indices],
             self.defocus_v_angstrom[indices],
@@ -103,7 +107,7 @@ class CTFValues:
 def paper_lowpass_2d(
     n: int, *, resolution_angstrom: float, voxel_size_angstrom: float, width_frequency: float
 ) -> np.ndarray:
-    """The paper's raised-cosine low-pass on the 2D rfft grid (as Xmipp's raised cosine).
+    """Return the paper's raised-cosine low-pass on the 2D rfft grid (as Xmipp's).
 
     1 for frequencies f <= f_c = voxel / resolution (cycles/pixel), 0 beyond f_c + width,
     ``0.5 + 0.5 cos(pi (f - f_c) / width)`` between.

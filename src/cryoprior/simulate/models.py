@@ -1,5 +1,6 @@
-"""The atomic models shipped with cryoprior (the paper's two simulated cases and a membrane
-protein for the membrane-belt case), by name.
+"""The atomic models shipped with cryoprior, by name.
+
+The paper's two simulated cases and a membrane protein for the membrane-belt case.
 
 The files live in ``cryoprior/data/`` (package data); their sources and checksums are in
 ``cryoprior/data/PROVENANCE.md``.
@@ -89,8 +90,10 @@ def _canonical(name: str) -> str | None:
 
 
 def shipped_model_path(name: str) -> Path:
-    """Path of a shipped model file by name (``beta-galactosidase``, ``proteasome``, or an
-    alias such as ``5a1a``, ``6bdf``, ``betagal``, ``20s-proteasome``).
+    """Path of a shipped model file by name.
+
+    Names are ``beta-galactosidase``, ``proteasome``, or an alias such as ``5a1a``, ``6bdf``,
+    ``betagal``, ``20s-proteasome``.
 
     Raises KeyError listing the names for an unknown one.
 
@@ -108,7 +111,7 @@ def shipped_model_path(name: str) -> Path:
 
 
 def resolve_model_path(name_or_path: str | Path) -> tuple[Path, ShippedModel | None]:
-    """A shipped model's name, or a path to any PDB/mmCIF file (gzip too).
+    """Resolve a shipped model's name, or a path to any PDB/mmCIF file (gzip too).
 
     Returns (path, the ShippedModel or None for a user file). An existing file wins over a
     name. Raises FileNotFoundError naming both possibilities when neither matches.

@@ -20,7 +20,7 @@ def atom_like_phantom(
     sigma_voxels: float = 1.0,
     seed: int,
 ) -> np.ndarray:
-    """A compact, asymmetric cloud of Gaussian "atoms".
+    """Make a compact, asymmetric cloud of Gaussian "atoms".
 
     Parameters
     ----------

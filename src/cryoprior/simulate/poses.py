@@ -1,5 +1,7 @@
-"""Particle poses: orientation sets (uniform, even grid, over-represented tilt cone, from a
-STAR file) and in-plane shifts, in RELION's conventions.
+"""Particle poses in RELION's conventions.
+
+Orientation sets (uniform, even grid, over-represented tilt cone, from a STAR file) and
+in-plane shifts.
 
 Angles are RELION's ZYZ Euler angles in degrees (``rlnAngleRot``, ``rlnAngleTilt``,
 ``rlnAnglePsi``; see :mod:`cryoprior.conventions`). The viewing direction of a pose is
@@ -53,6 +55,7 @@ class Poses:
     origin_y_angstrom: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        """Store the fields as read-only float64 (n,) arrays (None: zeros); check them."""
         n = np.size(self.rot_degrees)
         for f in fields(self):
             value = getattr(self, f.name)
@@ -66,6 +69,7 @@ class Poses:
             object.__setattr__(self, f.name, array)
 
     def __len__(self) -> int:
+        """Return the number of poses."""
         return int(self.rot_degrees.size)
 
     def matrices(self) -> np.ndarray:
@@ -83,12 +87,14 @@ class Poses:
         return -origins / float(voxel_size_angstrom)
 
     def take(self, indices) -> Poses:
-        """The poses at ``indices`` (any numpy index), as a new Poses."""
+        """Return the poses at ``indices`` (any numpy index), as a new Poses."""
         return Poses(*(getattr(self, f.name)[indices] for f in fields(self)))
 
     def to_dataframe(self) -> pd.DataFrame:
-        """RELION columns rlnAngleRot, rlnAngleTilt, rlnAnglePsi, rlnOriginXAngst,
-        rlnOriginYAngst."""
+        """Return the poses as a table.
+
+        RELION columns rlnAngleRot, rlnAngleTilt, rlnAnglePsi, rlnOriginXAngst, rlnOriginYAngst.
+        """
         return pd.DataFrame(
             {
                 "rlnAngleRot": self.rot_degrees,
@@ -107,7 +113,7 @@ def _rng(seed: int | np.random.Generator) -> np.random.Generator:
 
 
 def uniform_poses(n: int, *, seed: int | np.random.Generator) -> Poses:
-    """n orientations uniform over SO(3): directions uniform on the sphere, psi uniform.
+    """Draw n orientations uniform over SO(3): directions uniform on the sphere, psi uniform.
 
     rot and psi are uniform in [-180, 180), ``cos(tilt)`` uniform in [-1, 1]; origins zero.
 
@@ -171,7 +177,8 @@ def grid_poses(
 
 
 def cone_fraction(tilt_min_degrees: float, tilt_max_degrees: float) -> float:
-    """Fraction of the sphere's directions with tilt in [tilt_min, tilt_max]:
+    """Fraction of the sphere's directions with tilt in [tilt_min, tilt_max].
+
     ``(cos tilt_min - cos tilt_max) / 2``.
 
     Example
@@ -237,8 +244,10 @@ def concatenate_poses(poses_list) -> Poses:
 def with_random_shifts(
     poses: Poses, *, sd_angstrom: float, seed: int | np.random.Generator
 ) -> Poses:
-    """The same orientations with origins drawn from N(0, sd_angstrom^2) in x and y (added to
-    the existing origins)."""
+    """Return the same orientations with origins drawn from N(0, sd_angstrom^2) in x and y.
+
+    The shifts are added to the existing origins.
+    """
     if sd_angstrom < 0:
         raise ValueError(f"sd_angstrom must be >= 0, not {sd_angstrom}")
     rng = _rng(seed)
@@ -255,8 +264,10 @@ def with_random_shifts(
 
 
 def poses_from_star(path: str | Path) -> Poses:
-    """Poses listed in a STAR file (RELION 3.1 particles file, or any file with a loop of
-    ``rlnAngleRot``, ``rlnAngleTilt``, ``rlnAnglePsi``).
+    """Read the poses listed in a STAR file.
+
+    A RELION 3.1 particles file, or any file with a loop of ``rlnAngleRot``, ``rlnAngleTilt``,
+    ``rlnAnglePsi``.
 
     Origins come from ``rlnOriginXAngst/YAngst`` when present (else zero). The ``particles``
     block is used when there is one, else the first loop block.

@@ -75,6 +75,7 @@ class FourierVolume:
 
     @property
     def device(self) -> torch.device:
+        """Torch device of the Fourier volume."""
         return self.data.device
 
 
@@ -289,9 +290,11 @@ def _slice_values_fused(
     size_y: int,
     size_x: int,
 ) -> torch.Tensor:
-    """The interpolation of :func:`_slice_values_eager` on (real, imaginary) pairs, written
-    for ``torch.compile`` (which fuses it into one loop). table: (K, 2) real view of the
-    Fourier volume. Returns (b, p, 2) real."""
+    """Interpolate as :func:`_slice_values_eager` does, on (real, imaginary) pairs.
+
+    Written for ``torch.compile`` (which fuses it into one loop). table: (K, 2) real view of the
+    Fourier volume. Returns (b, p, 2) real.
+    """
     x, y, z, negative = _padded_coords(a, kx, ky)
     x0, y0, z0 = torch.floor(x), torch.floor(y), torch.floor(z)
     fx = (x - x0)[..., None]

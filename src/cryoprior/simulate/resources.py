@@ -1,5 +1,4 @@
-"""Memory and disk a simulated dataset needs, what the machine has, and the refusal when it
-does not fit.
+"""Memory and disk a simulated dataset needs, what the machine has, and refusal if it won't fit.
 
 :func:`estimate_resources` is a model of the peak memory and the bytes written by
 :func:`cryoprior.simulate.dataset.simulate_dataset`, meant to be a little above the truth. Its
@@ -158,8 +157,10 @@ def estimate_resources(
 
 
 def available_resources(folder: str | Path) -> AvailableResources:
-    """Free memory of this machine (and process limits) and free disk where ``folder`` is
-    (or would be created: its nearest existing parent)."""
+    """Measure free memory (and process limits) and free disk where ``folder`` is.
+
+    For a folder not created yet, the disk of its nearest existing parent.
+    """
     existing = Path(folder).resolve()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -273,9 +274,10 @@ def _cgroup_free_memory() -> int | None:
 
 
 def reserve_file_space(fd: int, length: int) -> None:
-    """Reserve ``length`` bytes of a file (so that writing them through a memory map cannot
-    fail with SIGBUS); ENOSPC and EDQUOT propagate as OSError, a file system without
-    fallocate support is skipped."""
+    """Reserve ``length`` bytes of a file, so that writing them through a memory map cannot SIGBUS.
+
+    ENOSPC and EDQUOT propagate as OSError; a file system without fallocate support is skipped.
+    """
     try:
         os.posix_fallocate(fd, 0, length)
     except OSError as exc:
