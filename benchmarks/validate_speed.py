@@ -156,7 +156,7 @@ def main() -> None:
         cli_seconds = run_cli(inputs, origin, args.model, Path(tmp))
 
     metrics = [k for k in runs[0] if k != "total_seconds"]
-    medians = {k: statistics.median(r[k] for r in runs) for k in metrics + ["total_seconds"]}
+    medians = {k: statistics.median(r[k] for r in runs) for k in [*metrics, "total_seconds"]}
     summary = report.to_dict(per_atom=False)
     values = {
         "fsc_0143_angstrom": summary["gold_standard_fsc"]["resolution_0143_angstrom"],

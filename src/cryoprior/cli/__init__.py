@@ -1,2 +1,4 @@
-"""Command-line programs: ``cryoprior`` and ``cryoprior-extrec`` (the only place that sets up
-logging, reads the environment or prints)."""
+"""Command-line programs: ``cryoprior`` and ``cryoprior-extrec``.
+
+The only place that sets up logging, reads the environment or prints.
+"""

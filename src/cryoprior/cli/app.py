@@ -35,6 +35,7 @@ def version() -> None:
 
 
 def main() -> None:
+    """Run the ``cryoprior`` command line (the console-script entry point)."""
     app()
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["simulate", "options_to_config"]
+__all__ = ["options_to_config", "simulate"]
 
 # CLI option (parameter name) -> SimulationConfig field
 _FIELDS = {
@@ -54,8 +54,11 @@ _FIELDS = {
 
 
 def options_to_config(options: dict[str, Any], config_file: Path | None = None):
-    """SimulationConfig from a config file (TOML/JSON, field names as keys) overridden by the
-    command-line options that were given (not None)."""
+    """Build a SimulationConfig from a config file and the command-line options.
+
+    The config file is TOML/JSON with field names as keys; the command-line options that were
+    given (not None) override it.
+    """
     from cryoprior.simulate.dataset import config_from_dict, load_config
 
     base = dataclasses.asdict(load_config(config_file)) if config_file is not None else {}
@@ -263,8 +266,10 @@ def _error(console, message: str, label: str = "error") -> None:
 
 
 def _with_options(message: str, options: dict[str, Any]) -> str:
-    """Add the command-line option to each configuration field a message names:
-    'voxel_size_angstrom must ...' -> 'voxel_size_angstrom (--voxel-size) must ...'."""
+    """Add the command-line option to each configuration field a message names.
+
+    'voxel_size_angstrom must ...' -> 'voxel_size_angstrom (--voxel-size) must ...'.
+    """
     import re
 
     for option, field in _FIELDS.items():
@@ -276,8 +281,10 @@ def _with_options(message: str, options: dict[str, Any]) -> str:
 
 
 def _interrupt_on_sigterm():
-    """Make SIGTERM raise KeyboardInterrupt (so temporary files are removed); returns the
-    previous handler, or None when not in the main thread."""
+    """Make SIGTERM raise KeyboardInterrupt (so temporary files are removed).
+
+    Returns the previous handler, or None when not in the main thread.
+    """
     import signal
 
     def handler(signum, frame):

@@ -11,8 +11,11 @@ __all__ = ["train_prior"]
 
 
 def _runtime(threads: int):
-    """The process's device and rank: torchrun's environment (WORLD_SIZE, RANK, LOCAL_RANK)
-    sets up DistributedDataParallel; a GPU when present; ``threads`` torch CPU threads."""
+    """Set up the process's device and rank.
+
+    torchrun's environment (WORLD_SIZE, RANK, LOCAL_RANK) sets up DistributedDataParallel; a GPU
+    when present; ``threads`` torch CPU threads.
+    """
     import os
 
     import torch

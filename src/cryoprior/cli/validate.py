@@ -1,5 +1,7 @@
-"""``cryoprior validate``: every validation metric of a finished RELION refinement (or of
-explicit maps), written as JSON and PNG figures, with a short table on the terminal."""
+"""``cryoprior validate``: every validation metric of a finished RELION refinement.
+
+Or of explicit maps; written as JSON and PNG figures, with a short table on the terminal.
+"""
 
 from __future__ import annotations
 
@@ -63,10 +65,11 @@ def validate(
     ] = True,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
-    """Validate a refinement: gold-standard FSC (masked, phase-randomisation corrected), local
-    and directional resolution, and - when given - scores against the true map and poses of a
-    simulation, Q-score and FSC-Q of an atomic model. Writes OUT/validation.json and PNG
-    figures; prints a short table.
+    """Validate a refinement; write OUT/validation.json and PNG figures, print a short table.
+
+    Gold-standard FSC (masked, phase-randomisation corrected), local and directional resolution,
+    and - when given - scores against the true map and poses of a simulation, Q-score and FSC-Q
+    of an atomic model.
 
     Refused with one line: maps whose headers give different voxel sizes, maps with NaN or
     infinite voxels, constant half-maps, an unknown --sym, an invalid --angpix, an --out that
