@@ -95,6 +95,8 @@ def test_fuzzed_inputs_keep_the_contract(tmp_path, capsys):
     outcomes: collections.Counter[str] = collections.Counter()
     problems: list[str] = []
     previous = signal.signal(signal.SIGALRM, _on_alarm)
+    # the CLI routes SIGTERM/SIGHUP through Python; give pytest its own handlers back after
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
     start = time.monotonic()
     cwd = os.getcwd()
     try:
@@ -150,6 +152,8 @@ def test_fuzzed_inputs_keep_the_contract(tmp_path, capsys):
                 outcomes[f"exit {result.exit_code}, one-line error"] += 1
     finally:
         signal.signal(signal.SIGALRM, previous)
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)
         os.chdir(cwd)
     seconds = time.monotonic() - start
     with capsys.disabled():
