@@ -82,6 +82,7 @@ def _start_and_wait_for(project: Path, job: str, iteration: int) -> subprocess.P
         [
             sys.executable, "-m", "cryoprior.cli.app", "refine", "particles.star",
             "--ref", "initial_reference.mrc", "--mode", "relion", "--o", job, "--no-validate",
+            "--preset", "fast",  # coarser, quicker iterations
         ],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # signals go to cryoprior only, as `kill PID` does
@@ -151,7 +152,9 @@ def test_second_run_into_the_same_folder_is_refused(project):
 
 
 def test_time_limit_is_one_line_and_stops_relion(project):
-    result = _refine(project, "--mode", "relion", "--o", "Refine3D/limit", "--timeout", "4")
+    result = _refine(
+        project, "--mode", "relion", "--o", "Refine3D/limit", "--timeout", "4", "--preset", "fast"
+    )
     assert result.returncode == 1
     errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "stopped after the time limit of 4 s" in errors[0]
@@ -164,7 +167,7 @@ def test_sigkill_of_cryoprior_stops_relion(project):
     proc = _start_and_wait_for(project, "Refine3D/killed", 1)
     assert _relion_processes("Refine3D/killed")
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    proc.communicate(timeout=10)
     assert _wait_gone("Refine3D/killed") == []
 
 
