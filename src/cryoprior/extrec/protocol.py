@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-import json
-import os
-import stat
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -15,9 +10,7 @@ from cryoprior.io.mrc import write_map_atomic
 from cryoprior.io.relion import ExternalReconstructJob
 
 __all__ = [
-    "LOG_FILE_NAME",
     "ResultWriteError",
-    "append_log_line",
     "check_volume",
     "one_line",
     "result_target",
@@ -25,7 +18,6 @@ __all__ = [
 ]
 
 #: One JSON line per call, in the folder of RELION's output root.
-LOG_FILE_NAME = "cryoprior_extrec.log"
 
 
 class ResultWriteError(Exception):
@@ -88,19 +80,3 @@ def write_result(
         return write_map_atomic(target, volume, voxel_size_angstrom=voxel_size_angstrom)
     except (OSError, ValueError) as exc:  # mrcfile raises ValueError for some bad targets
         raise ResultWriteError(target, exc) from exc
-
-
-def append_log_line(path: str | Path, record: dict[str, Any]) -> None:
-    """Append one JSON line with a single write (O_APPEND keeps concurrent lines whole).
-
-    The file is opened without blocking and must be a regular file: a FIFO or a device in
-    its place raises OSError at once instead of blocking the call.
-    """
-    line = (json.dumps(record, default=str, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o644)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        os.write(fd, line)
-    finally:
-        os.close(fd)

@@ -31,9 +31,7 @@ from cryoprior.errors import InputFileError
 from cryoprior.extrec.isolate import StageError, run_isolated
 from cryoprior.extrec.pairing import call_identity, rendezvous
 from cryoprior.extrec.protocol import (
-    LOG_FILE_NAME,
     ResultWriteError,
-    append_log_line,
     check_volume,
     one_line,
     write_result,
@@ -45,6 +43,7 @@ from cryoprior.extrec.schedule import (
     parse_schedule,
     read_iteration_state,
 )
+from cryoprior.io.hook_log import LOG_FILE_NAME, append_log_line
 from cryoprior.io.mrc import read_map
 from cryoprior.io.relion import read_external_reconstruct_job
 from cryoprior.reconstruct.relion_map import ReconstructionOptions, reconstruct_job

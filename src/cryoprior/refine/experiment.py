@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryoprior.io.hook_log import read_hook_log
 from cryoprior.io.json import json_ready, read_json, write_json_atomic
 from cryoprior.refine.relion import (
     AutoRefineSettings,
     RefineProgress,
-    read_hook_log,
     read_progress,
     run_auto_refine,
 )

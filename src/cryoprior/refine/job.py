@@ -410,7 +410,7 @@ def existing_run_files(job_dir: str | Path, run_name: str = RUN_NAME) -> list[Pa
     ``run.out``/``run.err`` and ``<run>_*`` outputs, the hook's log and rendezvous folder, the
     run record, the validation folder and a resampled reference. Other files (a mask, notes)
     are not listed."""
-    from cryoprior.extrec.protocol import LOG_FILE_NAME
+    from cryoprior.io.hook_log import LOG_FILE_NAME
 
     job = Path(job_dir)
     if not job.is_dir():

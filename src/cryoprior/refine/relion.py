@@ -8,7 +8,6 @@ exported to every rank (``mpirun -x``).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -21,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryoprior.extrec.protocol import LOG_FILE_NAME
+from cryoprior.io.hook_log import read_hook_log
 
 __all__ = [
     "AutoRefineSettings",
@@ -38,7 +37,6 @@ __all__ = [
     "build_continue_command",
     "build_refine_command",
     "latest_optimiser_star",
-    "read_hook_log",
     "read_progress",
     "relion_project_uniform",
     "run_auto_refine",
@@ -288,21 +286,6 @@ _RES_RE = re.compile(r"Auto-refine: Resolution=\s*([0-9.]+)")
 _STEP_RE = re.compile(r"Angular step=\s*([0-9.eE+-]+) degrees; local searches=\s*(\w+)")
 
 
-def read_hook_log(job_dir: str | Path) -> list[dict]:
-    """The JSON lines cryoprior-extrec appended to its log in ``job_dir`` (RELION's output
-    folder); a torn last line (the hook writing while we read) is skipped."""
-    log = Path(job_dir) / LOG_FILE_NAME
-    if not log.exists():
-        return []
-    records = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
 def read_progress(output_root: str | Path, run_out: str | Path | None = None) -> RefineProgress:
     """Parse ``run.out`` (default: beside the root) and the hook's JSON-lines log.
 
@@ -468,8 +451,11 @@ def run_auto_refine(
 
 
 def _watched(cmd: list[str]) -> list[str]:
-    """``cmd`` run under the watchdog (this Python, ``-m cryoprior.refine.watchdog``)."""
-    return [sys.executable, "-m", "cryoprior.refine.watchdog", str(os.getpid()), "--", *cmd]
+    """``cmd`` run under the watchdog: this Python runs ``watchdog.py`` as a script (standard
+    library only, so it starts fast and does not depend on the rest of the package)."""
+    from cryoprior.refine import watchdog
+
+    return [sys.executable, watchdog.__file__, str(os.getpid()), "--", *cmd]
 
 
 def _existing(path: Path) -> Path | None:
