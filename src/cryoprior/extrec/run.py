@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,8 @@ from cryoprior.extrec.schedule import (
 )
 from cryoprior.io.hook_log import LOG_FILE_NAME, append_log_line
 from cryoprior.io.mrc import read_map
-from cryoprior.io.relion import read_external_reconstruct_job
-from cryoprior.reconstruct.relion_map import ReconstructionOptions, reconstruct_job
+from cryoprior.io.relion import read_external_reconstruct_arrays, read_external_reconstruct_job
+from cryoprior.reconstruct.relion_map import ReconstructionOptions, reconstruct_from_arrays
 from cryoprior.regularizers.base import RegularizationContext
 from cryoprior.regularizers.guard import GuardSettings, apply_guard
 from cryoprior.regularizers.registry import builtin_needs_both_halves, get_regularizer
@@ -170,7 +170,22 @@ def run_extrec(
     t1 = time.monotonic()
     seconds["read_job"] = t1 - t0
     try:
-        plain = reconstruct_job(job, options=config.reconstruction, base_dir=base)
+        if job.reference_dimensionality != 3:
+            raise ValueError("only 3D references (rlnReferenceDimensionality 3) are supported")
+        data, weight = read_external_reconstruct_arrays(job, base_dir=base)
+        options = config.reconstruction
+        if job.tau2 is None:  # reached only with --no-map (checked above)
+            options = replace(options, do_map=False)
+        plain = reconstruct_from_arrays(
+            data,
+            weight,
+            tau2=job.tau2,
+            original_image_size=job.original_image_size,
+            current_image_size=job.current_image_size,
+            padding_factor=job.padding_factor,
+            tau2_fudge=job.tau2_fudge,
+            options=options,
+        )
     except (ValueError, NotImplementedError) as exc:
         if isinstance(exc, InputFileError):
             raise

@@ -3,7 +3,6 @@
 from cryoprior.reconstruct.relion_map import (
     ReconstructionOptions,
     reconstruct_from_arrays,
-    reconstruct_job,
 )
 
-__all__ = ["ReconstructionOptions", "reconstruct_from_arrays", "reconstruct_job"]
+__all__ = ["ReconstructionOptions", "reconstruct_from_arrays"]

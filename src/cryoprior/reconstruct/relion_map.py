@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import scipy.fft
@@ -31,13 +30,11 @@ import scipy.fft
 from cryoprior.conventions import relion_round, rfft_frequency_indices
 from cryoprior.fourier.filters import gridding_kernel
 from cryoprior.fourier.masks import soft_mask_outside_sphere
-from cryoprior.io.relion import ExternalReconstructJob, read_external_reconstruct_arrays
 
 __all__ = [
     "ReconstructionOptions",
     "blob_fourier_kernel",
     "reconstruct_from_arrays",
-    "reconstruct_job",
 ]
 
 logger = logging.getLogger(__name__)
@@ -281,37 +278,3 @@ def reconstruct_from_arrays(
         volume, radius_voxels=n / 2.0, edge_width_voxels=_SOFT_EDGE_WIDTH_VOXELS
     )
     return volume / gridding_kernel(n, padding_factor=pf)
-
-
-def reconstruct_job(
-    job: ExternalReconstructJob,
-    *,
-    options: ReconstructionOptions = ReconstructionOptions(),
-    base_dir: str | Path | None = None,
-) -> np.ndarray:
-    """Read a job's arrays and reconstruct its map (see ``reconstruct_from_arrays``).
-
-    Returns (N, N, N) float64. Raises InputFileError for unreadable or malformed arrays.
-    """
-    if job.reference_dimensionality != 3:
-        raise NotImplementedError("only 3D references (rlnReferenceDimensionality 3) are supported")
-    data, weight = read_external_reconstruct_arrays(job, base_dir=base_dir)
-    do_map = options.do_map
-    if do_map and job.tau2 is None:
-        logger.warning("%s has no tau2 block: reconstructing without the MAP term", job.star_path)
-        options = ReconstructionOptions(
-            do_map=False,
-            skip_gridding=options.skip_gridding,
-            gridding_iterations=options.gridding_iterations,
-            fft_workers=options.fft_workers,
-        )
-    return reconstruct_from_arrays(
-        data,
-        weight,
-        tau2=job.tau2,
-        original_image_size=job.original_image_size,
-        current_image_size=job.current_image_size,
-        padding_factor=job.padding_factor,
-        tau2_fudge=job.tau2_fudge,
-        options=options,
-    )
