@@ -35,7 +35,10 @@ import starfile
 
 from cryoprior.conventions import relion_round, rfft_frequency_indices
 from cryoprior.io.mrc import read_map, write_map_atomic
-from cryoprior.io.relion import read_external_reconstruct_arrays, read_external_reconstruct_job
+from cryoprior.io.relion_extrec import (
+    read_external_reconstruct_arrays,
+    read_external_reconstruct_job,
+)
 from cryoprior.refine.relion import relion_project_uniform
 from cryoprior.simulate.phantom import atom_like_phantom
 

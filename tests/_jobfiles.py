@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cryoprior.io.relion import read_external_reconstruct_job
+from cryoprior.io.relion_extrec import read_external_reconstruct_job
 
 
 def copy_job(workdir: Path, star: Path, dest: Path) -> Path:

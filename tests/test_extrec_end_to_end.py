@@ -23,7 +23,7 @@ from cryoprior.extrec.schedule import (
     read_iteration_state,
 )
 from cryoprior.io.mrc import read_map
-from cryoprior.io.relion import parse_external_reconstruct_name
+from cryoprior.io.relion_extrec import parse_external_reconstruct_name
 
 pytestmark = pytest.mark.relion
 

@@ -20,7 +20,7 @@ import pytest
 from _jobfiles import copy_job
 from conftest import extrec_executable, hook_env
 from cryoprior.io.mrc import read_map, write_map_atomic
-from cryoprior.io.relion import read_external_reconstruct_job
+from cryoprior.io.relion_extrec import read_external_reconstruct_job
 
 pytestmark = pytest.mark.relion
 

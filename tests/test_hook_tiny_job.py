@@ -22,7 +22,7 @@ import pytest
 
 from _jobfiles import TINY_STARS, tiny_reference, unpack_tiny_job
 from conftest import extrec_executable, hook_env
-from cryoprior.io.relion import read_external_reconstruct_job
+from cryoprior.io.relion_extrec import read_external_reconstruct_job
 
 REG = "regularizers_for_tests"
 H1, H2, FINAL = TINY_STARS["half1"], TINY_STARS["half2"], TINY_STARS["final"]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from cryoprior.io.mrc import read_map
-from cryoprior.io.relion import read_external_reconstruct_job
+from cryoprior.io.relion_extrec import read_external_reconstruct_job
 from cryoprior.reconstruct import ReconstructionOptions, reconstruct_job
 
 pytestmark = pytest.mark.relion

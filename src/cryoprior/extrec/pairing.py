@@ -54,7 +54,7 @@ from cryoprior.errors import InputFileError
 from cryoprior.extrec.protocol import one_line
 from cryoprior.io._atomic import atomic_path
 from cryoprior.io.mrc import read_map, write_map_atomic
-from cryoprior.io.relion import ExternalReconstructName
+from cryoprior.io.relion_extrec import ExternalReconstructName
 
 __all__ = [
     "PairOutcome",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cryoprior.io.mrc import write_map_atomic
-from cryoprior.io.relion import ExternalReconstructJob
+from cryoprior.io.relion_extrec import ExternalReconstructJob
 
 __all__ = [
     "ResultWriteError",

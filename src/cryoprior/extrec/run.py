@@ -45,7 +45,10 @@ from cryoprior.extrec.schedule import (
 )
 from cryoprior.io.hook_log import LOG_FILE_NAME, append_log_line
 from cryoprior.io.mrc import read_map
-from cryoprior.io.relion import read_external_reconstruct_arrays, read_external_reconstruct_job
+from cryoprior.io.relion_extrec import (
+    read_external_reconstruct_arrays,
+    read_external_reconstruct_job,
+)
 from cryoprior.reconstruct.relion_map import ReconstructionOptions, reconstruct_from_arrays
 from cryoprior.regularizers.base import RegularizationContext
 from cryoprior.regularizers.guard import GuardSettings, apply_guard

@@ -18,12 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryoprior.errors import InputFileError
-from cryoprior.io.relion import (
-    ExternalReconstructName,
-    read_model_star,
-    read_optimiser_star,
-    read_sampling_star,
-)
+from cryoprior.io.relion import read_model_star, read_optimiser_star, read_sampling_star
+from cryoprior.io.relion_extrec import ExternalReconstructName
 
 __all__ = ["Schedule", "IterationState", "parse_schedule", "read_iteration_state", "decide"]
 

@@ -1,22 +1,26 @@
-"""File I/O: MRC through mrcfile, STAR through starfile, RELION's per-iteration files."""
+"""File I/O: MRC through mrcfile, STAR through starfile, atomic models through gemmi, JSON,
+and RELION's files: the external-reconstruction contract (``relion_extrec``), an auto-refine's
+files (``relion``) and the hook's log (``hook_log``)."""
 
 from cryoprior.io.mrc import read_map, write_map_atomic
 from cryoprior.io.relion import (
-    ExternalReconstructJob,
-    ExternalReconstructName,
     IterationFiles,
     ModelInfo,
     OptimiserInfo,
     ParticlesTable,
     SamplingInfo,
     find_iteration_files,
-    parse_external_reconstruct_name,
-    read_external_reconstruct_arrays,
-    read_external_reconstruct_job,
     read_model_star,
     read_optimiser_star,
     read_particles_star,
     read_sampling_star,
+)
+from cryoprior.io.relion_extrec import (
+    ExternalReconstructJob,
+    ExternalReconstructName,
+    parse_external_reconstruct_name,
+    read_external_reconstruct_arrays,
+    read_external_reconstruct_job,
 )
 from cryoprior.io.star import read_star, write_star_atomic
 

@@ -7,13 +7,27 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import starfile
 
 from cryoprior.errors import InputFileError
 from cryoprior.io._atomic import atomic_path
 
-__all__ = ["read_star", "write_star_atomic", "star_version", "require_block"]
+__all__ = [
+    "NONE_STRINGS",
+    "block_label",
+    "list_block",
+    "loop_column",
+    "read_star",
+    "require_block",
+    "star_version",
+    "to_bool",
+    "to_float",
+    "to_int",
+    "to_str",
+    "write_star_atomic",
+]
 
 
 def read_star(path: str | Path) -> dict[str, pd.DataFrame | dict[str, Any]]:
@@ -79,3 +93,88 @@ def write_star_atomic(
     with atomic_path(path, suffix=".star") as tmp:
         starfile.write(blocks, tmp, overwrite=True)
     return path
+
+
+#: Values RELION writes for an empty string label.
+NONE_STRINGS = frozenset({"", "None", "none"})
+
+
+def list_block(blocks: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    """A RELION "list" (simple key/value) block as a dict; a one-row loop is accepted too."""
+    block = require_block(blocks, name, path)
+    if isinstance(block, dict):
+        return block
+    if len(block) != 1:
+        raise InputFileError(path, f"data_{name} is not a simple block ({len(block)} rows)")
+    return block.iloc[0].to_dict()
+
+
+def to_int(value: Any) -> int:
+    """Cast a STAR value to int; a float must be integral (ValueError otherwise)."""
+    if isinstance(value, str):
+        return int(value.strip())
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(f"{value!r} is not an integer")
+    return int(number)
+
+
+def to_bool(value: Any) -> bool:
+    """Cast a STAR 0/1 flag to bool (ValueError for anything else)."""
+    number = to_int(value)
+    if number not in (0, 1):
+        raise ValueError(f"{value!r} is not 0 or 1")
+    return bool(number)
+
+
+def to_float(value: Any) -> float:
+    """Cast a STAR value to float."""
+    return float(value.strip()) if isinstance(value, str) else float(value)
+
+
+def to_str(value: Any) -> str:
+    """Cast a STAR value to a stripped string."""
+    return str(value).strip()
+
+
+_CAST_NAMES = {to_int: "integer", to_bool: "0/1 flag", to_float: "number", to_str: "string"}
+
+
+def block_label(
+    block: dict[str, Any], label: str, cast, path: Path, block_name: str, *, required: bool = True
+):
+    """``cast(block[label])``; InputFileError for a missing label (if required) or bad value."""
+    if label not in block:
+        if required:
+            raise InputFileError(path, f"missing label _{label} in data_{block_name}")
+        return None
+    value = block[label]
+    try:
+        return cast(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        what = _CAST_NAMES.get(cast, "value")
+        raise InputFileError(
+            path, f"label _{label} in data_{block_name} is not a valid {what}: {value!r}"
+        ) from exc
+
+
+def loop_column(
+    table: pd.DataFrame, label: str, dtype, path: Path, block_name: str, *, required: bool = False
+) -> np.ndarray | None:
+    """A loop column as a new numpy array; InputFileError for non-numeric entries."""
+    if label not in table.columns:
+        if required:
+            raise InputFileError(path, f"missing column _{label} in data_{block_name}")
+        return None
+    column = table[label]
+    try:
+        if np.dtype(dtype).kind in "iu":
+            as_float = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64)
+            if not np.all(np.isfinite(as_float)) or np.any(as_float != np.round(as_float)):
+                raise ValueError("non-integer entries")
+            return as_float.astype(dtype)
+        return pd.to_numeric(column, errors="raise").to_numpy(dtype=dtype).copy()
+    except (TypeError, ValueError) as exc:
+        raise InputFileError(
+            path, f"column _{label} in data_{block_name} has non-numeric values ({exc})"
+        ) from exc
