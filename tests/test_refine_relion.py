@@ -55,7 +55,8 @@ def _refine(project: Path, *args: str, timeout: float = 300):
 
 
 def _relion_processes(folder: str) -> list[int]:
-    """PIDs of mpirun / relion_refine_mpi processes whose command line names ``folder``."""
+    """PIDs of the processes of a run (mpirun, relion_refine_mpi, the watchdog) whose command
+    line names ``folder``."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -64,8 +65,9 @@ def _relion_processes(folder: str) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
+        # mpirun, the ranks, and the watchdog (whose command line holds theirs)
         if ("relion_refine_mpi" in cmdline or "mpirun" in cmdline) and folder in cmdline:
-            if "cryoprior.refine.watchdog" not in cmdline and "pytest" not in cmdline:
+            if "pytest" not in cmdline:
                 found.append(int(proc.name))
     return found
 

@@ -49,7 +49,7 @@ def test_sigkill_of_the_launcher_stops_the_ranks():
     # watchdog + bash + 2 ranks
     assert len(_wait_members(watchdog, 4)) == 4
     parent.kill()  # SIGKILL: no handler runs in the launcher
-    parent.wait()
+    parent.communicate()
     assert _wait_members(watchdog, 0) == []
 
 

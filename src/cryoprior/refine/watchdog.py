@@ -9,8 +9,8 @@ which sit in process groups of their own): SIGTERM, then SIGKILL after ``GRACE_S
 (default 10). Its exit status is the command's (128 + N for a signal N).
 
 The parent's end is noticed through ``prctl(PR_SET_PDEATHSIG)`` (Linux; immediate) and by
-polling ``getppid`` every half second (any POSIX system). It is a program of its own (run with
-``-m``), so it writes its usage error to stderr itself.
+polling ``getppid`` every half second (any POSIX system). It is a program of its own (run as a
+script or with ``-m``; standard library only), so it writes its usage error to stderr itself.
 """
 
 from __future__ import annotations
