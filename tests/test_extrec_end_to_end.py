@@ -17,12 +17,12 @@ import pytest
 from _jobfiles import copy_iteration_files
 from cryoprior.extrec.schedule import (
     IterationState,
-    _last_run_out_local_searches,
     decide,
     parse_schedule,
     read_iteration_state,
 )
 from cryoprior.io.mrc import read_map
+from cryoprior.io.relion import read_run_out
 from cryoprior.io.relion_extrec import parse_external_reconstruct_name
 
 pytestmark = pytest.mark.relion
@@ -103,12 +103,12 @@ def test_local_search_detection_from_files_lags_at_most_one(stock_run, tmp_path)
 def test_run_out_closes_the_lag(stock_run, tmp_path):
     workdir, result = stock_run
     shutil.copy2(result.output_root.parent / "run.out", tmp_path / "run.out")
-    assert _last_run_out_local_searches(tmp_path / "run.out") is True
+    assert read_run_out(tmp_path / "run.out").local_searches is True
     (tmp_path / "early.out").write_text(
         " Auto-refine: Angular step= 15 degrees; local searches= false\n"
     )
-    assert _last_run_out_local_searches(tmp_path / "early.out") is False
-    assert _last_run_out_local_searches(tmp_path / "missing.out") is None
+    assert read_run_out(tmp_path / "early.out").local_searches is False
+    assert read_run_out(tmp_path / "missing.out").local_searches is None
 
 
 def test_schedules():

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from cryoprior.io.json import write_json_atomic
-from cryoprior.validate.job import RelionJobFiles, find_relion_job_files
+from cryoprior.io.relion import RelionJobFiles, find_relion_job_files
 
 __all__ = ["RelionJobFiles", "find_relion_job_files", "validate", "write_json_atomic"]
 

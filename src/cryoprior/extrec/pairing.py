@@ -5,7 +5,7 @@ call must return only when *its* output exists. With ``--sequential_halves_recon
 starts only after half 1 returned (and RELION writes half 2's files only then), so any
 wait must be bounded.
 
-Files live in ``<job dir>/.cryoprior_pair/<root>_itNNN_classCCC/``. Every process of a call
+Files live in ``<job dir>/.cryoprior_pair/<call key>/`` (one folder per call of both halves). Every process of a call
 (an *attempt*) draws a random token and holds an exclusive ``flock`` on ``<token>.lock``
 for its whole life, so a partner can tell a live attempt from a dead one (the kernel drops
 the lock when a process dies, even by SIGKILL). All changes to the folder's set of
@@ -99,10 +99,7 @@ class PairOutcome:
 
 def pair_directory(name: ExternalReconstructName, *, base_dir: str | Path = ".") -> Path:
     """Folder where the two halves of one call meet."""
-    root = Path(name.output_root)
-    it = f"_it{name.iteration:03d}" if name.iteration is not None else ""
-    key = f"{root.name}{it}_{name.kind}{name.index:03d}"
-    return Path(base_dir) / root.parent / ".cryoprior_pair" / key
+    return Path(base_dir) / Path(name.output_root).parent / ".cryoprior_pair" / name.call_key
 
 
 def job_input_paths(star: Path) -> list[Path]:

@@ -1,33 +1,36 @@
 """When to regularize: the iteration state RELION is in, and the user's rule.
 
 RELION's job STAR carries no iteration state. During the call of iteration N only files of
-iteration N-1 exist, so the state is read from ``<root>_it(N-1)_sampling.star``,
-``_optimiser.star`` and ``_half1_model.star``. Local searches are on in iteration N when
-``rlnHealpixOrder(N-1) >= rlnAutoLocalSearchesHealpixOrder`` or the model says
+iteration N-1 exist, so the state is read from that iteration's sampling, optimiser and half-1
+model STAR files (:func:`cryoprior.io.relion.find_iteration_files`). Local searches are on in
+iteration N when ``rlnHealpixOrder(N-1) >= rlnAutoLocalSearchesHealpixOrder`` or the model says
 ``rlnOrientationalPriorMode == 1`` (RELION's own rule, ``MlOptimiser::updateAngularSampling``);
-this lags by one iteration at the switch, which RELION's ``run.out`` can close: its line
-``Auto-refine: Angular step= X degrees; local searches= true`` is printed before iteration
-N's expectation, so a "true" there settles it (sampling only ever gets finer).
+this lags by one iteration at the switch, which RELION's standard output
+(:func:`cryoprior.io.relion.read_run_out`) can close: its line ``Auto-refine: Angular step= X
+degrees; local searches= true`` is printed before iteration N's expectation, so a "true" there
+settles it (sampling only ever gets finer).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryoprior.errors import InputFileError
-from cryoprior.io.relion import read_model_star, read_optimiser_star, read_sampling_star
+from cryoprior.io.relion import (
+    find_iteration_files,
+    read_model_star,
+    read_optimiser_star,
+    read_run_out,
+    read_sampling_star,
+    run_out_path,
+)
 from cryoprior.io.relion_extrec import ExternalReconstructName
 
 __all__ = ["Schedule", "IterationState", "parse_schedule", "read_iteration_state", "decide"]
 
 logger = logging.getLogger(__name__)
-
-_LOCAL_RE = re.compile(
-    r"Auto-refine: Angular step=\s*([0-9.eE+-]+) degrees; local searches=\s*(\w+)"
-)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class IterationState:
     pixel_size_angstrom: from the model of N-1, or None.
     particle_diameter_angstrom: from the optimiser of N-1, or None.
     solvent_mask_name: from the optimiser of N-1, or None.
-    run_out_local_searches: what RELION's run.out last said (True/False), or None.
+    run_out_local_searches: what RELION's standard output last said (True/False), or None.
     """
 
     iteration: int | None = None
@@ -120,17 +123,6 @@ class IterationState:
         return any(votes)
 
 
-def _last_run_out_local_searches(run_out: Path) -> bool | None:
-    try:
-        text = run_out.read_text(errors="replace")
-    except OSError:
-        return None
-    matches = _LOCAL_RE.findall(text)
-    if not matches:
-        return None
-    return matches[-1][1].lower() == "true"
-
-
 def read_iteration_state(
     name: ExternalReconstructName, *, base_dir: str | Path = "."
 ) -> IterationState:
@@ -143,16 +135,13 @@ def read_iteration_state(
     iteration = name.iteration
     fields: dict = {"iteration": iteration, "half": name.half}
     if iteration is not None and iteration >= 1:
-        prev = f"{name.output_root}_it{iteration - 1:03d}"
+        previous = find_iteration_files(base / name.output_root, iteration - 1)
         readers = (
-            ("sampling", f"{prev}_sampling.star", read_sampling_star),
-            ("optimiser", f"{prev}_optimiser.star", read_optimiser_star),
-            ("model", f"{prev}_half1_model.star", read_model_star),
+            ("sampling", previous.sampling_star, read_sampling_star),
+            ("optimiser", previous.optimiser_star, read_optimiser_star),
+            ("model", previous.existing_model_star or previous.half1_model_star, read_model_star),
         )
-        for key, rel, reader in readers:
-            path = base / rel
-            if key == "model" and not path.exists():
-                path = base / f"{prev}_model.star"
+        for key, path, reader in readers:
             try:
                 info = reader(path)
             except InputFileError as exc:
@@ -168,9 +157,9 @@ def read_iteration_state(
                 fields["orientational_prior_mode"] = info.orientational_prior_mode
                 fields["current_resolution_angstrom"] = info.current_resolution_angstrom
                 fields["pixel_size_angstrom"] = info.pixel_size_angstrom
-    run_out = base / Path(name.output_root).parent / "run.out"
-    if run_out.exists():
-        fields["run_out_local_searches"] = _last_run_out_local_searches(run_out)
+    fields["run_out_local_searches"] = read_run_out(
+        run_out_path(base / name.output_root)
+    ).local_searches
     return IterationState(**fields)
 
 

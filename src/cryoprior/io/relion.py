@@ -1,13 +1,11 @@
-"""Typed readers for the files RELION writes for (and around) an external reconstruction.
+"""An auto-refine's files: everything RELION writes around the external reconstruction.
 
-Covers RELION 3.1 (``# version 30001``), 4.0 (extra ``rlnPixelSize`` and
-``rlnParticleDiameter`` in the job STAR) and 5.0 (``# version 50001``). See
-``docs`` in the repository and the design note ``relion_extrec.md`` for the protocol.
-
-Besides the job STAR of one external-reconstruction call, this module reads the
-per-iteration files relion_refine writes (``<out>_itNNN_sampling.star``,
-``_optimiser.star``, ``_half1_model.star`` / ``_model.star`` and ``_data.star``); an
-external program sees those of iteration N-1 while iteration N is reconstructed.
+The per-iteration files relion_refine writes (``<out>_itNNN_sampling.star``,
+``_optimiser.star``, ``_half1_model.star`` / ``_model.star`` and ``_data.star``; an external
+program sees those of iteration N-1 while iteration N is reconstructed), the particles and
+optics tables, ``run.out`` progress, the final maps and job discovery. The job STAR of one
+external-reconstruction call is :mod:`cryoprior.io.relion_extrec`'s. RELION 3.1 (``# version
+30001``), 4.0 and 5.0 (``# version 50001``); see the design note ``relion_extrec.md``.
 
 Units, as found in files written by RELION 3.1.3 (Debian build):
 
@@ -22,6 +20,8 @@ Units, as found in files written by RELION 3.1.3 (Debian build):
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +53,17 @@ __all__ = [
     "ParticlesTable",
     "read_particles_star",
     "IterationFiles",
+    "RelionJobFiles",
+    "RunOutProgress",
+    "final_map_path",
     "find_iteration_files",
+    "find_relion_job_files",
+    "read_run_out",
+    "run_err_path",
+    "run_out_path",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -494,4 +503,174 @@ def find_iteration_files(output_root: str | Path, iteration: int) -> IterationFi
         half1_model_star=Path(f"{stem}_half1_model.star"),
         half2_model_star=Path(f"{stem}_half2_model.star"),
         model_star=Path(f"{stem}_model.star"),
+    )
+
+
+def final_map_path(output_root: str | Path) -> Path:
+    """The final joined map of an auto-refine: ``<root>_class001.mrc`` (may not exist)."""
+    return Path(f"{output_root}_class001.mrc")
+
+
+def run_out_path(output_root: str | Path) -> Path:
+    """``run.out`` of the job whose ``--o`` root is ``output_root`` (RELION's stdout there)."""
+    return Path(output_root).parent / "run.out"
+
+
+def run_err_path(output_root: str | Path) -> Path:
+    """``run.err`` of the job whose ``--o`` root is ``output_root`` (RELION's stderr there)."""
+    return Path(output_root).parent / "run.err"
+
+
+@dataclass(frozen=True)
+class RunOutProgress:
+    """Where an auto-refine stands according to its ``run.out`` (RELION 3.1-5.0 wording).
+
+    Attributes
+    ----------
+    iteration: the last "Auto-refine: Iteration= N" (None before the first).
+    resolution_angstrom: the last "Auto-refine: Resolution= X".
+    angular_step_degrees, local_searches: the last "Angular step= X degrees; local
+        searches= true|false".
+    final_resolution_angstrom: "Final resolution (without masking) is: X", once printed.
+    """
+
+    iteration: int | None = None
+    resolution_angstrom: float | None = None
+    angular_step_degrees: float | None = None
+    local_searches: bool | None = None
+    final_resolution_angstrom: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        """RELION printed its final resolution."""
+        return self.final_resolution_angstrom is not None
+
+
+_ITER_RE = re.compile(r"Auto-refine: Iteration=\s*(\d+)")
+_RES_RE = re.compile(r"Auto-refine: Resolution=\s*([0-9.]+)")
+_STEP_RE = re.compile(r"Angular step=\s*([0-9.eE+-]+) degrees; local searches=\s*(\w+)")
+_FINAL_RES_RE = re.compile(r"Final resolution \(without masking\) is:\s*([0-9.]+)")
+
+
+def read_run_out(path: str | Path) -> RunOutProgress:
+    r"""Parse a ``run.out`` (missing or unreadable: nothing known yet).
+
+    Tolerates a file being written while read (a torn last line matches nothing).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.out"
+    >>> _ = path.write_text(
+    ...     " Auto-refine: Iteration= 7\n"
+    ...     " Auto-refine: Angular step= 1.875 degrees; local searches= true\n"
+    ... )
+    >>> p = read_run_out(path)
+    >>> p.iteration, p.angular_step_degrees, p.local_searches, p.finished
+    (7, 1.875, True, False)
+    """
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return RunOutProgress()
+    iters = _ITER_RE.findall(text)
+    res = _RES_RE.findall(text)
+    steps = _STEP_RE.findall(text)
+    final = _FINAL_RES_RE.findall(text)
+    return RunOutProgress(
+        iteration=int(iters[-1]) if iters else None,
+        resolution_angstrom=float(res[-1]) if res else None,
+        angular_step_degrees=float(steps[-1][0]) if steps else None,
+        local_searches=(steps[-1][1].lower() == "true") if steps else None,
+        final_resolution_angstrom=float(final[-1]) if final else None,
+    )
+
+
+@dataclass(frozen=True)
+class RelionJobFiles:
+    """The outputs of a RELION auto-refine that validation reads.
+
+    Attributes
+    ----------
+    output_root: the ``--o`` root (``Refine3D/job001/run``).
+    half_map_1, half_map_2: ``<root>_half{1,2}_class001_unfil.mrc`` (final), or the last
+        iteration's ``<root>_itNNN_half{1,2}_class001.mrc`` for an unfinished run.
+    full_map: ``<root>_class001.mrc`` (None for an unfinished run).
+    particles_star: ``<root>_data.star`` or the last iteration's ``_data.star``.
+    model_star: ``<root>_model.star`` / last ``_half1_model.star`` (pixel size), or None.
+    sampling_star: ``<root>_sampling.star`` / last ``_sampling.star`` (symmetry), or None.
+    finished: whether the final files were found.
+    """
+
+    output_root: Path
+    half_map_1: Path
+    half_map_2: Path
+    full_map: Path | None
+    particles_star: Path | None
+    model_star: Path | None
+    sampling_star: Path | None
+    finished: bool
+
+
+def find_relion_job_files(job: str | Path) -> RelionJobFiles:
+    """Locate the maps and STAR files of an auto-refine from its folder or its ``--o`` root.
+
+    A folder holding several roots (``run``, ``run_ct5``...) uses the one whose final half-map
+    is newest. Without final maps, the last iteration's half-maps are used.
+
+    Raises
+    ------
+    FileNotFoundError: no half-maps could be found.
+    """
+    job = Path(job)
+    if job.is_dir():
+        finals = sorted(job.glob("*_half1_class001_unfil.mrc"), key=lambda p: p.stat().st_mtime)
+        if finals:
+            root = Path(str(finals[-1])[: -len("_half1_class001_unfil.mrc")])
+        else:
+            iterations = sorted(job.glob("*_it[0-9][0-9][0-9]*_half1_class001.mrc"))
+            if not iterations:
+                raise FileNotFoundError(f"{job}: no RELION half-maps (*_half1_class001*.mrc)")
+            root = Path(re.sub(r"_it\d+_half1_class001\.mrc$", "", str(iterations[-1])))
+    else:
+        root = job
+    final_1 = Path(f"{root}_half1_class001_unfil.mrc")
+    final_2 = Path(f"{root}_half2_class001_unfil.mrc")
+    if final_1.is_file() and final_2.is_file():
+
+        def existing(path: Path) -> Path | None:
+            return path if path.is_file() else None
+
+        return RelionJobFiles(
+            output_root=root,
+            half_map_1=final_1,
+            half_map_2=final_2,
+            full_map=existing(Path(f"{root}_class001.mrc")),
+            particles_star=existing(Path(f"{root}_data.star")),
+            model_star=existing(Path(f"{root}_model.star")),
+            sampling_star=existing(Path(f"{root}_sampling.star")),
+            finished=True,
+        )
+    numbers = []
+    for path in root.parent.glob(f"{root.name}_it*_half1_class001.mrc"):
+        match = re.search(r"_it(\d+)_half1_class001\.mrc$", path.name)
+        if match:
+            numbers.append(int(match.group(1)))
+    if not numbers:
+        raise FileNotFoundError(f"{root}: no final or per-iteration half-maps")
+    stem = f"{root}_it{max(numbers):03d}"
+    logger.warning("%s has no final maps: using iteration %d", root, max(numbers))
+
+    def maybe(path: str) -> Path | None:
+        return Path(path) if Path(path).is_file() else None
+
+    return RelionJobFiles(
+        output_root=root,
+        half_map_1=Path(f"{stem}_half1_class001.mrc"),
+        half_map_2=Path(f"{stem}_half2_class001.mrc"),
+        full_map=None,
+        particles_star=maybe(f"{stem}_data.star"),
+        model_star=maybe(f"{stem}_half1_model.star"),
+        sampling_star=maybe(f"{stem}_sampling.star"),
+        finished=False,
     )

@@ -60,6 +60,12 @@ class ExternalReconstructName:
     def is_half(self) -> bool:
         return self.half is not None
 
+    @property
+    def call_key(self) -> str:
+        """The call without its half: ``<root name>[_itNNN]_classCCC`` (both halves share it)."""
+        it = f"_it{self.iteration:03d}" if self.iteration is not None else ""
+        return f"{Path(self.output_root).name}{it}_{self.kind}{self.index:03d}"
+
     def sibling(self, half: int) -> str:
         """Job STAR name of the same call for the given half."""
         it = f"_it{self.iteration:03d}" if self.iteration is not None else ""

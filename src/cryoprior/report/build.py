@@ -23,6 +23,7 @@ import numpy as np
 from cryoprior.io._atomic import write_text_atomic
 from cryoprior.io.json import read_json
 from cryoprior.io.mrc import read_map
+from cryoprior.io.relion import final_map_path
 from cryoprior.report.comparison import (
     plot_map_gallery,
     plot_mode_fsc_curves,
@@ -159,7 +160,7 @@ def _maps_for_gallery(root: Path, runs: dict[str, ReportRun], labels: dict[str, 
         mask = (t > t.mean() + 0.5 * t.std()).astype(float)
     for mode, run in runs.items():
         output_root = run.run_dir / run.result["refine"].get("output_root", "Refine3D/run")
-        path = Path(f"{output_root}_class001.mrc")
+        path = final_map_path(output_root)
         if path.is_file():
             maps[labels.get(mode, mode)] = read_map(path, dtype=np.float64)
     if mask is not None and mask.sum() < 10:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,12 @@ import numpy as np
 
 from cryoprior.errors import InputFileError
 from cryoprior.io.mrc import read_map, read_map_header_voxel_size
-from cryoprior.io.relion import read_model_star, read_particles_star, read_sampling_star
+from cryoprior.io.relion import (
+    find_relion_job_files,
+    read_model_star,
+    read_particles_star,
+    read_sampling_star,
+)
 from cryoprior.validate.atoms import model_density_map, read_atomic_model
 from cryoprior.validate.poses import pose_table_from_particles
 from cryoprior.validate.summary import ValidationInputs
@@ -25,102 +29,10 @@ from cryoprior.validate.symmetry import validate_symmetry_name
 
 __all__ = [
     "LoadedInputs",
-    "RelionJobFiles",
-    "find_relion_job_files",
     "load_validation_inputs",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RelionJobFiles:
-    """The outputs of a RELION auto-refine that validation reads.
-
-    Attributes
-    ----------
-    output_root: the ``--o`` root (``Refine3D/job001/run``).
-    half_map_1, half_map_2: ``<root>_half{1,2}_class001_unfil.mrc`` (final), or the last
-        iteration's ``<root>_itNNN_half{1,2}_class001.mrc`` for an unfinished run.
-    full_map: ``<root>_class001.mrc`` (None for an unfinished run).
-    particles_star: ``<root>_data.star`` or the last iteration's ``_data.star``.
-    model_star: ``<root>_model.star`` / last ``_half1_model.star`` (pixel size), or None.
-    sampling_star: ``<root>_sampling.star`` / last ``_sampling.star`` (symmetry), or None.
-    finished: whether the final files were found.
-    """
-
-    output_root: Path
-    half_map_1: Path
-    half_map_2: Path
-    full_map: Path | None
-    particles_star: Path | None
-    model_star: Path | None
-    sampling_star: Path | None
-    finished: bool
-
-
-def find_relion_job_files(job: str | Path) -> RelionJobFiles:
-    """Locate the maps and STAR files of an auto-refine from its folder or its ``--o`` root.
-
-    A folder holding several roots (``run``, ``run_ct5``...) uses the one whose final half-map
-    is newest. Without final maps, the last iteration's half-maps are used.
-
-    Raises
-    ------
-    FileNotFoundError: no half-maps could be found.
-    """
-    job = Path(job)
-    if job.is_dir():
-        finals = sorted(job.glob("*_half1_class001_unfil.mrc"), key=lambda p: p.stat().st_mtime)
-        if finals:
-            root = Path(str(finals[-1])[: -len("_half1_class001_unfil.mrc")])
-        else:
-            iterations = sorted(job.glob("*_it[0-9][0-9][0-9]*_half1_class001.mrc"))
-            if not iterations:
-                raise FileNotFoundError(f"{job}: no RELION half-maps (*_half1_class001*.mrc)")
-            root = Path(re.sub(r"_it\d+_half1_class001\.mrc$", "", str(iterations[-1])))
-    else:
-        root = job
-    final_1 = Path(f"{root}_half1_class001_unfil.mrc")
-    final_2 = Path(f"{root}_half2_class001_unfil.mrc")
-    if final_1.is_file() and final_2.is_file():
-
-        def existing(path: Path) -> Path | None:
-            return path if path.is_file() else None
-
-        return RelionJobFiles(
-            output_root=root,
-            half_map_1=final_1,
-            half_map_2=final_2,
-            full_map=existing(Path(f"{root}_class001.mrc")),
-            particles_star=existing(Path(f"{root}_data.star")),
-            model_star=existing(Path(f"{root}_model.star")),
-            sampling_star=existing(Path(f"{root}_sampling.star")),
-            finished=True,
-        )
-    numbers = []
-    for path in root.parent.glob(f"{root.name}_it*_half1_class001.mrc"):
-        match = re.search(r"_it(\d+)_half1_class001\.mrc$", path.name)
-        if match:
-            numbers.append(int(match.group(1)))
-    if not numbers:
-        raise FileNotFoundError(f"{root}: no final or per-iteration half-maps")
-    stem = f"{root}_it{max(numbers):03d}"
-    logger.warning("%s has no final maps: using iteration %d", root, max(numbers))
-
-    def maybe(path: str) -> Path | None:
-        return Path(path) if Path(path).is_file() else None
-
-    return RelionJobFiles(
-        output_root=root,
-        half_map_1=Path(f"{stem}_half1_class001.mrc"),
-        half_map_2=Path(f"{stem}_half2_class001.mrc"),
-        full_map=None,
-        particles_star=maybe(f"{stem}_data.star"),
-        model_star=maybe(f"{stem}_half1_model.star"),
-        sampling_star=maybe(f"{stem}_sampling.star"),
-        finished=False,
-    )
 
 
 @dataclass(frozen=True)
