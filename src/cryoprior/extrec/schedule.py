@@ -38,18 +38,20 @@ class Schedule:
     """A rule for when to regularize.
 
     kind: ``always``, ``never``, ``local-searches``, ``resolution`` (apply when the current
-    resolution is at or below ``threshold`` Angstrom) or ``iteration`` (apply from iteration
-    ``threshold`` on).
+    resolution is at or below ``max_resolution_angstrom``) or ``iteration`` (apply from
+    iteration ``first_iteration`` on).
     """
 
     kind: str
-    threshold: float | None = None
+    max_resolution_angstrom: float | None = None
+    first_iteration: int | None = None
 
     def __str__(self) -> str:
+        """The rule as the command line spells it (``resolution<=8``)."""
         if self.kind == "resolution":
-            return f"resolution<={self.threshold:g}"
+            return f"resolution<={self.max_resolution_angstrom:g}"
         if self.kind == "iteration":
-            return f"iteration>={int(self.threshold)}"
+            return f"iteration>={self.first_iteration}"
         return self.kind
 
 
@@ -58,18 +60,17 @@ def parse_schedule(text: str) -> Schedule:
     t = text.strip().lower().replace(" ", "")
     if t in ("always", "never", "local-searches"):
         return Schedule(t)
-    for prefix, kind, cast in (
-        ("resolution<=", "resolution", float),
-        ("iteration>=", "iteration", int),
-    ):
-        if t.startswith(prefix):
-            try:
-                value = cast(t[len(prefix) :])
-            except ValueError:
-                break
-            if value <= 0:
-                break
-            return Schedule(kind, float(value))
+    try:
+        if t.startswith("resolution<="):
+            angstrom = float(t[len("resolution<=") :])
+            if angstrom > 0 and angstrom < float("inf"):
+                return Schedule("resolution", max_resolution_angstrom=angstrom)
+        elif t.startswith("iteration>="):
+            iteration = int(t[len("iteration>=") :])
+            if iteration > 0:
+                return Schedule("iteration", first_iteration=iteration)
+    except ValueError:
+        pass
     raise ValueError(
         f"unknown schedule {text!r}: use always, never, local-searches, resolution<=X (Angstrom) "
         "or iteration>=N"
@@ -136,27 +137,27 @@ def read_iteration_state(
     fields: dict = {"iteration": iteration, "half": name.half}
     if iteration is not None and iteration >= 1:
         previous = find_iteration_files(base / name.output_root, iteration - 1)
-        readers = (
-            ("sampling", previous.sampling_star, read_sampling_star),
-            ("optimiser", previous.optimiser_star, read_optimiser_star),
-            ("model", previous.existing_model_star or previous.half1_model_star, read_model_star),
-        )
-        for key, path, reader in readers:
-            try:
-                info = reader(path)
-            except InputFileError as exc:
-                logger.debug("iteration state: %s", exc)
-                continue
-            if key == "sampling":
-                fields["previous_healpix_order"] = info.healpix_order
-            elif key == "optimiser":
-                fields["auto_local_searches_healpix_order"] = info.auto_local_searches_healpix_order
-                fields["particle_diameter_angstrom"] = info.particle_diameter_angstrom
-                fields["solvent_mask_name"] = info.solvent_mask_name
-            else:
-                fields["orientational_prior_mode"] = info.orientational_prior_mode
-                fields["current_resolution_angstrom"] = info.current_resolution_angstrom
-                fields["pixel_size_angstrom"] = info.pixel_size_angstrom
+        try:
+            sampling = read_sampling_star(previous.sampling_star)
+            fields["previous_healpix_order"] = sampling.healpix_order
+        except InputFileError as exc:
+            logger.debug("iteration state: %s", exc)
+        try:
+            optimiser = read_optimiser_star(previous.optimiser_star)
+            fields["auto_local_searches_healpix_order"] = (
+                optimiser.auto_local_searches_healpix_order
+            )
+            fields["particle_diameter_angstrom"] = optimiser.particle_diameter_angstrom
+            fields["solvent_mask_name"] = optimiser.solvent_mask_name
+        except InputFileError as exc:
+            logger.debug("iteration state: %s", exc)
+        try:
+            model = read_model_star(previous.existing_model_star or previous.half1_model_star)
+            fields["orientational_prior_mode"] = model.orientational_prior_mode
+            fields["current_resolution_angstrom"] = model.current_resolution_angstrom
+            fields["pixel_size_angstrom"] = model.pixel_size_angstrom
+        except InputFileError as exc:
+            logger.debug("iteration state: %s", exc)
     fields["run_out_local_searches"] = read_run_out(
         run_out_path(base / name.output_root)
     ).local_searches
@@ -174,15 +175,16 @@ def decide(schedule: Schedule, state: IterationState) -> tuple[bool, str]:
         if local is None:
             return False, "local searches unknown (no iteration files of N-1)"
         return local, "local searches" if local else "global searches"
-    if schedule.kind == "resolution":
+    if schedule.kind == "resolution" and schedule.max_resolution_angstrom is not None:
         res = state.current_resolution_angstrom
+        limit = schedule.max_resolution_angstrom
         if res is None:
             return False, "current resolution unknown"
-        ok = res <= schedule.threshold
-        return ok, f"resolution {res:.2f} A {'<=' if ok else '>'} {schedule.threshold:g} A"
-    if schedule.kind == "iteration":
+        ok = res <= limit
+        return ok, f"resolution {res:.2f} A {'<=' if ok else '>'} {limit:g} A"
+    if schedule.kind == "iteration" and schedule.first_iteration is not None:
         if state.iteration is None:
             return False, "iteration unknown"
-        ok = state.iteration >= schedule.threshold
-        return ok, f"iteration {state.iteration} {'>=' if ok else '<'} {int(schedule.threshold)}"
+        ok = state.iteration >= schedule.first_iteration
+        return ok, f"iteration {state.iteration} {'>=' if ok else '<'} {schedule.first_iteration}"
     raise ValueError(f"unknown schedule kind {schedule.kind!r}")
