@@ -5,7 +5,7 @@ from __future__ import annotations
 import linecache
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -158,10 +158,25 @@ def block_label(
         ) from exc
 
 
+@overload
+def loop_column(
+    table: pd.DataFrame, label: str, dtype, path: Path, block_name: str, *, required: Literal[True]
+) -> np.ndarray: ...
+
+
+@overload
+def loop_column(
+    table: pd.DataFrame, label: str, dtype, path: Path, block_name: str, *, required: bool = False
+) -> np.ndarray | None: ...
+
+
 def loop_column(
     table: pd.DataFrame, label: str, dtype, path: Path, block_name: str, *, required: bool = False
 ) -> np.ndarray | None:
-    """A loop column as a new numpy array; InputFileError for non-numeric entries."""
+    """Return a loop column as a new numpy array (None when absent and not required).
+
+    Raises InputFileError for a missing required column or non-numeric entries.
+    """
     if label not in table.columns:
         if required:
             raise InputFileError(path, f"missing column _{label} in data_{block_name}")
