@@ -2,7 +2,8 @@
 # cryoprior's two commands on a fresh Debian machine (nothing needed but Python 3.11+ and apt):
 #   ./run.sh demo   install everything (RELION 3.1.3 from Debian, a virtual environment with
 #                   torch 2.13.0 and cryoprior) and run the main job
-#   ./run.sh test   install the same, then lint and run the test suite
+#   ./run.sh test   install the same, then lint (ruff, mypy, the import layers) and run the
+#                   test suite
 # Also: ./run.sh setup (install only), ./run.sh lint. Idempotent: reruns only do what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -40,6 +41,8 @@ setup() {
 lint() {
     "$BIN/ruff" check src tests benchmarks
     "$BIN/ruff" format --check src tests benchmarks
+    "$BIN/mypy"             # type check of src/ ([tool.mypy] in pyproject.toml)
+    "$BIN/lint-imports"     # the import layers of docs/architecture.md ([tool.importlinter])
 }
 
 case "${1:-}" in
