@@ -216,3 +216,15 @@ def test_guard_settings_reject_unknown_method():
         GuardSettings(method="magic")
     with pytest.raises(ValueError, match="non-finite"):
         apply_guard(np.zeros((8, 8, 8)), np.zeros((8, 8, 8)), fsc=np.full(5, np.nan))
+
+
+def test_v2_drops_insignificant_low_shells_even_below_the_cutoff():
+    """Pure noise's FSC over the few voxels of shells 1-2 can exceed 1/7 by chance (0.18-0.22
+    for 5a1a d8 of benchmarks/prior_eval.py); those shells hold nothing and must not pass."""
+    rng = np.random.default_rng(8)
+    plain, regularized = rng.normal(size=(2, N, N, N))
+    fsc = np.zeros(N // 2 + 1)
+    fsc[0], fsc[1], fsc[2] = 1.0, 0.2, 0.2  # above 1/7, below 3 SD (0.59, 0.35)
+    out, report = apply_guard(regularized, plain, fsc=fsc, settings=V2)
+    assert report.cutoff_shell > 2.0
+    assert np.abs(out - regularized.mean()).max() < 1e-9

@@ -16,7 +16,9 @@
      - the expected amplitude of the signal a half-map holds there (for two independent
      halves of equal SNR, FSC_s = signal power / total power) - and shells whose FSC is not
      significantly above zero (below ``significance_sigmas`` / sqrt(2 n_s), n_s the shell's
-     half-complex voxels: the SD of the FSC of two independent noise maps) are set to zero.
+     half-complex voxels: the SD of the FSC of two independent noise maps) are set to zero -
+     below the cut-off too, where only the few-voxel lowest shells of pure noise can be
+     affected. Corners beyond Nyquist (no FSC) are set to zero.
      So beyond the cut-off the regularizer may remove noise (its output there is never larger
      than the signal the data hold), but where the data hold nothing the output holds nothing;
      the plain map's noise is never put back. The edge ends at the lower face of the first
@@ -229,10 +231,13 @@ def apply_guard(
         if below.size:
             cutoff = min(cutoff, max(float(below[0]) - 0.5, 0.0))
         w = trailing_weights(n, cutoff_shell=cutoff, edge_width_shells=settings.edge_width_shells)
-        factor = shell_amplitude_limit(
-            reg_ft, pln_ft, significant_fsc(fsc, n=n, sigmas=settings.significance_sigmas), n=n
-        )
-        out_ft = reg_ft * (w + (1.0 - w) * factor[np.minimum(shell_index(n), n // 2 + 1)])
+        significant = significant_fsc(fsc, n=n, sigmas=settings.significance_sigmas)
+        factor = shell_amplitude_limit(reg_ft, pln_ft, significant, n=n)
+        # a shell whose FSC is not significant holds nothing, below the cut-off too (the FSC of
+        # few-voxel low shells of pure noise can cross 1/7 by chance)
+        keep = np.append(significant > 0, False).astype(np.float64)
+        idx = np.minimum(shell_index(n), n // 2 + 1)
+        out_ft = reg_ft * (w * keep[idx] + (1.0 - w) * factor[idx])
         out_ft[0, 0, 0] = reg_ft[0, 0, 0]
         removed_ft = reg_ft - out_ft
     else:
