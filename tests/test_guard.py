@@ -204,11 +204,18 @@ def test_significant_fsc_floor_is_the_sd_of_pure_noise_fsc():
         a, b = rng.normal(size=(2, N, N, N))
         z.append(fourier_shell_correlation(a, b)[4:] * np.sqrt(2.0 * counts[4:]))
     assert 0.85 < np.std(np.concatenate(z)) < 1.15
-    fsc = np.full(N // 2 + 1, 0.04)
-    kept = significant_fsc(fsc, n=N, sigmas=3.0)
     floor = 3.0 / np.sqrt(2.0 * counts)
-    assert np.all(kept[1:][fsc[1:] > floor[1:]] == 0.04)
-    assert np.all(kept[1:][fsc[1:] <= floor[1:]] == 0.0)
+    fsc = np.ones(N // 2 + 1)
+    fsc[6:] = 0.1  # significant from shell 9 on (floor 0.086), not at shells 6-8
+    np.testing.assert_array_equal(
+        significant_fsc(fsc, n=N, sigmas=3.0), np.r_[np.ones(6), np.zeros(11)]
+    )
+    fsc[6:9] = 1.0  # now significant throughout
+    assert np.all(fsc[9:] > floor[9:])
+    np.testing.assert_array_equal(significant_fsc(fsc, n=N, sigmas=3.0), fsc)
+    # support ends at the first insignificant shell: a later chance pass is not support
+    fsc[12] = 0.0
+    np.testing.assert_array_equal(significant_fsc(fsc, n=N)[12:], 0.0)
 
 
 def test_guard_settings_reject_unknown_method():

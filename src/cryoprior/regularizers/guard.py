@@ -16,9 +16,11 @@
      - the expected amplitude of the signal a half-map holds there (for two independent
      halves of equal SNR, FSC_s = signal power / total power) - and shells whose FSC is not
      significantly above zero (below ``significance_sigmas`` / sqrt(2 n_s), n_s the shell's
-     half-complex voxels: the SD of the FSC of two independent noise maps) are set to zero -
-     below the cut-off too, where only the few-voxel lowest shells of pure noise can be
-     affected. Corners beyond Nyquist (no FSC) are set to zero.
+     half-complex voxels: the SD of the FSC of two independent noise maps) are set to zero,
+     and so is every shell after the first such one (the data's support has ended there; a
+     later shell that passes by chance is not support) - below the cut-off too, where only the
+     few-voxel lowest shells of pure noise can be affected. Corners beyond Nyquist (no FSC)
+     are set to zero.
      So beyond the cut-off the regularizer may remove noise (its output there is never larger
      than the signal the data hold), but where the data hold nothing the output holds nothing;
      the plain map's noise is never put back. The edge ends at the lower face of the first
@@ -65,7 +67,8 @@ class GuardSettings:
         regularized map beyond the cut-off, its amplitude per shell capped by what the data
         hold; see the module docstring and docs/guard.md).
     significance_sigmas: "bounded" only: a shell's FSC counts as signal only above this many
-        SDs of the FSC of pure noise (1 / sqrt(2 n_s)); below, the shell is set to zero.
+        SDs of the FSC of pure noise (1 / sqrt(2 n_s)); the first shell below it and all
+        shells after it are set to zero.
     """
 
     fsc_threshold: float = 1.0 / 7.0
@@ -133,19 +136,25 @@ def trailing_weights(n: int, *, cutoff_shell: float, edge_width_shells: float) -
 
 
 def significant_fsc(fsc: np.ndarray, *, n: int, sigmas: float = 3.0) -> np.ndarray:
-    """The FSC per shell, clipped to [0, 1], with shells not significantly above zero set to 0.
+    """The FSC per shell, clipped to [0, 1], up to the first shell not significantly above
+    zero; 0 from that shell on.
 
-    A shell of n_s half-complex voxels (RELION's rounded shells) counts when its FSC exceeds
-    ``sigmas / sqrt(2 n_s)``: the FSC of two independent Gaussian noise maps over such a shell
-    has mean 0 and SD 1 / sqrt(2 n_s).
+    A shell of n_s half-complex voxels (RELION's rounded shells) is significant when its FSC
+    exceeds ``sigmas / sqrt(2 n_s)``: the FSC of two independent Gaussian noise maps over such
+    a shell has mean 0 and SD 1 / sqrt(2 n_s). The data's support ends at the first shell
+    (from shell 1 on) that is not: a later shell that passes by chance (3 SD: about 1 in 700
+    shells of pure noise) is not support. Shell 0 (the mean) is 1.
 
     fsc: (n//2+1,) FSC per shell. Returns (n//2+1,) float64.
     """
     values = np.clip(np.asarray(fsc, dtype=np.float64), 0.0, 1.0)
     counts = np.bincount(shell_index(n).ravel(), minlength=n // 2 + 1)[: n // 2 + 1]
     floor = sigmas / np.sqrt(2.0 * np.maximum(counts, 1))
-    out = np.where(values > floor, values, 0.0)
-    out[0] = 1.0 if values.size else out[0]
+    out = values.copy()
+    out[0] = 1.0
+    failing = np.flatnonzero(values[1:] <= floor[1:])
+    if failing.size:
+        out[failing[0] + 1 :] = 0.0
     return out
 
 
