@@ -574,6 +574,16 @@ def markdown(result: dict) -> str:
             "| design | " + " | ".join(f"{r['protein']} {r['level']}" for r in variant_rows) + " |",
             "|---|" + "---|" * len(variant_rows),
         ]
+        for key, title in (
+            ("classical", "classical (FSC filter + mask)"),
+            ("prior", "prior, no guard"),
+        ):
+            cells = [
+                f"{r['methods'][key]['res_fsc0.5_angstrom']:.2f}, "
+                f"{r['methods'][key]['cc_in_molecule']:.3f}"
+                for r in variant_rows
+            ]
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
         for name in variant_rows[0]["guard_variants"]:
             cells = []
             for r in variant_rows:
@@ -583,14 +593,6 @@ def markdown(result: dict) -> str:
                     f"{v['wiener']['res_fsc0.5_angstrom']:.2f}, {v['wiener']['cc_in_molecule']:.3f}"
                 )
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        for r in variant_rows:
-            m = r["methods"]
-            lines.append(
-                f"| (classical, {r['protein']} {r['level']}: "
-                f"{m['classical']['res_fsc0.5_angstrom']:.2f}, {m['classical']['cc_in_molecule']:.3f}) |"
-                + " |"
-                * len(variant_rows)
-            )
     control_variants = [r for r in controls if "variants" in r["cutoff_control"]]
     if control_variants:
         lines += [

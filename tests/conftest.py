@@ -42,7 +42,7 @@ def demo_dataset(tmp_path_factory):
     """400 noisy projections of a 32^3 atom-like phantom at 4 A/px, from relion_project."""
     if not HAVE_RELION:
         pytest.skip("RELION 3.1 / OpenMPI not on PATH")
-    from _demo_dataset import make_demo_dataset
+    from demo_dataset import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("dataset"), n_particles=400, seed=0)
 
@@ -60,7 +60,7 @@ def _settings(dataset, output_root: str, **changes):
     return replace(base, **changes)
 
 
-def _run(dataset, tmp_path_factory, name: str, hook: str, **changes):
+def run_refinement(dataset, tmp_path_factory, name: str, hook: str, **changes):
     from cryoprior.refine.relion import run_auto_refine
 
     workdir = dataset.workdir  # RELION resolves image names relative to its working folder
@@ -74,7 +74,9 @@ def _run(dataset, tmp_path_factory, name: str, hook: str, **changes):
 @pytest.fixture(scope="session")
 def stock_run(demo_dataset, tmp_path_factory):
     """Full auto-refine, padding 2, with the stock relion_external_reconstruct as the hook."""
-    workdir, result = _run(demo_dataset, tmp_path_factory, "stock", "relion_external_reconstruct")
+    workdir, result = run_refinement(
+        demo_dataset, tmp_path_factory, "stock", "relion_external_reconstruct"
+    )
     assert result.returncode == 0, (workdir / "Refine3D/stock/run.err").read_text()[-2000:]
     return workdir, result
 
@@ -83,7 +85,7 @@ def stock_run(demo_dataset, tmp_path_factory):
 def cryoprior_run(demo_dataset, tmp_path_factory):
     """The same auto-refine with ``cryoprior-extrec --regularizer none`` as the hook."""
     hook = f"{extrec_executable()} --regularizer none --when local-searches"
-    workdir, result = _run(demo_dataset, tmp_path_factory, "cryoprior", hook)
+    workdir, result = run_refinement(demo_dataset, tmp_path_factory, "cryoprior", hook)
     assert result.returncode == 0, (workdir / "Refine3D/cryoprior/run.err").read_text()[-2000:]
     return workdir, result
 
@@ -93,7 +95,7 @@ def stock_run_padding(request, demo_dataset, tmp_path_factory):
     """Full auto-refines (they end with the final joined call) at padding 1 and 1.5."""
     pad = request.param
     name = f"stock_pad{str(pad).replace('.', '_')}"
-    workdir, result = _run(
+    workdir, result = run_refinement(
         demo_dataset, tmp_path_factory, name, "relion_external_reconstruct", padding_factor=pad
     )
     assert result.returncode == 0, (workdir / f"Refine3D/{name}/run.err").read_text()[-2000:]

@@ -14,7 +14,6 @@ import shutil
 import numpy as np
 import pytest
 
-from _jobfiles import copy_iteration_files
 from cryoprior.extrec.schedule import (
     IterationState,
     decide,
@@ -24,6 +23,7 @@ from cryoprior.extrec.schedule import (
 from cryoprior.io.mrc import read_map
 from cryoprior.io.relion import read_run_out
 from cryoprior.io.relion_extrec import parse_external_reconstruct_name
+from jobfiles import copy_iteration_files
 
 pytestmark = pytest.mark.relion
 
@@ -48,7 +48,7 @@ def test_converges_like_the_stock_program(stock_run, cryoprior_run):
 
 
 def test_hook_called_every_iteration_and_logged(cryoprior_run):
-    workdir, result = cryoprior_run
+    _workdir, result = cryoprior_run
     log = result.output_root.parent / "cryoprior_extrec.log"
     records = [json.loads(line) for line in log.read_text().splitlines()]
     halves = [r for r in records if r["half"] is not None]
@@ -101,7 +101,7 @@ def test_local_search_detection_from_files_lags_at_most_one(stock_run, tmp_path)
 
 
 def test_run_out_closes_the_lag(stock_run, tmp_path):
-    workdir, result = stock_run
+    _workdir, result = stock_run
     shutil.copy2(result.output_root.parent / "run.out", tmp_path / "run.out")
     assert read_run_out(tmp_path / "run.out").local_searches is True
     (tmp_path / "early.out").write_text(
@@ -140,7 +140,7 @@ def test_joint_regularizer_inside_a_real_refinement(demo_dataset, tmp_path_facto
     """A joint (two-half) regularizer in a real relion_refine_mpi run: with concurrent halves the
     two processes meet and it is applied; with --sequential_halves_recons every call falls back
     after --pair-timeout instead of deadlocking, and RELION finishes."""
-    from conftest import _run, extrec_executable
+    from conftest import extrec_executable, run_refinement
 
     pair_timeout = 3 if sequential else 60  # concurrent halves meet within a second or two
     hook = (
@@ -148,7 +148,7 @@ def test_joint_regularizer_inside_a_real_refinement(demo_dataset, tmp_path_facto
         f"--pair-timeout {pair_timeout}"
     )
     name = "joint_seq" if sequential else "joint"
-    workdir, result = _run(
+    workdir, result = run_refinement(
         demo_dataset,
         tmp_path_factory,
         name,

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _jobfiles import copy_job
 from conftest import extrec_executable, hook_env
 from cryoprior.io.mrc import read_map, write_map_atomic
 from cryoprior.io.relion_extrec import read_external_reconstruct_job
+from jobfiles import copy_job
 
 pytestmark = pytest.mark.relion
 
@@ -172,7 +172,7 @@ def test_schedule_never_keeps_plain(half_job):
 
 def test_final_joined_call_is_plain_unless_asked(stock_run, tmp_path):
     workdir, stars = _stock_stars(stock_run)
-    final = [s for s in stars if "_half" not in s.name][0]
+    final = next(s for s in stars if "_half" not in s.name)
     rel = copy_job(workdir, final, tmp_path)
     stock = read_map(workdir / read_external_reconstruct_job(final).result_path)
     proc = _extrec(tmp_path, rel, "--regularizer", f"{REG}:Scale", "--when", "always")

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _jobfiles import copy_iteration_files, copy_job
 from conftest import extrec_executable, hook_env
 from cryoprior.io.mrc import read_map
 from cryoprior.io.relion_extrec import read_external_reconstruct_job
 from cryoprior.io.star import read_star
 from cryoprior.regularizers.sidesplitter import particle_sphere_mask, sidesplitter
+from jobfiles import copy_iteration_files, copy_job
 
 pytestmark = pytest.mark.relion
 

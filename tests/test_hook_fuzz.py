@@ -29,9 +29,9 @@ import mrcfile
 import numpy as np
 from typer.testing import CliRunner
 
-from _jobfiles import TINY_STARS, tiny_reference, unpack_tiny_job
 from cryoprior.cli.extrec import app
 from cryoprior.io.relion_extrec import read_external_reconstruct_job
+from jobfiles import TINY_STARS, tiny_reference, unpack_tiny_job
 
 SEED = 20261201
 N_STAR, N_PER_ARRAY = 120, 60

@@ -20,9 +20,9 @@ import mrcfile
 import numpy as np
 import pytest
 
-from _jobfiles import TINY_STARS, tiny_reference, unpack_tiny_job
 from conftest import extrec_executable, hook_env
 from cryoprior.io.relion_extrec import read_external_reconstruct_job
+from jobfiles import TINY_STARS, tiny_reference, unpack_tiny_job
 
 REG = "regularizers_for_tests"
 H1, H2, FINAL = TINY_STARS["half1"], TINY_STARS["half2"], TINY_STARS["final"]
@@ -569,7 +569,7 @@ def test_committed_job_matches_its_checksums():
     import hashlib
     import re
 
-    from _jobfiles import TINY_JOB
+    from jobfiles import TINY_JOB
 
     listed = dict(
         (name, digest)

@@ -18,8 +18,12 @@ import numpy as np
 import pytest
 
 from cryoprior.io.mrc import read_map
-from cryoprior.io.relion_extrec import read_external_reconstruct_job
-from cryoprior.reconstruct import ReconstructionOptions, reconstruct_job
+from cryoprior.io.relion_extrec import (
+    ExternalReconstructJob,
+    read_external_reconstruct_arrays,
+    read_external_reconstruct_job,
+)
+from cryoprior.reconstruct import ReconstructionOptions, reconstruct_from_arrays
 
 pytestmark = pytest.mark.relion
 
@@ -28,6 +32,27 @@ TOLERANCE = 1e-5  # of the map's maximum absolute value
 
 def _rel_max_diff(ours: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(ours.astype(np.float32) - reference).max() / np.abs(reference).max())
+
+
+def _reconstruct(
+    job: ExternalReconstructJob,
+    *,
+    options: ReconstructionOptions | None = None,
+    base_dir: Path,
+) -> np.ndarray:
+    """Our map of one job: its arrays read and reconstructed as the hook does (extrec.run)."""
+    options = options if options is not None else ReconstructionOptions()
+    data, weight = read_external_reconstruct_arrays(job, base_dir=base_dir)
+    return reconstruct_from_arrays(
+        data,
+        weight,
+        tau2=job.tau2,
+        original_image_size=job.original_image_size,
+        current_image_size=job.current_image_size,
+        padding_factor=job.padding_factor,
+        tau2_fudge=job.tau2_fudge,
+        options=options,
+    )
 
 
 def _jobs(workdir: Path, name: str) -> list[Path]:
@@ -53,7 +78,7 @@ def test_every_call_of_a_padding_2_run_matches(stock_run):
         job = read_external_reconstruct_job(star)
         sizes.add(job.current_image_size)
         reference = read_map(workdir / job.result_path)
-        ours = reconstruct_job(job, base_dir=workdir)
+        ours = _reconstruct(job, base_dir=workdir)
         assert ours.shape == reference.shape == (32, 32, 32)
         assert _rel_max_diff(ours, reference) <= TOLERANCE, star.name
     # the run exercised a current size below the box and the full box
@@ -74,9 +99,7 @@ def test_variants_match(stock_run, tmp_path, flags):
     )
     for star in chosen:
         reference = _stock(workdir, star, tmp_path / "stock.mrc", flags)
-        ours = reconstruct_job(
-            read_external_reconstruct_job(star), options=options, base_dir=workdir
-        )
+        ours = _reconstruct(read_external_reconstruct_job(star), options=options, base_dir=workdir)
         assert _rel_max_diff(ours, reference) <= TOLERANCE, (star.name, flags)
 
 
@@ -94,7 +117,7 @@ def test_current_size_below_box(stock_run, tmp_path, current_size):
             job = read_external_reconstruct_job(edited)
             assert job.current_image_size == current_size
             options = ReconstructionOptions(skip_gridding=bool(flags))
-            ours = reconstruct_job(job, options=options, base_dir=workdir)
+            ours = _reconstruct(job, options=options, base_dir=workdir)
             assert _rel_max_diff(ours, reference) <= TOLERANCE, (current_size, flags)
     finally:
         edited.unlink()
@@ -109,7 +132,7 @@ def test_padding_1_and_1_5(stock_run_padding):
         job = read_external_reconstruct_job(star)
         assert job.padding_factor == pad
         reference = read_map(workdir / job.result_path)
-        ours = reconstruct_job(job, base_dir=workdir)
+        ours = _reconstruct(job, base_dir=workdir)
         assert _rel_max_diff(ours, reference) <= TOLERANCE, star.name
 
 
@@ -119,7 +142,5 @@ def test_parity_check_can_fail(stock_run):
     star = _jobs(workdir, "stock")[-2]
     job = read_external_reconstruct_job(star)
     reference = read_map(workdir / job.result_path)
-    wrong = reconstruct_job(
-        job, options=ReconstructionOptions(skip_gridding=True), base_dir=workdir
-    )
+    wrong = _reconstruct(job, options=ReconstructionOptions(skip_gridding=True), base_dir=workdir)
     assert _rel_max_diff(wrong, reference) > TOLERANCE

@@ -124,8 +124,10 @@ def extrec(
 
 
 def _exit_cleanly_on_signals() -> None:
-    """SIGTERM/SIGHUP (a queue system, a closed terminal) end the program through Python, so
-    an atomic write in progress removes its temporary file instead of leaving it behind."""
+    """Make SIGTERM/SIGHUP (a queue system, a closed terminal) end the program through Python.
+
+    An atomic write in progress then removes its temporary file instead of leaving it behind.
+    """
 
     def handler(signum, frame):
         raise SystemExit(128 + signum)
@@ -172,7 +174,7 @@ _DEFAULTS: dict[str, object] = {
 
 
 def read_config_file(path: Path) -> dict[str, object]:
-    """The TOML file's options, keys normalized to the command-line names and type-checked.
+    """Return the TOML file's options, keys normalized to the command-line names and type-checked.
 
     Raises InputFileError (naming the file) for an unreadable file, an unknown key or a
     value of the wrong type.
@@ -193,7 +195,7 @@ def read_config_file(path: Path) -> dict[str, object]:
                 path, f"unknown key {raw_key!r}; use the option names: {', '.join(_KEYS)}"
             )
         types = _KEYS[key]
-        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             wanted = " or ".join(t.__name__ for t in types)
             raise InputFileError(path, f"{raw_key} must be a {wanted}, not {value!r}")
         out[key] = value
@@ -201,6 +203,7 @@ def read_config_file(path: Path) -> dict[str, object]:
 
 
 def get_table(file_options: dict[str, object]) -> dict[str, Any]:
+    """Return a copy of the file's ``option`` table (regularizer options), empty if none."""
     table = file_options.get("option", {})
     return dict(table) if isinstance(table, dict) else {}
 
@@ -260,6 +263,7 @@ def build_config(given: dict[str, object], config_path: Path | None):
 
 
 def main() -> None:
+    """Run ``cryoprior-extrec`` (the console-script entry point)."""
     app()
 
 

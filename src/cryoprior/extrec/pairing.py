@@ -103,7 +103,7 @@ def pair_directory(name: ExternalReconstructName, *, base_dir: str | Path = ".")
 
 
 def job_input_paths(star: Path) -> list[Path]:
-    """The job STAR and the three arrays RELION writes beside it (RELION's naming)."""
+    """Return the job STAR and the three arrays RELION writes beside it (RELION's naming)."""
     stem = str(star)[: -len(".star")] if str(star).endswith(".star") else str(star)
     return [star] + [Path(f"{stem}_{s}.mrc") for s in ("data_real", "data_imag", "weight")]
 
@@ -129,7 +129,7 @@ def _signature_is_current(recorded: Any) -> bool:
 
 
 def call_identity(regularizer: str, options: dict[str, Any], mask: str | None) -> str:
-    """A short hash of what the joint computation depends on besides the data."""
+    """Return a short hash of what the joint computation depends on besides the data."""
     text = json.dumps(
         {"regularizer": regularizer, "options": options, "mask": mask},
         sort_keys=True,
@@ -199,7 +199,7 @@ def _remove(*paths: Path) -> None:
 
 
 def _token_of(file_name: str) -> str | None:
-    """The attempt token a file belongs to (also for the hidden temporary files)."""
+    """Return the attempt token a file belongs to (also for the hidden temporary files)."""
     head = file_name.lstrip(".").split(".", 1)[0]
     return head if len(head) == 32 and all(c in "0123456789abcdef" for c in head) else None
 
@@ -230,7 +230,7 @@ def _sweep(folder: Path) -> None:
 
 
 class _Attempt:
-    """This process's presence in the pair folder."""
+    """Presence of this process in the pair folder."""
 
     def __init__(self, folder: Path, half: int):
         self.folder = folder
@@ -430,8 +430,11 @@ def _lead(
 def _gave_up_applies(
     folder: Path, gave_up: dict[str, Any] | None, identity: str, my_marker: dict[str, Any]
 ) -> bool:
-    """A leader's "gave up" counts only for this identity, unchanged half-1 files, and a
-    half 2 whose own files were written after it (RELION's --sequential_halves_recons)."""
+    """Tell whether a leader's "gave up" applies to this half 2.
+
+    It counts only for this identity, unchanged half-1 files, and a half 2 whose own files
+    were written after it (RELION's --sequential_halves_recons).
+    """
     if gave_up is None or gave_up.get("identity") != identity:
         return False
     if not _signature_is_current(gave_up.get("inputs")):

@@ -251,7 +251,7 @@ def run_extrec(
 
 
 def _after_plain(job, plain, state, config: ExtrecConfig, base, voxel, record, seconds, finish):
-    """Steps 2-4: decide, regularize in isolation, write the regularized map."""
+    """Run steps 2-4: decide, regularize in isolation, write the regularized map."""
     name = job.name
     if name is None or name.half is None:
         if not config.regularize_final:

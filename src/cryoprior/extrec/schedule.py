@@ -28,7 +28,7 @@ from cryoprior.io.relion import (
 )
 from cryoprior.io.relion_extrec import ExternalReconstructName
 
-__all__ = ["Schedule", "IterationState", "parse_schedule", "read_iteration_state", "decide"]
+__all__ = ["IterationState", "Schedule", "decide", "parse_schedule", "read_iteration_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Schedule:
     first_iteration: int | None = None
 
     def __str__(self) -> str:
-        """The rule as the command line spells it (``resolution<=8``)."""
+        """Return the rule as the command line spells it (``resolution<=8``)."""
         if self.kind == "resolution":
             return f"resolution<={self.max_resolution_angstrom:g}"
         if self.kind == "iteration":
@@ -151,13 +151,17 @@ def read_iteration_state(
             fields["solvent_mask_name"] = optimiser.solvent_mask_name
         except InputFileError as exc:
             logger.debug("iteration state: %s", exc)
-        try:
-            model = read_model_star(previous.existing_model_star or previous.half1_model_star)
-            fields["orientational_prior_mode"] = model.orientational_prior_mode
-            fields["current_resolution_angstrom"] = model.current_resolution_angstrom
-            fields["pixel_size_angstrom"] = model.pixel_size_angstrom
-        except InputFileError as exc:
-            logger.debug("iteration state: %s", exc)
+        model_star = previous.existing_model_star
+        if model_star is None:
+            logger.debug("iteration state: no model STAR of iteration %d", iteration - 1)
+        else:
+            try:
+                model = read_model_star(model_star)
+                fields["orientational_prior_mode"] = model.orientational_prior_mode
+                fields["current_resolution_angstrom"] = model.current_resolution_angstrom
+                fields["pixel_size_angstrom"] = model.pixel_size_angstrom
+            except InputFileError as exc:
+                logger.debug("iteration state: %s", exc)
     fields["run_out_local_searches"] = read_run_out(
         run_out_path(base / name.output_root)
     ).local_searches

@@ -1,6 +1,9 @@
-"""File I/O: MRC through mrcfile, STAR through starfile, atomic models through gemmi, JSON,
-and RELION's files: the external-reconstruction contract (``relion_extrec``), an auto-refine's
-files (``relion``) and the hook's log (``hook_log``)."""
+"""File I/O: MRC, STAR, atomic models, JSON and RELION's files.
+
+MRC through mrcfile, STAR through starfile, atomic models through gemmi, JSON, and RELION's
+files: the external-reconstruction contract (``relion_extrec``), an auto-refine's files
+(``relion``) and the hook's log (``hook_log``).
+"""
 
 from cryoprior.io.mrc import read_map, write_map_atomic
 from cryoprior.io.relion import (

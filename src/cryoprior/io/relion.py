@@ -44,21 +44,25 @@ from cryoprior.io.star import (
 )
 
 __all__ = [
-    "SamplingInfo",
-    "read_sampling_star",
-    "OptimiserInfo",
-    "read_optimiser_star",
-    "ModelInfo",
-    "read_model_star",
-    "ParticlesTable",
-    "read_particles_star",
     "IterationFiles",
+    "ModelInfo",
+    "OptimiserInfo",
+    "ParticlesTable",
     "RelionJobFiles",
     "RunOutProgress",
+    "SamplingInfo",
+    "final_half_map_paths",
     "final_map_path",
+    "finished_run_map",
+    "last_iteration",
+    "latest_optimiser_star",
     "find_iteration_files",
     "find_relion_job_files",
+    "read_model_star",
+    "read_optimiser_star",
+    "read_particles_star",
     "read_run_out",
+    "read_sampling_star",
     "run_err_path",
     "run_out_path",
 ]
@@ -169,7 +173,9 @@ class OptimiserInfo:
 
 
 def _optimiser_command_line(path: Path) -> str | None:
-    """The second of the leading comment lines (``# RELION optimiser; version ...``, ``# --o ...``).
+    """Return the second of the leading comment lines (``# --o ...``), if any.
+
+    The first is ``# RELION optimiser; version ...``, the second the command line.
 
     This reads comments only; the data blocks are parsed by starfile.
     """
@@ -235,8 +241,9 @@ def read_optimiser_star(path: str | Path) -> OptimiserInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """``<out>_itNNN_half1_model.star`` (or ``_model.star``): ``model_general`` and the first
-    class table ``model_class_1`` (``MlModel::write``).
+    """``<out>_itNNN_half1_model.star`` (or ``_model.star``): general and first class blocks.
+
+    Block ``model_general`` and the first class table ``model_class_1`` (``MlModel::write``).
 
     Attributes
     ----------
@@ -348,6 +355,7 @@ class ParticlesTable:
 
     @property
     def n_particles(self) -> int:
+        """Number of particles (rows of the particles table)."""
         return len(self.particles)
 
     @property
@@ -480,8 +488,9 @@ class IterationFiles:
 
 
 def find_iteration_files(output_root: str | Path, iteration: int) -> IterationFiles:
-    """The per-iteration file names relion_refine uses (``%03d`` iteration); never raises
-    for files that do not exist.
+    """Return the per-iteration file names relion_refine uses (``%03d`` iteration).
+
+    Never raises for files that do not exist.
 
     Example
     -------
@@ -507,8 +516,54 @@ def find_iteration_files(output_root: str | Path, iteration: int) -> IterationFi
 
 
 def final_map_path(output_root: str | Path) -> Path:
-    """The final joined map of an auto-refine: ``<root>_class001.mrc`` (may not exist)."""
+    """Return the final joined map of an auto-refine: ``<root>_class001.mrc`` (may not exist)."""
     return Path(f"{output_root}_class001.mrc")
+
+
+def final_half_map_paths(output_root: str | Path) -> tuple[Path, Path]:
+    """The final unfiltered half-maps: ``<root>_half{1,2}_class001_unfil.mrc``."""
+    return (
+        Path(f"{output_root}_half1_class001_unfil.mrc"),
+        Path(f"{output_root}_half2_class001_unfil.mrc"),
+    )
+
+
+def finished_run_map(job_dir: str | Path, run_name: str) -> Path | None:
+    """The final map of a finished run named ``run_name`` (or one of its ``_ctN``
+    continuations) in ``job_dir``, or None when no run there has finished."""
+    for path in sorted(Path(job_dir).glob(f"{run_name}*_class001.mrc")):
+        suffix = path.name[len(run_name) :]
+        if re.fullmatch(r"(_ct\d+)?_class001\.mrc", suffix):
+            return path
+    return None
+
+
+def latest_optimiser_star(output_root: str | Path) -> tuple[Path, int] | None:
+    """Return the newest ``<root>[_ctN]_itNNN_optimiser.star`` of a run and its iteration.
+
+    None when the run has written none (``--continue`` starts from this file).
+    """
+    root = Path(output_root)
+    best: tuple[Path, int] | None = None
+    for path in root.parent.glob(f"{root.name}*_it[0-9][0-9][0-9]_optimiser.star"):
+        match = re.fullmatch(r"(_ct\d+)?_it(\d{3,})_optimiser\.star", path.name[len(root.name) :])
+        if match is None:
+            continue
+        number = int(match.group(2))
+        if best is None or number > best[1]:
+            best = (path, number)
+    return best
+
+
+def last_iteration(output_root: str | Path) -> int:
+    """Return the number of the last iteration a run wrote (its ``half1_model`` STAR); 0: none."""
+    root = Path(output_root)
+    iterations = 0
+    for model in root.parent.glob(f"{root.name}_it*_half1_model.star"):
+        match = re.fullmatch(r"_it(\d+)_half1_model\.star", model.name[len(root.name) :])
+        if match:
+            iterations = max(iterations, int(match.group(1)))
+    return iterations
 
 
 def run_out_path(output_root: str | Path) -> Path:

@@ -1,5 +1,7 @@
-"""The external-reconstruction contract: the job STAR RELION writes for each call of
-``--external_reconstruct`` and the Fourier arrays it names (RELION 3.1, 4.0 and 5.0).
+"""The external-reconstruction contract: the job STAR and the Fourier arrays it names.
+
+RELION writes the job STAR for each call of ``--external_reconstruct`` (RELION 3.1, 4.0 and
+5.0) and the Fourier arrays beside it.
 
 RELION runs ``$RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE <root>_external_reconstruct.star`` and
 waits for the map named by ``rlnExtReconsResult``. 4.0 adds ``rlnPixelSize`` and
@@ -58,6 +60,7 @@ class ExternalReconstructName:
 
     @property
     def is_half(self) -> bool:
+        """Whether this is a call for one half (``_half1``/``_half2``), not the final joined one."""
         return self.half is not None
 
     @property
@@ -147,6 +150,7 @@ class ExternalReconstructJob:
 
     @property
     def name(self) -> ExternalReconstructName | None:
+        """The parsed job STAR name, or None when it is not RELION's naming."""
         return parse_external_reconstruct_name(self.star_path)
 
 
@@ -161,7 +165,7 @@ def _general_value(general: dict[str, Any], label: str, path: Path, cast):
 
 
 def _optional_length(general: dict[str, Any], label: str, path: Path) -> float | None:
-    """A RELION >= 4.0.1 length label (Angstrom): None when absent or 0, else positive."""
+    """Return a RELION >= 4.0.1 length label (Angstrom): None when absent or 0, else positive."""
     if label not in general:
         return None
     value = _general_value(general, label, path, to_float)

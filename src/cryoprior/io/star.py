@@ -60,7 +60,7 @@ def read_star(path: str | Path) -> dict[str, pd.DataFrame | dict[str, Any]]:
 
 
 def star_version(path: str | Path) -> int | None:
-    """The ``# version NNNNN`` number RELION writes before its blocks (30001, 50001), if any."""
+    """Return the ``# version NNNNN`` number RELION writes before its blocks (30001, 50001), if any."""
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             stripped = line.strip()
@@ -100,7 +100,7 @@ NONE_STRINGS = frozenset({"", "None", "none"})
 
 
 def list_block(blocks: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
-    """A RELION "list" (simple key/value) block as a dict; a one-row loop is accepted too."""
+    """Return a RELION "list" (simple key/value) block as a dict (a one-row loop is accepted)."""
     block = require_block(blocks, name, path)
     if isinstance(block, dict):
         return block
