@@ -53,11 +53,11 @@ __all__ = [
     "SamplingInfo",
     "final_half_map_paths",
     "final_map_path",
+    "find_iteration_files",
+    "find_relion_job_files",
     "finished_run_map",
     "last_iteration",
     "latest_optimiser_star",
-    "find_iteration_files",
-    "find_relion_job_files",
     "read_model_star",
     "read_optimiser_star",
     "read_particles_star",
@@ -521,7 +521,7 @@ def final_map_path(output_root: str | Path) -> Path:
 
 
 def final_half_map_paths(output_root: str | Path) -> tuple[Path, Path]:
-    """The final unfiltered half-maps: ``<root>_half{1,2}_class001_unfil.mrc``."""
+    """Return the final unfiltered half-maps: ``<root>_half{1,2}_class001_unfil.mrc``."""
     return (
         Path(f"{output_root}_half1_class001_unfil.mrc"),
         Path(f"{output_root}_half2_class001_unfil.mrc"),
@@ -529,8 +529,10 @@ def final_half_map_paths(output_root: str | Path) -> tuple[Path, Path]:
 
 
 def finished_run_map(job_dir: str | Path, run_name: str) -> Path | None:
-    """The final map of a finished run named ``run_name`` (or one of its ``_ctN``
-    continuations) in ``job_dir``, or None when no run there has finished."""
+    """Return the final map of a finished run named ``run_name`` in ``job_dir``, or None.
+
+    A ``_ctN`` continuation of the run counts too; None when no run there has finished yet.
+    """
     for path in sorted(Path(job_dir).glob(f"{run_name}*_class001.mrc")):
         suffix = path.name[len(run_name) :]
         if re.fullmatch(r"(_ct\d+)?_class001\.mrc", suffix):
