@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cryoprior.io.mrc import write_map_atomic
+from cryoprior.io.relion import latest_optimiser_star
 from cryoprior.refine.config import SUITES, suite
 from cryoprior.refine.experiment import (
     MODES,
@@ -24,7 +25,7 @@ from cryoprior.refine.experiment import (
     run_key,
     write_manifest,
 )
-from cryoprior.refine.relion import latest_optimiser_star, read_progress
+from cryoprior.refine.relion import read_progress
 from cryoprior.report.build import build_report
 from cryoprior.simulate.dataset import SimulationConfig
 from cryoprior.validate.summary import ValidationInputs, ValidationSettings, validate_maps

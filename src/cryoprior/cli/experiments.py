@@ -289,11 +289,13 @@ def refine(
 
 
 def _relion_failure(job: Path) -> str:
-    """RELION's own error message from the job's run.err (not Open MPI's boilerplate), else
-    the last meaningful line, naming the file."""
+    """RELION's own error message from the job's standard error (not Open MPI's boilerplate),
+    else the last meaningful line, naming the file."""
+    from cryoprior.io.relion import run_err_path, run_out_path
+    from cryoprior.refine.job import RUN_NAME
     from cryoprior.refine.relion import relion_error_message
 
-    err = job / "run.err"
+    err = run_err_path(job / RUN_NAME)
     text = err.read_text(errors="replace") if err.exists() else ""
     message = relion_error_message(text)
     if message is not None:
@@ -303,7 +305,7 @@ def _relion_failure(job: Path) -> str:
         for line in text.splitlines()
         if line.strip() and not line.startswith(("---", "[", " "))
     ]
-    return f"{lines[-1]} (see {err})" if lines else f"see {err} and {job / 'run.out'}"
+    return f"{lines[-1]} (see {err})" if lines else f"see {err} and {run_out_path(job / RUN_NAME)}"
 
 
 def _validate_job(console, job: Path, truth_map, truth_star, mask, seed: int) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from cryoprior.io.hook_log import read_hook_log
 from cryoprior.io.json import json_ready, read_json, write_json_atomic
+from cryoprior.io.relion import run_err_path, run_out_path
 from cryoprior.refine.relion import (
     AutoRefineSettings,
     RefineProgress,
@@ -566,7 +567,7 @@ def run_mode(
         if not refine_record["finished"]:
             raise RuntimeError(
                 f"{case.name}/{mode}: relion_refine_mpi exit {result.returncode}; "
-                f"see {job_dir / 'run.err'} and {job_dir / 'run.out'}"
+                f"see {run_err_path(result.output_root)} and {run_out_path(result.output_root)}"
             )
     validation = _validate_run(case, dataset_dir, job_dir, run_dir / "validation")
     summary = _summary(validation)
@@ -635,14 +636,3 @@ def write_manifest(
     path = root / "benchmark.json"
     write_json_atomic(path, data)
     return path
-
-
-def final_maps(run_dir: str | Path) -> dict[str, Path]:
-    """The final map and half-maps of a finished run (``full``, ``half1``, ``half2``)."""
-    record = read_json(Path(run_dir) / "refine.json") or {}
-    root = Path(run_dir) / record.get("output_root", "Refine3D/run")
-    return {
-        "full": Path(f"{root}_class001.mrc"),
-        "half1": Path(f"{root}_half1_class001_unfil.mrc"),
-        "half2": Path(f"{root}_half2_class001_unfil.mrc"),
-    }

@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 
 from cryoprior.errors import InputFileError
-from cryoprior.io.relion import read_particles_star
+from cryoprior.io.relion import (
+    finished_run_map,
+    read_particles_star,
+    run_err_path,
+    run_out_path,
+)
 from cryoprior.refine.inputs import (
     ParticleData,
     RefineInputError,
@@ -407,7 +412,7 @@ def write_rescaled_reference(plan: RefinePlan, request: RefineRequest, workdir: 
 
 def existing_run_files(job_dir: str | Path, run_name: str = RUN_NAME) -> list[Path]:
     """The files an earlier ``cryoprior refine`` run left in its job folder: RELION's
-    ``run.out``/``run.err`` and ``<run>_*`` outputs, the hook's log and rendezvous folder, the
+    standard output and error files and ``<run>_*`` outputs, the hook's log and rendezvous folder, the
     run record, the validation folder and a resampled reference. Other files (a mask, notes)
     are not listed."""
     from cryoprior.io.hook_log import LOG_FILE_NAME
@@ -415,20 +420,14 @@ def existing_run_files(job_dir: str | Path, run_name: str = RUN_NAME) -> list[Pa
     job = Path(job_dir)
     if not job.is_dir():
         return []
-    names = {"run.out", "run.err", LOG_FILE_NAME, RECORD_FILE_NAME, ".cryoprior_pair"}
+    names = {run_out_path(job / run_name).name, run_err_path(job / run_name).name}
+    names |= {LOG_FILE_NAME, RECORD_FILE_NAME, ".cryoprior_pair"}
     names |= {"validation", RESCALED_REFERENCE_NAME}
     found = []
     for path in sorted(job.iterdir()):
         if path.name in names or path.name.startswith(f"{run_name}_"):
             found.append(path)
     return found
-
-
-def _finished(job: Path, run_name: str) -> Path | None:
-    for path in sorted(job.glob(f"{run_name}*_class001.mrc")):
-        if "_it" not in path.name[len(run_name) :] and "_half" not in path.name:
-            return path
-    return None
 
 
 def prepare_job_folder(
@@ -452,7 +451,7 @@ def prepare_job_folder(
     if not files:
         return []
     if resume:
-        done = _finished(job, RUN_NAME)
+        done = finished_run_map(job, RUN_NAME)
         if done is not None:
             raise RefineInputError(
                 f"{job}: the run has finished ({done.name}); --overwrite starts it again"

@@ -21,6 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryoprior.io.hook_log import read_hook_log
+from cryoprior.io.relion import (
+    final_map_path,
+    last_iteration,
+    latest_optimiser_star,
+    read_run_out,
+    run_err_path,
+    run_out_path,
+)
 
 __all__ = [
     "AutoRefineSettings",
@@ -36,7 +44,6 @@ __all__ = [
     "relion_error_message",
     "build_continue_command",
     "build_refine_command",
-    "latest_optimiser_star",
     "read_progress",
     "relion_project_uniform",
     "run_auto_refine",
@@ -220,26 +227,9 @@ def build_continue_command(
     return cmd + merge_options(options, s.extra_args)
 
 
-_OPTIMISER_RE = re.compile(r"_it(\d+)_optimiser\.star$")
-
-
-def latest_optimiser_star(output_root: str | Path) -> tuple[Path, int] | None:
-    """The newest ``<root>[_ctN]_itNNN_optimiser.star`` of a run and its iteration, or None."""
-    root = Path(output_root)
-    best: tuple[Path, int] | None = None
-    for path in root.parent.glob(f"{root.name}*_it[0-9][0-9][0-9]_optimiser.star"):
-        stem = path.name[len(root.name) :]
-        if not re.fullmatch(r"(_ct\d+)?_it\d{3}_optimiser\.star", stem):
-            continue
-        number = int(_OPTIMISER_RE.search(path.name).group(1))
-        if best is None or number > best[1]:
-            best = (path, number)
-    return best
-
-
 @dataclass(frozen=True)
 class RefineProgress:
-    """Where a running auto-refine stands, read from its ``run.out`` and the hook's log.
+    """Where a running auto-refine stands, read from RELION's standard output and the hook's log.
 
     Attributes
     ----------
@@ -281,34 +271,25 @@ class RefineProgress:
         return " | ".join(parts)
 
 
-_ITER_RE = re.compile(r"Auto-refine: Iteration=\s*(\d+)")
-_RES_RE = re.compile(r"Auto-refine: Resolution=\s*([0-9.]+)")
-_STEP_RE = re.compile(r"Angular step=\s*([0-9.eE+-]+) degrees; local searches=\s*(\w+)")
-
-
 def read_progress(output_root: str | Path, run_out: str | Path | None = None) -> RefineProgress:
-    """Parse ``run.out`` (default: beside the root) and the hook's JSON-lines log.
+    """Read RELION's standard output (default: the job's, :func:`cryoprior.io.relion.run_out_path`)
+    and the hook's JSON-lines log.
 
     Tolerates files being written while read (a torn last line is ignored).
     """
     root = Path(output_root)
-    out = Path(run_out) if run_out is not None else root.parent / "run.out"
-    text = out.read_text(errors="replace") if out.exists() else ""
-    iters = _ITER_RE.findall(text)
-    res = _RES_RE.findall(text)
-    steps = _STEP_RE.findall(text)
-    final = _FINAL_RES_RE.findall(text)
+    out = read_run_out(Path(run_out) if run_out is not None else run_out_path(root))
     records = read_hook_log(root.parent)
     return RefineProgress(
-        iteration=int(iters[-1]) if iters else None,
-        resolution_angstrom=float(res[-1]) if res else None,
-        angular_step_degrees=float(steps[-1][0]) if steps else None,
-        local_searches=(steps[-1][1].lower() == "true") if steps else None,
+        iteration=out.iteration,
+        resolution_angstrom=out.resolution_angstrom,
+        angular_step_degrees=out.angular_step_degrees,
+        local_searches=out.local_searches,
         hook_calls=len(records),
         regularized=bool(records[-1].get("applied")) if records else None,
         fallbacks=sum(bool(r.get("fallback")) for r in records),
-        finished=bool(final),
-        final_resolution_angstrom=float(final[-1]) if final else None,
+        finished=out.finished,
+        final_resolution_angstrom=out.final_resolution_angstrom,
     )
 
 
@@ -320,9 +301,10 @@ class RefineResult:
     ----------
     returncode: mpirun's exit status.
     output_root: absolute ``--o`` root.
-    final_map: ``<root>_class001.mrc`` (None if the run did not finish).
-    iterations: number of the last iteration written (``_itNNN_half1_model.star``).
-    final_resolution_angstrom: from ``run.out`` "Final resolution (without masking) is: X"
+    final_map: the final joined map (:func:`cryoprior.io.relion.final_map_path`; None if the run
+        did not finish).
+    iterations: number of the last iteration written (:func:`cryoprior.io.relion.last_iteration`).
+    final_resolution_angstrom: RELION's "Final resolution (without masking) is: X"
         or None.
     wall_seconds: elapsed time.
     """
@@ -333,9 +315,6 @@ class RefineResult:
     iterations: int
     final_resolution_angstrom: float | None
     wall_seconds: float
-
-
-_FINAL_RES_RE = re.compile(r"Final resolution \(without masking\) is:\s*([0-9.]+)")
 
 
 def run_auto_refine(
@@ -355,7 +334,8 @@ def run_auto_refine(
     ----------
     settings: the refinement.
     workdir: RELION's project folder; paths in ``settings`` are relative to it. stdout and
-        stderr go to ``run.out`` and ``run.err`` beside the output root (appended on resume).
+        stderr go to the job's standard output and error files beside the output root
+        (:func:`cryoprior.io.relion.run_out_path`; appended on resume).
     hook_command: value of RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE (None: RELION's default,
         ``relion_external_reconstruct``).
     timeout_seconds: stop the run (every process of it) after this long and raise
@@ -404,8 +384,8 @@ def run_auto_refine(
         mode = "w"
     logger.info("running in %s: %s", workdir, " ".join(cmd))
     start = time.monotonic()
-    run_out = out_dir / "run.out"
-    with open(run_out, mode) as out, open(out_dir / "run.err", mode) as err:
+    run_out = run_out_path(workdir / base_root)
+    with open(run_out, mode) as out, open(run_err_path(workdir / base_root), mode) as err:
         try:
             proc = subprocess.Popen(
                 _watched(cmd),
@@ -430,7 +410,7 @@ def run_auto_refine(
                     _stop(proc)
                     raise RefineTimeoutError(
                         f"stopped after the time limit of {timeout_seconds:g} s "
-                        f"({out_dir / 'run.out'}); resume with --continue"
+                        f"({run_out}); resume with --continue"
                     )
         except BaseException:
             _stop(proc)
@@ -443,8 +423,8 @@ def run_auto_refine(
     return RefineResult(
         returncode=proc.returncode,
         output_root=result_root,
-        final_map=_existing(Path(f"{result_root}_class001.mrc")),
-        iterations=_last_iteration(result_root),
+        final_map=_existing(final_map_path(result_root)),
+        iterations=last_iteration(result_root),
         final_resolution_angstrom=final.final_resolution_angstrom,
         wall_seconds=wall,
     )
@@ -460,15 +440,6 @@ def _watched(cmd: list[str]) -> list[str]:
 
 def _existing(path: Path) -> Path | None:
     return path if path.exists() else None
-
-
-def _last_iteration(root: Path) -> int:
-    iterations = 0
-    for model in root.parent.glob(f"{root.name}_it*_half1_model.star"):
-        match = re.search(r"_it(\d+)_half1_model\.star$", model.name)
-        if match:
-            iterations = max(iterations, int(match.group(1)))
-    return iterations
 
 
 def _session_members(session_id: int) -> list[int]:
@@ -607,7 +578,7 @@ _ERROR_STOP = ("=== Backtrace", "---", "in: ", "MPI_ABORT", "[", "===")
 
 
 def relion_error_message(text: str) -> str | None:
-    """RELION's own error message in ``run.err`` text, without Open MPI's boilerplate.
+    """RELION's own error message in its standard-error text, without Open MPI's boilerplate.
 
     RELION prints ``ERROR:`` followed by lines of the message (each rank prints it, with a
     backtrace); the first message is returned, its lines joined by spaces, the ``ERROR``
