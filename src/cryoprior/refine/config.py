@@ -12,6 +12,7 @@ configuration share their cached runs (the noise sweep's first level *is* the is
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cryoprior.refine.experiment import ExperimentCase, RefineOptions
 from cryoprior.simulate.dataset import SimulationConfig
@@ -36,7 +37,7 @@ SCALE = (
     "virus. The learned prior works at 1.5 A/voxel, so each call upsamples the half-map."
 )
 
-PAPER = {
+PAPER: dict[str, dict[str, Any]] = {
     "isotropic": {
         "case": "beta-galactosidase, 18,309 views every 1.5 deg, box 338 at 0.637 A/px",
         "fsc_0143_angstrom": {"relion": 3.12, "sidesplitter": 3.03, "prior-noguard": 2.87},
@@ -65,7 +66,7 @@ PAPER = {
 
 
 def _betagal(**overrides) -> SimulationConfig:
-    values = dict(
+    values: dict[str, Any] = dict(
         model="beta-galactosidase",
         box_size=BOX,
         voxel_size_angstrom=VOXEL_ANGSTROM,

@@ -541,9 +541,11 @@ def run_mode(
             raise
         records = read_hook_log(job_dir)
         local_iterations = [
-            rec.get("iteration")
+            int(rec["iteration"])
             for rec in records
-            if rec.get("local_searches") is True and rec.get("half") is not None
+            if rec.get("local_searches") is True
+            and rec.get("half") is not None
+            and rec.get("iteration") is not None
         ]
         state = read_progress(run_dir / settings.output_root)
         refine_record = {

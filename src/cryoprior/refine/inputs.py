@@ -307,7 +307,7 @@ def validate_symmetry(name: str) -> str:
     text = str(name).strip().upper()
     match = _SYMMETRY_RE.fullmatch(text)
     ok = match is not None
-    if ok:
+    if match is not None:
         for group in ("c", "d", "s"):
             value = match.group(group)
             if value is not None and int(value) < 1:

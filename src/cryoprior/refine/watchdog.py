@@ -31,7 +31,7 @@ POLL_SECONDS = 0.5
 
 def _session_members(session_id: int) -> list[int]:
     """PIDs of the processes in a session, from /proc (empty where there is no /proc)."""
-    members = []
+    members: list[int] = []
     try:
         entries = os.listdir("/proc")
     except OSError:
