@@ -81,7 +81,7 @@ def mini_benchmark(tmp_path_factory):
 
 
 def test_every_mode_refines_and_is_validated(mini_benchmark):
-    root, output, *_ = mini_benchmark
+    root, _output, *_ = mini_benchmark
     (case,) = suite("mini")
     assert set(case.modes) == set(MODES)
     for mode in case.modes:
@@ -114,7 +114,7 @@ def test_every_mode_refines_and_is_validated(mini_benchmark):
 
 
 def test_report_written_and_rebuilt_from_cache(mini_benchmark, tmp_path):
-    root, output, *_ = mini_benchmark
+    root, _output, *_ = mini_benchmark
     report = root / "report"
     md = (report / "report.md").read_text()
     for label in ("RELION", "SIDESPLITTER", "prior + guard", "prior, no guard"):

@@ -17,7 +17,7 @@ from cryoprior.refine.experiment import (
     MODES,
     ExperimentCase,
     RefineOptions,
-    _controls,
+    case_controls,
     case_from_dict,
     case_to_dict,
     dataset_key,
@@ -138,16 +138,16 @@ def test_controls_verdicts():
     sim = SimulationConfig(box_size=48, voxel_size_angstrom=4.4, lowpass_resolution_angstrom=16)
     case = ExperimentCase("c", "c", "cutoff", sim, cutoff_angstrom=16.0)
     # box 211.2 A: the shell of 16 A is 13.2; one shell finer is 211.2/14.2 = 14.87 A
-    ok = _controls(case, {"final_resolution_angstrom": 16.2}, {"fsc_0143_angstrom": 15.0})
+    ok = case_controls(case, {"final_resolution_angstrom": 16.2}, {"fsc_0143_angstrom": 15.0})
     assert ok["cutoff"]["passed"]
     assert ok["cutoff"]["one_shell_finer_angstrom"] == pytest.approx(211.2 / 14.2)
-    bad = _controls(case, {"final_resolution_angstrom": 12.0}, {})
+    bad = case_controls(case, {"final_resolution_angstrom": 12.0}, {})
     assert not bad["cutoff"]["passed"]
     noise = ExperimentCase(
         "n", "n", "pure-noise", sim, refine=RefineOptions(ini_high_angstrom=30.0), pure_noise=True
     )
-    assert _controls(noise, {"final_resolution_angstrom": 35.2}, {})["pure_noise"]["passed"]
-    assert not _controls(noise, {"final_resolution_angstrom": 21.1}, {})["pure_noise"]["passed"]
+    assert case_controls(noise, {"final_resolution_angstrom": 35.2}, {})["pure_noise"]["passed"]
+    assert not case_controls(noise, {"final_resolution_angstrom": 21.1}, {})["pure_noise"]["passed"]
 
 
 def _fake_run(root: Path, case: ExperimentCase, mode: str, rng, final_resolution: float) -> None:
@@ -187,7 +187,7 @@ def _fake_run(root: Path, case: ExperimentCase, mode: str, rng, final_resolution
         "dataset": dataset.name,
         "refine": refine,
         "summary": summary,
-        "controls": _controls(case, refine, summary),
+        "controls": case_controls(case, refine, summary),
     }
     (run_dir / "result.json").write_text(json.dumps(result))
 
@@ -222,7 +222,7 @@ def test_stop_ends_every_process_of_the_session():
     import sys
     import time
 
-    from cryoprior.refine.relion import _session_members, _stop
+    from cryoprior.refine.relion import session_members, stop_process_session
 
     python = shlex.quote(sys.executable)  # no interpreter shims: exactly 3 processes
 
@@ -233,11 +233,11 @@ def test_stop_ends_every_process_of_the_session():
     )
     proc = subprocess.Popen(["bash", "-c", script], start_new_session=True)
     deadline = time.monotonic() + 10
-    while len(_session_members(proc.pid)) < 3 and time.monotonic() < deadline:
+    while len(session_members(proc.pid)) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(_session_members(proc.pid)) == 3
-    _stop(proc, grace_seconds=1.0)
+    assert len(session_members(proc.pid)) == 3
+    stop_process_session(proc, grace_seconds=1.0)
     deadline = time.monotonic() + 5  # killed orphans are reaped by init shortly after
-    while _session_members(proc.pid) and time.monotonic() < deadline:
+    while session_members(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _session_members(proc.pid) == []
+    assert session_members(proc.pid) == []

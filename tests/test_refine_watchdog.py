@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 
-from cryoprior.refine.watchdog import _session_members
+from cryoprior.refine.watchdog import session_members
 
 PYTHON = sys.executable
 RANK = "import os, signal, time; os.setpgid(0, 0); {} time.sleep(300)"
@@ -24,10 +24,10 @@ RANKS = (
 
 def _wait_members(session: int, count: int, seconds: float = 20.0) -> list[int]:
     deadline = time.monotonic() + seconds
-    members = _session_members(session)
+    members = session_members(session)
     while len(members) != count and time.monotonic() < deadline:
         time.sleep(0.1)
-        members = _session_members(session)
+        members = session_members(session)
     return members
 
 

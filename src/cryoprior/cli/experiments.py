@@ -1,6 +1,8 @@
-"""``cryoprior refine | benchmark | report | demo``: thin shells over ``cryoprior.refine`` and
-``cryoprior.report``; the only place here that prints, reads the environment or sets up
-logging."""
+"""``cryoprior refine | benchmark | report | demo``: thin shells over ``cryoprior.refine``.
+
+And over ``cryoprior.report``; the only place here that prints, reads the environment or sets
+up logging.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ MODE_HELP = "relion | sidesplitter | prior | prior-noguard"
 
 
 def _progress_printer(console):
-    """A rich Status whose text follows RefineProgress lines."""
+    """Make a rich Status whose text follows RefineProgress lines."""
     status = console.status("starting relion_refine_mpi...")
 
     def update(case: str, mode: str, progress) -> None:
@@ -34,10 +36,13 @@ def _progress_printer(console):
 
 @contextlib.contextmanager
 def _signals_stop_relion():
-    """While RELION runs, SIGTERM (a queue's kill, `kill PID`) and SIGHUP (a closed terminal)
-    end like Ctrl-C: the runner stops every process of RELION's session instead of leaving it
+    """Make SIGTERM and SIGHUP end like Ctrl-C while RELION runs.
+
+    SIGTERM (a queue's kill, `kill PID`) and SIGHUP (a closed terminal) raise
+    KeyboardInterrupt: the runner stops every process of RELION's session instead of leaving it
     running. (SIGKILL cannot be caught: the watchdog mpirun runs under stops RELION then.)
-    The previous handlers are restored afterwards."""
+    The previous handlers are restored afterwards.
+    """
 
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -131,8 +136,10 @@ def refine(
     ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
-    """Run RELION's gold-standard auto-refine (3.1, 4.0 or 5.0) with cryoprior-extrec as the
-    external reconstruction, showing a live progress line; validate the result at the end.
+    """Run RELION's gold-standard auto-refine with cryoprior-extrec as external reconstruction.
+
+    Works with RELION 3.1, 4.0 or 5.0; shows a live progress line and validates the result at
+    the end.
 
     Run it in the RELION project folder (image paths in the STAR file are relative to it).
     Pixel size, box and CTF come from the STAR file; the sampling is RELION's GUI default
@@ -289,8 +296,10 @@ def refine(
 
 
 def _relion_failure(job: Path) -> str:
-    """RELION's own error message from the job's standard error (not Open MPI's boilerplate),
-    else the last meaningful line, naming the file."""
+    """Return RELION's own error message from the job's standard error, naming the file.
+
+    Not Open MPI's boilerplate; else the last meaningful line.
+    """
     from cryoprior.io.relion import run_err_path, run_out_path
     from cryoprior.refine.job import RUN_NAME
     from cryoprior.refine.relion import relion_error_message
@@ -309,7 +318,7 @@ def _relion_failure(job: Path) -> str:
 
 
 def _validate_job(console, job: Path, truth_map, truth_star, mask, seed: int) -> None:
-    """Validation of the finished job, printed as a table; a failure is one line, not fatal."""
+    """Validate the finished job and print a table; a failure is one line, not fatal."""
     from rich.table import Table
 
     from cryoprior.errors import InputFileError
@@ -339,8 +348,10 @@ def _validate_job(console, job: Path, truth_map, truth_star, mask, seed: int) ->
 
 
 def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted, cluster=None):
-    """Run the suite's cases, here one after another or as submitit jobs when ``cluster`` (a
-    ClusterSettings) is given; returns (results, number of failed refinements)."""
+    """Run the suite's cases; return (results, number of failed refinements).
+
+    Here one after another, or as submitit jobs when ``cluster`` (a ClusterSettings) is given.
+    """
     from cryoprior.refine.config import SCALE, suite
     from cryoprior.refine.experiment import run_mode, write_manifest
 
@@ -445,8 +456,9 @@ def benchmark(
     job_minutes: Annotated[int, typer.Option(help="wall-time limit of each job (submitit)")] = 120,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
-    """Run the paper's simulated experiments (every case in every mode, cached: a rerun does
-    only what changed or was interrupted), then write the report.
+    """Run the paper's simulated experiments (every case in every mode), then write the report.
+
+    Runs are cached: a rerun does only what changed or was interrupted.
 
     Example: cryoprior benchmark --suite full --root benchmark_runs
     On a Slurm cluster: cryoprior benchmark --executor submitit --slurm-partition cpu
@@ -529,9 +541,11 @@ def demo(
     root: Annotated[Path, typer.Option(help="experiment folder")] = Path("demo_runs"),
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
-    """Simulate a small beta-galactosidase dataset, refine it with plain RELION and with the
-    learned prior (real relion_refine_mpi calling cryoprior-extrec), print the comparison
-    and write the report. About 6 minutes on 2 idle cores.
+    """Simulate a small beta-galactosidase dataset; refine it with plain RELION and the prior.
+
+    Both refinements are real relion_refine_mpi runs calling cryoprior-extrec (the second with
+    the learned prior); the comparison is printed and the report written. About 6 minutes on 2
+    idle cores.
 
     Example: cryoprior demo --root demo_runs
     """

@@ -17,7 +17,7 @@ from typing import Any
 from cryoprior.refine.experiment import ExperimentCase, RefineOptions
 from cryoprior.simulate.dataset import SimulationConfig
 
-__all__ = ["SCALE", "SUITES", "suite", "mini_model_path"]
+__all__ = ["SCALE", "SUITES", "mini_model_path", "suite"]
 
 BOX = 48
 VOXEL_ANGSTROM = 4.4
@@ -156,8 +156,10 @@ def _full() -> list[ExperimentCase]:
 
 
 def _demo() -> list[ExperimentCase]:
-    """The README's demo: the full suite's isotropic case in RELION and prior modes (its runs
-    are the benchmark's)."""
+    """Return the README's demo: the full suite's isotropic case in RELION and prior modes.
+
+    Its runs are the benchmark's.
+    """
     iso = _full()[0]
     return [
         ExperimentCase(
@@ -178,7 +180,7 @@ def mini_model_path() -> Path:
 
 
 def _mini() -> list[ExperimentCase]:
-    """A miniature of the benchmark for tests: one 25 kDa chain, box 32, every mode."""
+    """Return a miniature of the benchmark for tests: one 25 kDa chain, box 32, every mode."""
     return [
         ExperimentCase(
             name="mini",
@@ -205,7 +207,7 @@ SUITES = {"full": _full, "demo": _demo, "mini": _mini}
 
 
 def suite(name: str) -> list[ExperimentCase]:
-    """The cases of a named suite (``full``, ``demo``, ``mini``)."""
+    """Return the cases of a named suite (``full``, ``demo``, ``mini``)."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
     return SUITES[name]()

@@ -74,10 +74,10 @@ def run_with_submitit(
     *,
     run: Callable[[ExperimentCase, str, Path], RunResult] = run_mode,
 ) -> Iterator[RunOutcome]:
-    """Run ``tasks`` ((case, mode) pairs) as submitit jobs; yield their outcomes (cached runs
-    first, then the jobs in the order they were submitted, each when it has ended).
+    """Run ``tasks`` ((case, mode) pairs) as submitit jobs; yield their outcomes.
 
-    Cached runs are yielded at once without a job. ``run`` is what a job calls (default
+    Cached runs come first, then the jobs in the order they were submitted, each when it has
+    ended. Cached runs are yielded at once without a job. ``run`` is what a job calls (default
     :func:`~cryoprior.refine.experiment.run_mode`; it must be picklable). A failed job yields
     its error and does not stop the others. Raises ImportError when submitit is missing.
     """
@@ -120,7 +120,7 @@ def run_with_submitit(
     for case, mode, job in jobs:
         try:
             result = job.result()
-        except Exception as exc:  # noqa: BLE001 - a failed job is reported, the others go on
+        except Exception as exc:  # a failed job is reported, the others go on
             yield RunOutcome(case.name, mode, None, f"{type(exc).__name__}: {exc}")
         else:
             yield RunOutcome(case.name, mode, result)

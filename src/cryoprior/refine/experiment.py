@@ -55,12 +55,13 @@ __all__ = [
     "RefineOptions",
     "RunResult",
     "cached_result",
+    "case_controls",
     "case_from_dict",
     "case_to_dict",
     "dataset_key",
     "extrec_executable",
-    "run_case",
     "prior_weights",
+    "run_case",
     "run_key",
     "run_mode",
     "write_manifest",
@@ -182,6 +183,7 @@ class ExperimentCase:
     paper: dict[str, Any] | None = None
 
     def __post_init__(self):
+        """Refuse unknown modes and a name that is empty or holds a slash, backslash or space."""
         unknown = [m for m in self.modes if m not in MODES]
         if unknown:
             raise ValueError(f"case {self.name}: unknown mode(s) {unknown}; known: {list(MODES)}")
@@ -195,7 +197,7 @@ def case_to_dict(case: ExperimentCase) -> dict[str, Any]:
 
 
 def case_from_dict(values: dict[str, Any]) -> ExperimentCase:
-    """An ExperimentCase from a dict as written by :func:`case_to_dict` (or TOML)."""
+    """Build an ExperimentCase from a dict as written by :func:`case_to_dict` (or TOML)."""
     values = dict(values)
     sim = config_from_dict(values.pop("simulation"))
     refine = dict(values.pop("refine", {}))
@@ -222,10 +224,12 @@ _UNKEYED_PRIOR_WEIGHTS = "cryoprior-prior-v1.pt"
 
 
 def prior_weights(case: ExperimentCase, mode: str) -> dict | None:
-    """The prior weights a mode's hook loads: {'file', 'sha256'}; None for modes without one.
+    """Return the prior weights a mode's hook loads, as {'file', 'sha256'}.
 
-    The weights are ``--option weights=...`` of the case's extra hook arguments, else the
-    shipped default (resolved, so that a new default gives new keys)."""
+    None for modes without a prior. The weights are ``--option weights=...`` of the case's
+    extra hook arguments, else the shipped default (resolved, so that a new default gives new
+    keys).
+    """
     hook = [*MODES[mode].hook_arguments, *case.refine.extra_hook_arguments]
     if "prior" not in hook:
         return None
@@ -240,8 +244,10 @@ def prior_weights(case: ExperimentCase, mode: str) -> dict | None:
 
 
 def run_key(case: ExperimentCase, mode: str) -> str:
-    """Cache key of one refinement: dataset, refinement options, the mode's hook arguments,
-    and the prior's weights (by content) for the prior modes.
+    """Cache key of one refinement.
+
+    The key covers the dataset, the refinement options, the mode's hook arguments, and the
+    prior's weights (by content) for the prior modes.
 
     The validation window is not in it: validation is redone from the maps when it changes.
     """
@@ -343,8 +349,10 @@ def _prepare_run_dir(case: ExperimentCase, mode: str, dataset_dir: Path, run_dir
 
 
 def _origin_angstrom(dataset_dir: Path) -> tuple[float, float, float]:
-    """(x, y, z) of voxel (0,0,0) in the model's frame: the simulation put the model's centre
-    of mass at voxel N//2."""
+    """Return (x, y, z) of voxel (0,0,0) in the model's frame.
+
+    The simulation put the model's centre of mass at voxel N//2.
+    """
     derived = (read_json(dataset_dir / "simulation.json") or {}).get("derived") or {}
     com = (derived.get("source") or {}).get("centre_of_mass_angstrom")
     if com is None or "box_size" not in derived:
@@ -395,7 +403,7 @@ def _validate_run(
 
 
 def _summary(validation: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of the paper-style table, from a validation.json."""
+    """Return the numbers of the paper-style table, from a validation.json."""
     gold = validation["gold_standard_fsc"]
     out: dict[str, Any] = {
         "fsc_0143_angstrom": gold.get("resolution_0143_angstrom"),
@@ -423,9 +431,24 @@ def _summary(validation: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _controls(case: ExperimentCase, refine: dict, summary: dict) -> dict[str, Any]:
-    """Pass/fail of the case's controls (:mod:`cryoprior.validate.controls`), with the numbers
-    each was decided on and the rule."""
+def case_controls(case: ExperimentCase, refine: dict, summary: dict) -> dict[str, Any]:
+    """Decide the case's controls (:mod:`cryoprior.validate.controls`) for one run.
+
+    Parameters
+    ----------
+    case
+        The case; its ``cutoff_angstrom`` and ``pure_noise`` say which controls apply.
+    refine
+        The run's refinement record (``result.json``'s ``refine``).
+    summary
+        The run's table numbers (``result.json``'s ``summary``).
+
+    Returns
+    -------
+    dict
+        Per control (``cutoff``, ``pure_noise``; empty when none applies): pass/fail, the
+        numbers it was decided on and the rule.
+    """
     from cryoprior.validate.controls import cutoff_control, pure_noise_control
 
     controls: dict[str, Any] = {}
@@ -450,7 +473,7 @@ def _controls(case: ExperimentCase, refine: dict, summary: dict) -> dict[str, An
 
 
 def cached_result(case: ExperimentCase, mode: str, root: str | Path) -> RunResult | None:
-    """The finished, validated run of ``case`` in ``mode`` under ``root``, or None."""
+    """Return the finished, validated run of ``case`` in ``mode`` under ``root``, or None."""
     return _cached_in(Path(root) / "runs" / run_key(case, mode), case, mode)
 
 
@@ -507,8 +530,11 @@ def run_mode(
         auto_iter_max=r.auto_iter_max,
     )
     hook = " ".join(
-        [hook_executable or extrec_executable(), *MODES[mode].hook_arguments]
-        + list(r.extra_hook_arguments)
+        [
+            hook_executable or extrec_executable(),
+            *MODES[mode].hook_arguments,
+            *r.extra_hook_arguments,
+        ]
     )
     job_dir = run_dir / "Refine3D"
     refine_record = read_json(run_dir / "refine.json") or {}
@@ -582,7 +608,7 @@ def run_mode(
         "validation_window_voxels": case.validation_window_voxels,
         "refine": refine_record,
         "summary": summary,
-        "controls": _controls(case, refine_record, summary),
+        "controls": case_controls(case, refine_record, summary),
     }
     write_json_atomic(result_path, data)
     return RunResult(case.name, mode, run_dir, data, cached=False)

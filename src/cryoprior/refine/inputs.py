@@ -244,7 +244,7 @@ def check_map_against_particles(
 def rescaled_reference(
     volume: np.ndarray, *, voxel_size_angstrom: float, box_size: int, pixel_size_angstrom: float
 ) -> tuple[np.ndarray, float]:
-    """A map resampled to the particles' pixel size and cut or padded to their box.
+    """Resample a map to the particles' pixel size and cut or pad it to their box.
 
     Fourier cropping or padding to ``m = round(n * voxel / pixel)`` voxels (so the pixel size
     reached is ``n * voxel / m``, within half a voxel over the box of the wanted one), then a
@@ -284,9 +284,11 @@ def rescaled_reference(
 
 
 def default_particle_diameter_angstrom(box_size: int, pixel_size_angstrom: float) -> float:
-    """The particle diameter used when none is given: 80 % of the box's width, rounded down to
-    1 A (RELION's GUI has no default; the box is usually cut at 1.5-2x the particle, so this
-    errs on the large side and masks no density away)."""
+    """Return the particle diameter used when none is given: 80 % of the box's width.
+
+    Rounded down to 1 A. RELION's GUI has no default; the box is usually cut at 1.5-2x the
+    particle, so this errs on the large side and masks no density away.
+    """
     return float(math.floor(0.8 * box_size * pixel_size_angstrom))
 
 

@@ -198,14 +198,16 @@ class RefinePlan:
 
 
 def threads_per_rank(cpu_count: int, mpi_ranks: int) -> int:
-    """Threads for each of the ``mpi_ranks - 1`` working ranks (the leader does no
-    expectation work): ``cpu_count // (mpi_ranks - 1)``, at least 1."""
+    """Threads for each of the ``mpi_ranks - 1`` working ranks.
+
+    ``cpu_count // (mpi_ranks - 1)``, at least 1 (the leader does no expectation work).
+    """
     workers = max(1, mpi_ranks - 1)
     return max(1, int(cpu_count) // workers)
 
 
 def hook_command(mode: str, executable: str) -> str:
-    """The hook command line of a mode (:data:`cryoprior.refine.experiment.MODES`)."""
+    """Return the hook command line of a mode (:data:`cryoprior.refine.experiment.MODES`)."""
     from cryoprior.refine.experiment import MODES
 
     return " ".join([executable, *MODES[mode].hook_arguments])
@@ -386,8 +388,10 @@ def plan_refine(
 
 
 def write_rescaled_reference(plan: RefinePlan, request: RefineRequest, workdir: Path) -> float:
-    """Resample the request's reference to the particles' grid at ``plan.settings.reference_map``
-    (atomic write); returns the pixel size reached."""
+    """Resample the request's reference to the particles' grid; return the pixel size reached.
+
+    Written (atomically) to ``plan.settings.reference_map``.
+    """
     from cryoprior.io.mrc import read_map, write_map_atomic
     from cryoprior.refine.inputs import rescaled_reference
 
@@ -411,10 +415,12 @@ def write_rescaled_reference(plan: RefinePlan, request: RefineRequest, workdir: 
 
 
 def existing_run_files(job_dir: str | Path, run_name: str = RUN_NAME) -> list[Path]:
-    """The files an earlier ``cryoprior refine`` run left in its job folder: RELION's
-    standard output and error files and ``<run>_*`` outputs, the hook's log and rendezvous folder, the
-    run record, the validation folder and a resampled reference. Other files (a mask, notes)
-    are not listed."""
+    """List the files an earlier ``cryoprior refine`` run left in its job folder.
+
+    RELION's standard output and error files and ``<run>_*`` outputs, the hook's log and
+    rendezvous folder, the run record, the validation folder and a resampled reference. Other
+    files (a mask, notes) are not listed.
+    """
     from cryoprior.io.hook_log import LOG_FILE_NAME
 
     job = Path(job_dir)
@@ -488,7 +494,7 @@ def write_record(job_dir: str | Path, data: dict[str, Any]) -> Path:
 
 
 def read_record(job_dir: str | Path) -> dict[str, Any] | None:
-    """The run record of a job folder, or None."""
+    """Read the run record of a job folder, or None."""
     from cryoprior.io.json import read_json
 
     return read_json(Path(job_dir) / RECORD_FILE_NAME)
@@ -505,8 +511,11 @@ def validate_refinement(
     seed: int = 0,
     local_window_voxels: int = 20,
 ):
-    """Validate a finished job (``cryoprior validate``'s metrics): writes
-    ``out_dir/validation.json`` and the figures; returns (report, json path, figure paths)."""
+    """Validate a finished job with ``cryoprior validate``'s metrics.
+
+    Writes ``out_dir/validation.json`` and the figures; returns (report, json path, figure
+    paths).
+    """
     from cryoprior.io.json import write_json_atomic
     from cryoprior.report.figures import write_validation_figures
     from cryoprior.validate.job import load_validation_inputs

@@ -32,22 +32,24 @@ from cryoprior.io.relion import (
 
 __all__ = [
     "AutoRefineSettings",
+    "RefineFailedError",
     "RefineProgress",
     "RefineResult",
-    "RelionNotFoundError",
-    "RefineFailedError",
     "RefineTimeoutError",
+    "RelionNotFoundError",
     "RelionVersion",
+    "build_continue_command",
+    "build_refine_command",
     "detect_relion_version",
     "merge_options",
     "parse_relion_version",
-    "relion_error_message",
-    "build_continue_command",
-    "build_refine_command",
     "read_progress",
+    "relion_error_message",
     "relion_project_uniform",
-    "run_auto_refine",
     "require_programs",
+    "run_auto_refine",
+    "session_members",
+    "stop_process_session",
 ]
 
 logger = logging.getLogger(__name__)
@@ -122,7 +124,7 @@ class AutoRefineSettings:
 
 
 def build_refine_command(settings: AutoRefineSettings, *, hook_variable: bool = True) -> list[str]:
-    """The ``mpirun ... relion_refine_mpi ...`` argument list for ``settings``."""
+    """Build the ``mpirun ... relion_refine_mpi ...`` argument list for ``settings``."""
     s = settings
     options: list[list[str]] = [
         ["--o", s.output_root],
@@ -169,19 +171,21 @@ def build_refine_command(settings: AutoRefineSettings, *, hook_variable: bool = 
         options.append(["--external_reconstruct"])
     if s.sequential_halves_recons:
         options.append(["--sequential_halves_recons"])
-    cmd = _mpirun_prefix(s, hook_variable=hook_variable) + ["relion_refine_mpi"]
+    cmd = [*_mpirun_prefix(s, hook_variable=hook_variable), "relion_refine_mpi"]
     return cmd + merge_options(options, s.extra_args)
 
 
 def option_names(args: Sequence[str]) -> set[str]:
-    """The ``--name`` options in an argument list (values, even negative numbers, are not)."""
+    """Return the ``--name`` options of an argument list; values, even negative numbers, are not."""
     return {a for a in args if a.startswith("--") and len(a) > 2}
 
 
 def merge_options(options: Sequence[Sequence[str]], extra_args: Sequence[str]) -> list[str]:
-    """Flatten ``options`` (each ``[--name, values...]``) leaving out those ``extra_args``
-    names again, then append ``extra_args``: the caller's option wins, and RELION (which reads
-    the first occurrence) never sees an option twice."""
+    """Flatten ``options`` (each ``[--name, values...]``), then append ``extra_args``.
+
+    The options that ``extra_args`` names again are left out: the caller's option wins, and
+    RELION (which reads the first occurrence) never sees an option twice.
+    """
     override = option_names(extra_args)
     flat = [part for option in options if option[0] not in override for part in option]
     return flat + list(extra_args)
@@ -223,7 +227,7 @@ def build_continue_command(
         options.append(["--external_reconstruct"])
     if s.sequential_halves_recons:
         options.append(["--sequential_halves_recons"])
-    cmd = _mpirun_prefix(s, hook_variable=hook_variable) + ["relion_refine_mpi"]
+    cmd = [*_mpirun_prefix(s, hook_variable=hook_variable), "relion_refine_mpi"]
     return cmd + merge_options(options, s.extra_args)
 
 
@@ -272,8 +276,10 @@ class RefineProgress:
 
 
 def read_progress(output_root: str | Path, run_out: str | Path | None = None) -> RefineProgress:
-    """Read RELION's standard output (default: the job's, :func:`cryoprior.io.relion.run_out_path`)
-    and the hook's JSON-lines log.
+    """Read RELION's standard output and the hook's JSON-lines log.
+
+    The standard output is ``run_out``, default the job's
+    (:func:`cryoprior.io.relion.run_out_path`).
 
     Tolerates files being written while read (a torn last line is ignored).
     """
@@ -407,13 +413,13 @@ def run_auto_refine(
                 if progress is not None:
                     progress(read_progress(workdir / base_root, run_out))
                 if timeout_seconds is not None and time.monotonic() - start > timeout_seconds:
-                    _stop(proc)
+                    stop_process_session(proc)
                     raise RefineTimeoutError(
                         f"stopped after the time limit of {timeout_seconds:g} s "
                         f"({run_out}); resume with --continue"
                     )
         except BaseException:
-            _stop(proc)
+            stop_process_session(proc)
             raise
     wall = time.monotonic() - start
     result_root = (workdir / root).resolve()
@@ -431,8 +437,11 @@ def run_auto_refine(
 
 
 def _watched(cmd: list[str]) -> list[str]:
-    """``cmd`` run under the watchdog: this Python runs ``watchdog.py`` as a script (standard
-    library only, so it starts fast and does not depend on the rest of the package)."""
+    """Return ``cmd`` run under the watchdog.
+
+    This Python runs ``watchdog.py`` as a script (standard library only, so it starts fast and
+    does not depend on the rest of the package).
+    """
     from cryoprior.refine import watchdog
 
     return [sys.executable, watchdog.__file__, str(os.getpid()), "--", *cmd]
@@ -442,9 +451,12 @@ def _existing(path: Path) -> Path | None:
     return path if path.exists() else None
 
 
-def _session_members(session_id: int) -> list[int]:
-    """PIDs of the processes in a session (mpirun's ranks each get their own process group,
-    but stay in the session mpirun was started in)."""
+def session_members(session_id: int) -> list[int]:
+    """Return the PIDs of the processes in a session.
+
+    mpirun's ranks each get their own process group, but stay in the session mpirun was started
+    in.
+    """
     members = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -465,19 +477,22 @@ def _signal_all(pids: Sequence[int], signum: int) -> None:
             pass
 
 
-def _stop(proc: subprocess.Popen, *, grace_seconds: float = 10.0) -> None:
-    """Stop mpirun, its ranks and the hooks they run: SIGTERM to every process of the session
-    mpirun leads, then SIGKILL to whatever is left after ``grace_seconds``."""
-    members = _session_members(proc.pid)
+def stop_process_session(proc: subprocess.Popen, *, grace_seconds: float = 10.0) -> None:
+    """Stop mpirun, its ranks and the hooks they run.
+
+    SIGTERM to every process of the session mpirun (``proc``) leads, then SIGKILL to whatever
+    is left after ``grace_seconds``; then ``proc`` is reaped.
+    """
+    members = session_members(proc.pid)
     if proc.poll() is not None and not members:
         return
     _signal_all(members or [proc.pid], signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
-        if proc.poll() is not None and not _session_members(proc.pid):
+        if proc.poll() is not None and not session_members(proc.pid):
             return
         time.sleep(0.2)
-    _signal_all(_session_members(proc.pid), signal.SIGKILL)
+    _signal_all(session_members(proc.pid), signal.SIGKILL)
     proc.wait()
 
 
@@ -498,6 +513,7 @@ class RelionVersion:
     text: str
 
     def __str__(self) -> str:
+        """Return the version as RELION printed it."""
         return self.text
 
     @property
@@ -512,7 +528,7 @@ _VERSION_RE = re.compile(r"RELION version:\s*(\d+)\.(\d+)(?:\.(\d+))?(\S*)")
 
 
 def parse_relion_version(text: str) -> RelionVersion | None:
-    """The version in ``relion_refine --version`` output, or None.
+    """Parse the version in ``relion_refine --version`` output, or None.
 
     RELION prints ``RELION version: <g_RELION_VERSION> `` then ``Precision: BASE=...``
     (``PRINT_VERSION_INFO`` in src/macros.h, 3.1-5.0), e.g. ``3.1.3``, ``4.0.1-commit-ec417f``,

@@ -22,15 +22,15 @@ import subprocess
 import sys
 import time
 
-__all__ = ["main", "stop_session"]
+__all__ = ["main", "session_members", "stop_session"]
 
 PR_SET_PDEATHSIG = 1
 GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.5
 
 
-def _session_members(session_id: int) -> list[int]:
-    """PIDs of the processes in a session, from /proc (empty where there is no /proc)."""
+def session_members(session_id: int) -> list[int]:
+    """Return the PIDs of the processes in a session, from /proc (empty where there is none)."""
     members: list[int] = []
     try:
         entries = os.listdir("/proc")
@@ -48,9 +48,11 @@ def _session_members(session_id: int) -> list[int]:
 
 
 def stop_session(session_id: int, *, grace_seconds: float = GRACE_SECONDS, spare: int = 0) -> None:
-    """SIGTERM to every process of a session but ``spare``, SIGKILL to those left after
-    ``grace_seconds``."""
-    targets = [p for p in _session_members(session_id) if p != spare]
+    """Stop every process of a session but ``spare``.
+
+    SIGTERM to each, then SIGKILL to those left after ``grace_seconds``.
+    """
+    targets = [p for p in session_members(session_id) if p != spare]
     for pid in targets:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -58,10 +60,10 @@ def stop_session(session_id: int, *, grace_seconds: float = GRACE_SECONDS, spare
             pass
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
-        if not [p for p in _session_members(session_id) if p != spare]:
+        if not [p for p in session_members(session_id) if p != spare]:
             return
         time.sleep(0.2)
-    for pid in _session_members(session_id):
+    for pid in session_members(session_id):
         if pid != spare:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -78,6 +80,11 @@ def _ask_for_parent_death_signal() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``PARENT_PID [GRACE_SECONDS] -- COMMAND...`` (``argv``, default ``sys.argv[1:]``).
+
+    Returns the command's exit status (128 + N for a signal N), 128 + SIGTERM when the watchdog
+    stopped the session, 2 for a usage error, 127 when the command cannot be started.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if "--" not in args or args.index("--") not in (1, 2) or args[-1] == "--":
         print(
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             continue
         # mpirun has ended; ranks it left behind (it normally reaps them) are stopped too
-        if [p for p in _session_members(os.getsid(me)) if p != me]:
+        if [p for p in session_members(os.getsid(me)) if p != me]:
             stop_session(os.getsid(me), grace_seconds=2.0, spare=me)
         return code if code >= 0 else 128 - code
 
