@@ -45,3 +45,17 @@ def parse_key_values(items: list[str] | None) -> dict[str, Any]:
             raise ValueError(f"expected KEY=VALUE, got {item!r}")
         out[key.strip().replace("-", "_")] = parse_value(value)
     return out
+
+
+def print_validation(console, report, *, title: str, json_path, figures) -> None:
+    """Print a validation report's summary table, where its metrics and figures were written."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in report.summary_rows():
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"metrics: {json_path}")
+    console.print("figures: " + ", ".join(str(f) for f in figures))

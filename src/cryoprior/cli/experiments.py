@@ -319,8 +319,7 @@ def _relion_failure(job: Path) -> str:
 
 def _validate_job(console, job: Path, truth_map, truth_star, mask, seed: int) -> None:
     """Validate the finished job and print a table; a failure is one line, not fatal."""
-    from rich.table import Table
-
+    from cryoprior.cli._common import print_validation
     from cryoprior.errors import InputFileError
     from cryoprior.refine.job import validate_refinement
 
@@ -337,14 +336,13 @@ def _validate_job(console, job: Path, truth_map, truth_star, mask, seed: int) ->
     except (InputFileError, FileNotFoundError, KeyError, ValueError) as exc:
         console.print(f"[yellow]validation skipped:[/] {exc}", highlight=False, soft_wrap=True)
         return
-    table = Table(title=f"validation ({report.box_size}^3)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in report.summary_rows():
-        table.add_row(name, value)
-    console.print(table)
-    console.print(f"metrics: {json_path}")
-    console.print("figures: " + ", ".join(str(f) for f in figures))
+    print_validation(
+        console,
+        report,
+        title=f"validation ({report.box_size}^3)",
+        json_path=json_path,
+        figures=figures,
+    )
 
 
 def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted, cluster=None):

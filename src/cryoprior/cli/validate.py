@@ -80,9 +80,8 @@ def validate(
     """
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    from cryoprior.cli._common import setup_logging
+    from cryoprior.cli._common import print_validation, setup_logging
     from cryoprior.errors import InputFileError
     from cryoprior.report.figures import write_validation_figures
     from cryoprior.validate.job import load_validation_inputs
@@ -143,14 +142,13 @@ def validate(
     except MemoryError:
         raise fail("out of memory computing the validation metrics") from None
 
-    table = Table(title=f"cryoprior validate ({report.box_size}^3, {voxel:g} A/voxel, {sym})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in report.summary_rows():
-        table.add_row(name, value)
-    console.print(table)
-    console.print(f"metrics: {json_path}")
-    console.print("figures: " + ", ".join(str(p) for p in figures))
+    print_validation(
+        console,
+        report,
+        title=f"cryoprior validate ({report.box_size}^3, {voxel:g} A/voxel, {sym})",
+        json_path=json_path,
+        figures=figures,
+    )
     for message in data["warnings"]:
         console.print(f"warning: {escape(message)}", highlight=False, soft_wrap=True)
 

@@ -29,6 +29,7 @@ from cryoprior.io.relion import (
     run_err_path,
     run_out_path,
 )
+from cryoprior.refine.watchdog import session_members
 
 __all__ = [
     "AutoRefineSettings",
@@ -159,14 +160,23 @@ def build_refine_command(settings: AutoRefineSettings, *, hook_variable: bool = 
         (s.scale, "--scale"),
     )
     options += [[flag] for on, flag in flags if on]
-    if s.pool is not None:
-        options.append(["--pool", str(s.pool)])
     if s.solvent_mask is not None:
         options.append(["--solvent_mask", s.solvent_mask])
         if s.solvent_correct_fsc:
             options.append(["--solvent_correct_fsc"])
     if s.auto_iter_max is not None:
         options.append(["--auto_iter_max", str(s.auto_iter_max)])
+    return _command(s, options, hook_variable=hook_variable)
+
+
+def _command(s: AutoRefineSettings, options: list[list[str]], *, hook_variable: bool) -> list[str]:
+    """Return mpirun + relion_refine_mpi + ``options`` + what every run repeats + extra args.
+
+    Every run repeats the pool size and the external reconstruction; the user's
+    ``extra_args`` come last and replace options of the same name.
+    """
+    if s.pool is not None:
+        options.append(["--pool", str(s.pool)])
     if s.external_reconstruct:
         options.append(["--external_reconstruct"])
     if s.sequential_halves_recons:
@@ -221,14 +231,7 @@ def build_continue_command(
         ["--j", str(s.threads)],
         ["--dont_combine_weights_via_disc"],
     ]
-    if s.pool is not None:
-        options.append(["--pool", str(s.pool)])
-    if s.external_reconstruct:
-        options.append(["--external_reconstruct"])
-    if s.sequential_halves_recons:
-        options.append(["--sequential_halves_recons"])
-    cmd = [*_mpirun_prefix(s, hook_variable=hook_variable), "relion_refine_mpi"]
-    return cmd + merge_options(options, s.extra_args)
+    return _command(s, options, hook_variable=hook_variable)
 
 
 @dataclass(frozen=True)
@@ -449,24 +452,6 @@ def _watched(cmd: list[str]) -> list[str]:
 
 def _existing(path: Path) -> Path | None:
     return path if path.exists() else None
-
-
-def session_members(session_id: int) -> list[int]:
-    """Return the PIDs of the processes in a session.
-
-    mpirun's ranks each get their own process group, but stay in the session mpirun was started
-    in.
-    """
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getsid(int(entry)) == session_id:
-                members.append(int(entry))
-        except (ProcessLookupError, PermissionError):
-            continue
-    return members
 
 
 def _signal_all(pids: Sequence[int], signum: int) -> None:

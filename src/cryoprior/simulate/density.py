@@ -26,6 +26,7 @@ import numpy as np
 import scipy.fft
 
 from cryoprior.errors import InputFileError
+from cryoprior.io.atomic_model import read_structure
 
 __all__ = ["StructureSummary", "model_to_map", "read_model", "structure_summary"]
 
@@ -51,21 +52,9 @@ def read_model(path: str | Path, *, remove_waters: bool = False, remove_hydrogen
         coordinates.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "file does not exist")
-    try:
-        structure = gemmi.read_structure(str(path))
-    except Exception as exc:  # gemmi raises RuntimeError/ValueError for malformed files
-        raise InputFileError(path, f"not a readable PDB/mmCIF model ({exc})") from exc
-    if len(structure) == 0:
-        raise InputFileError(path, "no model in the file")
+    structure = read_structure(path, remove_hydrogens=remove_hydrogens, remove_waters=remove_waters)
     while len(structure) > 1:
         del structure[len(structure) - 1]
-    if remove_waters:
-        structure.remove_waters()
-    if remove_hydrogens:
-        structure.remove_hydrogens()
-    structure.remove_empty_chains()
     if _atom_count(structure[0]) == 0:
         raise InputFileError(path, "the model has no atoms")
     bad = [
