@@ -8,6 +8,7 @@ exported to every rank (``mpirun -x``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from cryoprior.io.hook_log import read_hook_log
 from cryoprior.io.relion import (
+    RunOutProgress,
     final_map_path,
     last_iteration,
     latest_optimiser_star,
@@ -235,31 +237,21 @@ def build_continue_command(
 
 
 @dataclass(frozen=True)
-class RefineProgress:
-    """Where a running auto-refine stands, read from RELION's standard output and the hook's log.
+class RefineProgress(RunOutProgress):
+    """Where a running auto-refine stands: RELION's standard output and the hook's log.
+
+    The fields of :class:`cryoprior.io.relion.RunOutProgress`, and:
 
     Attributes
     ----------
-    iteration: the last "Auto-refine: Iteration= N" (None before the first).
-    resolution_angstrom: the last "Auto-refine: Resolution= X".
-    angular_step_degrees, local_searches: the last "Angular step= X degrees; local
-        searches= true|false".
     hook_calls: calls logged by cryoprior-extrec so far (0 for another hook).
     regularized: whether the last logged call applied its regularizer (None: no calls).
     fallbacks: logged calls that fell back to the plain map.
-    finished: RELION printed its final resolution.
-    final_resolution_angstrom: that resolution.
     """
 
-    iteration: int | None = None
-    resolution_angstrom: float | None = None
-    angular_step_degrees: float | None = None
-    local_searches: bool | None = None
     hook_calls: int = 0
     regularized: bool | None = None
     fallbacks: int = 0
-    finished: bool = False
-    final_resolution_angstrom: float | None = None
 
     def line(self) -> str:
         """One status line: ``it 7 | 12.3 A | step 3.75 deg local | regularized | 14 calls``."""
@@ -290,15 +282,10 @@ def read_progress(output_root: str | Path, run_out: str | Path | None = None) ->
     out = read_run_out(Path(run_out) if run_out is not None else run_out_path(root))
     records = read_hook_log(root.parent)
     return RefineProgress(
-        iteration=out.iteration,
-        resolution_angstrom=out.resolution_angstrom,
-        angular_step_degrees=out.angular_step_degrees,
-        local_searches=out.local_searches,
+        **dataclasses.asdict(out),
         hook_calls=len(records),
         regularized=bool(records[-1].get("applied")) if records else None,
         fallbacks=sum(bool(r.get("fallback")) for r in records),
-        finished=out.finished,
-        final_resolution_angstrom=out.final_resolution_angstrom,
     )
 
 
