@@ -249,29 +249,23 @@ def validate_maps(
         logger.info("%s: %.2f s", name, timings[name])
         return value
 
-    try:
-        gold = timed(
+    def gold_fsc(**randomisation):
+        return timed(
             "gold_standard_fsc",
             gold_standard_fsc,
             h1,
             h2,
             mask=mask,
             voxel_size_angstrom=voxel,
-            randomize_at_fsc=s.randomize_at_fsc,
             seed=s.seed,
+            **randomisation,
         )
+
+    try:
+        gold = gold_fsc(randomize_at_fsc=s.randomize_at_fsc)
     except ValueError as exc:  # the unmasked FSC never falls below randomize_at_fsc
         logger.warning("%s; randomising phases from Nyquist only", exc)
-        gold = timed(
-            "gold_standard_fsc",
-            gold_standard_fsc,
-            h1,
-            h2,
-            mask=mask,
-            voxel_size_angstrom=voxel,
-            randomize_from_angstrom=2.0 * voxel,
-            seed=s.seed,
-        )
+        gold = gold_fsc(randomize_from_angstrom=2.0 * voxel)
     local = timed(
         "local_resolution",
         local_resolution,
