@@ -150,6 +150,14 @@ class RefineOptions:
     extra_hook_arguments: tuple[str, ...] = ()
     auto_iter_max: int | None = None
 
+    def settings_fields(self) -> dict[str, Any]:
+        """Return the options that are fields of the run's settings too.
+
+        Same names, same meaning as :class:`~cryoprior.refine.relion.AutoRefineSettings`'s.
+        """
+        shared = {f.name for f in dataclasses.fields(AutoRefineSettings)}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in shared}
+
 
 @dataclass(frozen=True)
 class ExperimentCase:
@@ -516,18 +524,7 @@ def run_mode(
         particles_star="particles.star",
         reference_map=reference,
         output_root="Refine3D/run",
-        particle_diameter_angstrom=r.particle_diameter_angstrom,
-        symmetry=r.symmetry,
-        ini_high_angstrom=r.ini_high_angstrom,
-        padding_factor=r.padding_factor,
-        healpix_order=r.healpix_order,
-        auto_local_healpix_order=r.auto_local_healpix_order,
-        offset_range_pixels=r.offset_range_pixels,
-        offset_step_pixels=r.offset_step_pixels,
-        random_seed=r.random_seed,
-        mpi_ranks=r.mpi_ranks,
-        threads=r.threads,
-        auto_iter_max=r.auto_iter_max,
+        **r.settings_fields(),
     )
     hook = " ".join(
         [
