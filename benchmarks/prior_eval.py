@@ -657,7 +657,11 @@ NOTES = """Notes
 - cc(prior - input, truth) beyond the 1/7 shell measures whether what the prior adds where the
   data carry no signal is the truth; values near 0 mean it is not. The cut-off control shows
   the other side: where the data hold nothing (beyond a low-pass) the prior's output still
-  correlates with the truth (it extrapolates), which no guard may let through."""
+  correlates with the truth (it extrapolates), which no guard may let through.
+- The FSC is blind to scale, also to the scale of floating-point round-off: guard v2's map is
+  zero beyond the first shell with insignificant half-map FSC up to round-off (5a1a control:
+  1.6e-31 of its power beyond the cut-off, against 0.74 for the input), so its "largest truth
+  FSC" in the control (about 0.02) is the FSC of round-off, not content."""
 
 
 def main() -> None:
