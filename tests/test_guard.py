@@ -62,7 +62,7 @@ def test_band_limited_regularizer_loses_nothing():
     reg_ft = scipy.fft.rfftn(rng.normal(size=(N, N, N)))
     reg_ft[_radius(N) > 5] = 0
     regularized = scipy.fft.irfftn(reg_ft, s=(N, N, N))
-    out, report = apply_guard(
+    _, report = apply_guard(
         regularized, plain, fsc=_fsc_crossing_at(12.0), settings=GuardSettings(rescale=False)
     )
     assert report.power_removed_fraction == pytest.approx(0.0, abs=1e-12)

@@ -43,13 +43,13 @@ from cryoprior.fourier.grids import fourier_radius, real_space_radius
 
 __all__ = [
     "GUARD_METHODS",
-    "GuardSettings",
     "GuardReport",
-    "fsc_cutoff_shell",
-    "trailing_weights",
-    "significant_fsc",
-    "shell_amplitude_limit",
+    "GuardSettings",
     "apply_guard",
+    "fsc_cutoff_shell",
+    "shell_amplitude_limit",
+    "significant_fsc",
+    "trailing_weights",
 ]
 
 #: The guard's spectral methods: "trailing" (v1, the default) and "bounded" (v2).
@@ -78,6 +78,7 @@ class GuardSettings:
     significance_sigmas: float = 3.0
 
     def __post_init__(self):
+        """Refuse an unknown method or a negative significance."""
         if self.method not in GUARD_METHODS:
             raise ValueError(
                 f"unknown guard method {self.method!r}; choose one of {', '.join(GUARD_METHODS)}"
@@ -136,13 +137,12 @@ def trailing_weights(n: int, *, cutoff_shell: float, edge_width_shells: float) -
 
 
 def significant_fsc(fsc: np.ndarray, *, n: int, sigmas: float = 3.0) -> np.ndarray:
-    """The FSC per shell, clipped to [0, 1], up to the first shell not significantly above
-    zero; 0 from that shell on.
+    """Clip the FSC to [0, 1] and zero it from the first shell not significantly above 0.
 
     A shell of n_s half-complex voxels (RELION's rounded shells) is significant when its FSC
     exceeds ``sigmas / sqrt(2 n_s)``: the FSC of two independent Gaussian noise maps over such
     a shell has mean 0 and SD 1 / sqrt(2 n_s). The data's support ends at the first shell
-    (from shell 1 on) that is not: a later shell that passes by chance (3 SD: about 1 in 700
+    (from shell 1 on) that is not: a later shell that passes by chance (3 SD: about 1 in 740
     shells of pure noise) is not support. Shell 0 (the mean) is 1.
 
     fsc: (n//2+1,) FSC per shell. Returns (n//2+1,) float64.
@@ -161,9 +161,9 @@ def significant_fsc(fsc: np.ndarray, *, n: int, sigmas: float = 3.0) -> np.ndarr
 def shell_amplitude_limit(
     regularized_rfft: np.ndarray, plain_rfft: np.ndarray, fsc: np.ndarray, *, n: int
 ) -> np.ndarray:
-    """Per-shell factors in [0, 1] that cap the regularized map's RMS amplitude per shell at
-    ``sqrt(fsc_s)`` times the plain map's (never raising it).
+    """Compute per-shell factors in [0, 1] capping the regularized map's RMS per shell.
 
+    The cap is ``sqrt(fsc_s)`` times the plain map's RMS in the shell; a factor never raises.
     regularized_rfft, plain_rfft: (n, n, n//2+1) rfft of the two maps; fsc: (n//2+1,) FSC per
     shell in [0, 1] (e.g. from :func:`significant_fsc`). Returns (n//2+2,) float64: shells
     0..n//2, and one more for the corners beyond Nyquist (factor 0).
