@@ -39,7 +39,7 @@ plus the prior's share of power beyond that shell.
 Inference time: random maps at the model's voxel size, 64^3, 128^3, 256^3, default settings.
 
 Usage: python benchmarks/prior_eval.py [--weights default] [--threads 2] [--quick]
-       [--levels d6 d8] [--cases 5a1a]
+       [--levels d6 d8] [--cases 5a1a] [--guard-variants]
 Writes benchmarks/results/prior_eval.{json,md}.
 """
 
