@@ -593,3 +593,17 @@ def test_late_half_2_leaves_no_marker_behind(project):
     assert proc.returncode == 0 and "did not claim" in _log(project)[-1]["fallback"]
     assert _is_reference(_result(project, H2), "half2")
     assert _pair_files(project) == []
+
+
+def test_guard_method_is_chosen_by_option_and_logged(project):
+    """--guard-method bounded (guard v2) reaches the guard and the log; a wrong name is a usage
+    error of one line."""
+    proc = _run(
+        project, H1, "--regularizer", f"{REG}:Scale", "--when", "always", "--option",
+        "factor=2", "--guard", "--guard-method", "bounded",
+    )  # fmt: skip
+    assert proc.returncode == 0
+    record = _log(project)[-1]
+    assert record["applied"] is True and record["guard"]["method"] == "bounded"
+    proc = _run(project, H1, "--guard-method", "nope")
+    assert "nope" in _one_error_line(proc, "guard method", code=2)

@@ -66,6 +66,14 @@ def extrec(
     guard_edge_shells: Annotated[
         float, typer.Option(help="guard: width of the cosine edge, in Fourier shells")
     ] = 3.0,
+    guard_method: Annotated[
+        str,
+        typer.Option(
+            help="guard: trailing (v1: the plain map beyond the FSC=1/7 shell) or bounded (v2: "
+            "the regularized map there, each shell capped at sqrt(FSC) x the plain map's "
+            "amplitude, nothing where the FSC is insignificant; docs/guard.md)"
+        ),
+    ] = "trailing",
     write_fsc_star: Annotated[
         bool,
         typer.Option(
@@ -151,6 +159,7 @@ _KEYS: dict[str, tuple[type, ...]] = {
     "guard": (bool,),
     "guard-fsc-threshold": (int, float),
     "guard-edge-shells": (int, float),
+    "guard-method": (str,),
     "write-fsc-star": (bool,),
     "log-file": (str,),
 }
@@ -168,6 +177,7 @@ _DEFAULTS: dict[str, object] = {
     "guard": None,
     "guard-fsc-threshold": 1.0 / 7.0,
     "guard-edge-shells": 3.0,
+    "guard-method": "trailing",
     "write-fsc-star": False,
     "log-file": None,
 }
@@ -257,6 +267,7 @@ def build_config(given: dict[str, object], config_path: Path | None):
         guard_settings=GuardSettings(
             fsc_threshold=float(get("guard-fsc-threshold")),
             edge_width_shells=float(get("guard-edge-shells")),
+            method=str(get("guard-method")),
         ),
         write_fsc_star=bool(get("write-fsc-star")),
     )

@@ -423,6 +423,7 @@ def _guarded(
     )
     voxel = context.voxel_size_angstrom
     record["guard"] = {
+        "method": config.guard_settings.method,
         "cutoff_shell": round(report.cutoff_shell, 3),
         "cutoff_resolution_angstrom": (
             round(n * voxel / report.cutoff_shell, 3) if voxel and report.cutoff_shell > 0 else None
