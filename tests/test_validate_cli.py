@@ -11,8 +11,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cryoprior.cli.validate import find_relion_job_files, validate
+from cryoprior.cli.validate import validate
 from cryoprior.io.mrc import write_map_atomic
+from cryoprior.io.relion import find_relion_job_files
 from cryoprior.validate.atoms import model_density_map
 
 FRAGMENT = Path(__file__).parent / "data" / "validate" / "6bdf_chainA_fragment.pdb"

@@ -15,10 +15,7 @@ from typing import Annotated
 
 import typer
 
-from cryoprior.io.json import write_json_atomic
-from cryoprior.io.relion import RelionJobFiles, find_relion_job_files
-
-__all__ = ["RelionJobFiles", "find_relion_job_files", "validate", "write_json_atomic"]
+__all__ = ["validate"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +80,7 @@ def validate(
 
     from cryoprior.cli._common import print_validation, setup_logging
     from cryoprior.errors import InputFileError
+    from cryoprior.io.json import write_json_atomic
     from cryoprior.report.figures import write_validation_figures
     from cryoprior.validate.job import load_validation_inputs
     from cryoprior.validate.summary import ValidationSettings, validate_maps
