@@ -67,7 +67,7 @@ def test_window_fsc_of_a_whole_box_equals_the_plain_fsc_when_the_window_is_flat(
     centres, curves = local_fsc_lattice(
         a,
         b,
-        region=np.pad(np.ones((1, 1, 1), bool), ((8, 7),) * 3),
+        mask=np.pad(np.ones((1, 1, 1), bool), ((8, 7),) * 3),
         window_size_voxels=n,
         step_voxels=8,
     )

@@ -419,7 +419,7 @@ def _guarded(
         c = np.arange(n) - n // 2
         region = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2 <= radius**2
     out, report = apply_guard(
-        volume, plain, fsc=job.gold_standard_fsc, region=region, settings=config.guard_settings
+        volume, plain, fsc=job.gold_standard_fsc, mask=region, settings=config.guard_settings
     )
     voxel = context.voxel_size_angstrom
     record["guard"] = {

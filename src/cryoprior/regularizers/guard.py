@@ -187,7 +187,7 @@ def apply_guard(
     plain: np.ndarray,
     *,
     fsc: np.ndarray,
-    region: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
     settings: GuardSettings = GuardSettings(),
 ) -> tuple[np.ndarray, GuardReport]:
     """Limit a regularized map to what the data support (see the module docstring).
@@ -197,7 +197,7 @@ def apply_guard(
     regularized: (N, N, N) real-space map from a regularizer.
     plain: (N, N, N) the plain reconstruction of the same half.
     fsc: (N//2+1,) current gold-standard FSC per shell.
-    region: (N, N, N) bool or [0, 1] weights of the particle region for the greyscale fit
+    mask: (N, N, N) bool or [0, 1] weights of the particle region for the greyscale fit
         (default: the sphere of radius N/2 - 1).
     settings: GuardSettings.
 
@@ -215,13 +215,13 @@ def apply_guard(
         raise ValueError("the FSC has non-finite values")
     scale, offset = 1.0, 0.0
     if settings.rescale:
-        if region is None:
+        if mask is None:
             weights = (real_space_radius(n) <= n / 2 - 1).astype(np.float64)
         else:
-            weights = np.asarray(region, dtype=np.float64)
+            weights = np.asarray(mask, dtype=np.float64)
         wsum = weights.sum()
         if wsum <= 0:
-            raise ValueError("the particle region is empty")
+            raise ValueError("the particle region (mask) is empty")
         mean_r = (weights * reg).sum() / wsum
         mean_p = (weights * pln).sum() / wsum
         dr = reg - mean_r

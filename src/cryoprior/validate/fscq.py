@@ -159,7 +159,7 @@ def fsc_q(
 
     def local_at_atoms(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
         centres, curves = local_fsc_lattice(
-            a, b, region=region, window_size_voxels=window_size_voxels, step_voxels=step
+            a, b, mask=region, window_size_voxels=window_size_voxels, step_voxels=step
         )
         values = resolution_from_curves(
             curves,

@@ -89,7 +89,7 @@ def local_fsc_lattice(
     map_1,
     map_2,
     *,
-    region=None,
+    mask=None,
     window_size_voxels: int = 20,
     step_voxels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +98,7 @@ def local_fsc_lattice(
     Parameters
     ----------
     map_1, map_2: real arrays, real space, shape (n, n, n).
-    region: optional boolean (n, n, n) array; only lattice points within ``step_voxels``
+    mask: optional boolean (n, n, n) array; only lattice points within ``step_voxels``
         (Chebyshev distance) of a True voxel are evaluated. None evaluates every point.
     window_size_voxels: W, the window's edge (>= 4).
     step_voxels: lattice step (default :func:`default_step_voxels`).
@@ -120,12 +120,12 @@ def local_fsc_lattice(
         raise ValueError("step_voxels must be >= 1")
     n = a.shape[0]
     axis = np.arange(0, n, step)
-    if region is None:
+    if mask is None:
         grid = np.ones((axis.size,) * 3, dtype=bool)
     else:
-        reg = np.asarray(region, dtype=bool)
+        reg = np.asarray(mask, dtype=bool)
         if reg.shape != a.shape:
-            raise ValueError(f"region shape {reg.shape} differs from the maps' {a.shape}")
+            raise ValueError(f"mask shape {reg.shape} differs from the maps' {a.shape}")
         near = scipy.ndimage.maximum_filter(reg, size=2 * step + 1, mode="constant")
         grid = near[np.ix_(axis, axis, axis)]
     centres = np.argwhere(grid) * step
@@ -246,7 +246,7 @@ def local_resolution(
         raise ValueError("the mask has no voxel above 0.5")
     step = default_step_voxels(window_size_voxels) if step_voxels is None else int(step_voxels)
     centres, curves = local_fsc_lattice(
-        h1, half_map_2, region=inside, window_size_voxels=window_size_voxels, step_voxels=step
+        h1, half_map_2, mask=inside, window_size_voxels=window_size_voxels, step_voxels=step
     )
     values = resolution_from_curves(
         curves,
