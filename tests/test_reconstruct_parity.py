@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cryoprior.extrec.run import plain_reconstruction
 from cryoprior.io.mrc import read_map
 from cryoprior.io.relion_extrec import (
     ExternalReconstructJob,
-    read_external_reconstruct_arrays,
     read_external_reconstruct_job,
 )
-from cryoprior.reconstruct import ReconstructionOptions, reconstruct_from_arrays
+from cryoprior.reconstruct import ReconstructionOptions
 
 pytestmark = pytest.mark.relion
 
@@ -40,19 +40,9 @@ def _reconstruct(
     options: ReconstructionOptions | None = None,
     base_dir: Path,
 ) -> np.ndarray:
-    """Our map of one job: its arrays read and reconstructed as the hook does (extrec.run)."""
+    """Our map of one job, exactly as the hook makes it (extrec.run.plain_reconstruction)."""
     options = options if options is not None else ReconstructionOptions()
-    data, weight = read_external_reconstruct_arrays(job, base_dir=base_dir)
-    return reconstruct_from_arrays(
-        data,
-        weight,
-        tau2=job.tau2,
-        original_image_size=job.original_image_size,
-        current_image_size=job.current_image_size,
-        padding_factor=job.padding_factor,
-        tau2_fudge=job.tau2_fudge,
-        options=options,
-    )
+    return plain_reconstruction(job, options=options, base_dir=base_dir)
 
 
 def _jobs(workdir: Path, name: str) -> list[Path]:

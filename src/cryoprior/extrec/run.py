@@ -46,6 +46,7 @@ from cryoprior.extrec.schedule import (
 from cryoprior.io.hook_log import LOG_FILE_NAME, append_log_line
 from cryoprior.io.mrc import read_map
 from cryoprior.io.relion_extrec import (
+    ExternalReconstructJob,
     read_external_reconstruct_arrays,
     read_external_reconstruct_job,
 )
@@ -54,7 +55,7 @@ from cryoprior.regularizers.base import RegularizationContext
 from cryoprior.regularizers.guard import GuardSettings, apply_guard
 from cryoprior.regularizers.registry import builtin_needs_both_halves, get_regularizer
 
-__all__ = ["ExtrecConfig", "ExtrecOutcome", "run_extrec"]
+__all__ = ["ExtrecConfig", "ExtrecOutcome", "plain_reconstruction", "run_extrec"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,32 @@ def _use_guard(config: ExtrecConfig, regularizer) -> bool:
     return bool(getattr(regularizer, "guard_by_default", False))
 
 
+def plain_reconstruction(
+    job: ExternalReconstructJob, *, options: ReconstructionOptions, base_dir: Path
+) -> np.ndarray:
+    """Read one job's Fourier arrays and reconstruct its map as ``relion_external_reconstruct``.
+
+    Without a tau2 block the MAP term is left out (the hook allows that only with
+    ``--no-map``). Returns (N, N, N) float64; raises InputFileError for unreadable arrays and
+    ValueError for a job that is not a 3D reference.
+    """
+    if job.reference_dimensionality != 3:
+        raise ValueError("only 3D references (rlnReferenceDimensionality 3) are supported")
+    data, weight = read_external_reconstruct_arrays(job, base_dir=base_dir)
+    if job.tau2 is None:
+        options = replace(options, do_map=False)
+    return reconstruct_from_arrays(
+        data,
+        weight,
+        tau2=job.tau2,
+        original_image_size=job.original_image_size,
+        current_image_size=job.current_image_size,
+        padding_factor=job.padding_factor,
+        tau2_fudge=job.tau2_fudge,
+        options=options,
+    )
+
+
 def run_extrec(
     star_path: str | Path, config: ExtrecConfig, *, base_dir: str | Path = "."
 ) -> ExtrecOutcome:
@@ -173,22 +200,7 @@ def run_extrec(
     t1 = time.monotonic()
     seconds["read_job"] = t1 - t0
     try:
-        if job.reference_dimensionality != 3:
-            raise ValueError("only 3D references (rlnReferenceDimensionality 3) are supported")
-        data, weight = read_external_reconstruct_arrays(job, base_dir=base)
-        options = config.reconstruction
-        if job.tau2 is None:  # reached only with --no-map (checked above)
-            options = replace(options, do_map=False)
-        plain = reconstruct_from_arrays(
-            data,
-            weight,
-            tau2=job.tau2,
-            original_image_size=job.original_image_size,
-            current_image_size=job.current_image_size,
-            padding_factor=job.padding_factor,
-            tau2_fudge=job.tau2_fudge,
-            options=options,
-        )
+        plain = plain_reconstruction(job, options=config.reconstruction, base_dir=base)
     except (ValueError, NotImplementedError) as exc:
         if isinstance(exc, InputFileError):
             raise
