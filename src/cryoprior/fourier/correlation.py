@@ -52,13 +52,15 @@ def shell_sums(values_rfft, *, n: int, fft_mask=None) -> np.ndarray:
             raise ValueError(f"fft_mask must have shape {shape}, not {mask.shape}")
         keep &= mask.ravel().astype(bool)
     flat = values.reshape(-1, shells.size)[:, keep]
-    offsets = np.arange(flat.shape[0])[:, None] * n_shells
-    sums = np.bincount(
-        (shells[keep][None, :] + offsets).ravel(),
-        weights=flat.ravel(),
-        minlength=flat.shape[0] * n_shells,
-    )
-    return sums.reshape((*values.shape[:-3], n_shells))
+    return _sum_by_shell(flat, shells[keep], n_shells).reshape((*values.shape[:-3], n_shells))
+
+
+def _sum_by_shell(values: np.ndarray, shells: np.ndarray, n_shells: int) -> np.ndarray:
+    """Sum (rows, v) values into (rows, n_shells) by the (v,) shell numbers (one bincount)."""
+    rows = values.shape[0]
+    index = (shells[None, :] + np.arange(rows)[:, None] * n_shells).ravel()
+    sums = np.bincount(index, weights=values.ravel(), minlength=rows * n_shells)
+    return sums.reshape(rows, n_shells)
 
 
 def fourier_correlation(transform_1, transform_2, *, n: int, fft_mask=None) -> np.ndarray:
@@ -113,14 +115,10 @@ def fourier_correlation(transform_1, transform_2, *, n: int, fft_mask=None) -> n
 
     def correlation(selected: np.ndarray | None) -> np.ndarray:
         s = shells if selected is None else shells[selected]
-        rows = products[0].shape[0]
-        index = (s[None, :] + np.arange(rows)[:, None] * n_shells).ravel()
         num, power_1, power_2 = (
-            np.bincount(
-                index,
-                weights=(p if selected is None else p[:, selected]).ravel(),
-                minlength=rows * n_shells,
-            ).reshape((*batch, n_shells))
+            _sum_by_shell(p if selected is None else p[:, selected], s, n_shells).reshape(
+                (*batch, n_shells)
+            )
             for p in products
         )
         den = np.sqrt(power_1 * power_2)
