@@ -691,21 +691,16 @@ def find_relion_job_files(job: str | Path) -> RelionJobFiles:
             root = Path(re.sub(r"_it\d+_half1_class001\.mrc$", "", str(iterations[-1])))
     else:
         root = job
-    final_1 = Path(f"{root}_half1_class001_unfil.mrc")
-    final_2 = Path(f"{root}_half2_class001_unfil.mrc")
+    final_1, final_2 = final_half_map_paths(root)
     if final_1.is_file() and final_2.is_file():
-
-        def existing(path: Path) -> Path | None:
-            return path if path.is_file() else None
-
         return RelionJobFiles(
             output_root=root,
             half_map_1=final_1,
             half_map_2=final_2,
-            full_map=existing(Path(f"{root}_class001.mrc")),
-            particles_star=existing(Path(f"{root}_data.star")),
-            model_star=existing(Path(f"{root}_model.star")),
-            sampling_star=existing(Path(f"{root}_sampling.star")),
+            full_map=_existing(final_map_path(root)),
+            particles_star=_existing(Path(f"{root}_data.star")),
+            model_star=_existing(Path(f"{root}_model.star")),
+            sampling_star=_existing(Path(f"{root}_sampling.star")),
             finished=True,
         )
     numbers = []
@@ -717,17 +712,18 @@ def find_relion_job_files(job: str | Path) -> RelionJobFiles:
         raise FileNotFoundError(f"{root}: no final or per-iteration half-maps")
     stem = f"{root}_it{max(numbers):03d}"
     logger.warning("%s has no final maps: using iteration %d", root, max(numbers))
-
-    def maybe(path: str) -> Path | None:
-        return Path(path) if Path(path).is_file() else None
-
+    last = find_iteration_files(root, max(numbers))
     return RelionJobFiles(
         output_root=root,
         half_map_1=Path(f"{stem}_half1_class001.mrc"),
         half_map_2=Path(f"{stem}_half2_class001.mrc"),
         full_map=None,
-        particles_star=maybe(f"{stem}_data.star"),
-        model_star=maybe(f"{stem}_half1_model.star"),
-        sampling_star=maybe(f"{stem}_sampling.star"),
+        particles_star=_existing(last.data_star),
+        model_star=_existing(last.half1_model_star),
+        sampling_star=_existing(last.sampling_star),
         finished=False,
     )
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
