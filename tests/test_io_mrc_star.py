@@ -85,6 +85,32 @@ def test_map_write_bad_input_keeps_destination(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["map.mrc"]
 
 
+def test_damaged_header_is_read_and_logged_not_silenced(tmp_path, caplog):
+    # mrcfile's permissive mode turns a damaged header into a warning; the reader must go on
+    # and log it naming the file (it used to silence it), and never raise it as an error.
+    path = tmp_path / "damaged.mrc"
+    write_map_atomic(path, np.ones((4, 4, 4)), voxel_size_angstrom=2.0)
+    with open(path, "r+b") as handle:
+        handle.seek(208)  # the header's map ID, b"MAP "
+        handle.write(b"XXXX")
+    with caplog.at_level("WARNING", logger="cryoprior.io"):
+        back = read_map(path)
+        voxel = read_map_header_voxel_size(path)
+    np.testing.assert_array_equal(back, np.ones((4, 4, 4), np.float32))
+    assert voxel == pytest.approx(2.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "cryoprior.io"]
+    assert len(lines) == 2, lines  # one per read, each once
+    assert all(str(path) in line and "Map ID" in line for line in lines), lines
+
+
+def test_intact_map_logs_nothing(tmp_path, caplog):
+    path = tmp_path / "intact.mrc"
+    write_map_atomic(path, np.ones((4, 4, 4)), voxel_size_angstrom=2.0)
+    with caplog.at_level("WARNING", logger="cryoprior.io"):
+        read_map(path)
+    assert not caplog.records
+
+
 def test_read_map_missing(tmp_path):
     path = tmp_path / "absent.mrc"
     with pytest.raises(InputFileError) as excinfo:

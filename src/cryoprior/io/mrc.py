@@ -15,6 +15,7 @@ import numpy as np
 
 from cryoprior.errors import InputFileError
 from cryoprior.io._atomic import atomic_path
+from cryoprior.io._warnings import log_caught_warnings
 
 __all__ = ["read_map", "read_map_header_voxel_size", "write_map_atomic"]
 
@@ -38,13 +39,14 @@ def read_map(path: str | Path, *, dtype: np.dtype | type | None = np.float32) ->
     path = Path(path)
     _require_regular_file(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             with mrcfile.open(path, mode="r", permissive=True) as mrc:
                 data = mrc.data
                 if data is None:
                     raise InputFileError(path, "not a readable MRC file (bad header or no data)")
                 array = np.array(data, dtype=dtype, copy=True)
+        log_caught_warnings(path, caught)
     except InputFileError:
         raise
     except Exception as exc:  # mrcfile raises ValueError/OSError/etc. for bad files
@@ -70,10 +72,14 @@ def read_map_header_voxel_size(path: str | Path) -> float:
     """Voxel size (Angstrom, x axis) recorded in an MRC header; 0 when unset."""
     path = Path(path)
     try:
-        with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
-            return float(mrc.voxel_size.x)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
+                voxel_size = float(mrc.voxel_size.x)
     except Exception as exc:
         raise InputFileError(path, f"not a readable MRC file ({exc})") from exc
+    log_caught_warnings(path, caught)
+    return voxel_size
 
 
 def write_map_atomic(

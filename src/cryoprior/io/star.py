@@ -13,6 +13,7 @@ import starfile
 
 from cryoprior.errors import InputFileError
 from cryoprior.io._atomic import atomic_path
+from cryoprior.io._warnings import log_caught_warnings
 
 __all__ = [
     "NONE_STRINGS",
@@ -45,9 +46,10 @@ def read_star(path: str | Path) -> dict[str, pd.DataFrame | dict[str, Any]]:
     # a failed parse would leave stale lines that later reads of the same path get back.
     linecache.clearcache()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             blocks = starfile.read(path, always_dict=True)
+        log_caught_warnings(path, caught)
     except Exception as exc:
         raise InputFileError(
             path, f"not a readable STAR file ({type(exc).__name__}: {' '.join(str(exc).split())})"
