@@ -28,6 +28,12 @@ setup() {
         $SUDO apt-get update
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${need[@]}"
     fi
+    # optional: a headless Chromium for the test that looks at the report in a real browser
+    # (the test is skipped without it, so a machine whose apt lacks it still installs)
+    if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends \
+            chromium-headless-shell || echo "note: chromium-headless-shell not installed; the browser test will be skipped"
+    fi
     if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
         "$PYTHON" -m venv "$VENV"
         "$BIN/python" -m pip install --upgrade pip
