@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from cryoprior.refine.config import suite
-from cryoprior.refine.experiment import prior_weights, run_mode
+from cryoprior.refine.run import prior_weights, run_mode
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 VARIANTS = [

@@ -14,14 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from cryoprior.refine.cases import ExperimentCase, RunResult, dataset_key
 from cryoprior.refine.dispatch import ClusterSettings, run_with_submitit
-from cryoprior.refine.experiment import (
-    RESULT_VERSION,
-    ExperimentCase,
-    RunResult,
-    dataset_key,
-    run_key,
-)
+from cryoprior.refine.run import RESULT_VERSION, run_key
 from cryoprior.simulate.dataset import SimulationConfig
 
 pytest.importorskip("submitit")

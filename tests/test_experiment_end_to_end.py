@@ -21,8 +21,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cryoprior.cli.app import app
+from cryoprior.refine.cases import MODES
 from cryoprior.refine.config import suite
-from cryoprior.refine.experiment import MODES, run_key
+from cryoprior.refine.run import run_key
 
 pytestmark = [pytest.mark.relion]
 

@@ -12,20 +12,17 @@ import pytest
 
 from cryoprior.io.mrc import write_map_atomic
 from cryoprior.io.relion import latest_optimiser_star
-from cryoprior.refine.config import SUITES, suite
-from cryoprior.refine.experiment import (
+from cryoprior.refine.cases import (
     MODES,
     ExperimentCase,
     RefineOptions,
-    case_controls,
     case_from_dict,
     case_to_dict,
     dataset_key,
-    prior_weights,
-    run_key,
-    write_manifest,
 )
+from cryoprior.refine.config import SUITES, suite
 from cryoprior.refine.relion import read_progress
+from cryoprior.refine.run import case_controls, prior_weights, run_key, write_manifest
 from cryoprior.report.build import build_report
 from cryoprior.simulate.dataset import SimulationConfig
 from cryoprior.validate.summary import ValidationInputs, ValidationSettings, validate_maps

@@ -20,7 +20,7 @@ import starfile
 
 from cryoprior.errors import InputFileError
 from cryoprior.io.relion import read_particles_star
-from cryoprior.refine.experiment import RefineOptions
+from cryoprior.refine.cases import RefineOptions
 from cryoprior.refine.inputs import (
     RefineInputError,
     check_image_files,

@@ -151,7 +151,7 @@ def refine(
 
     from cryoprior.cli._common import setup_logging
     from cryoprior.errors import InputFileError
-    from cryoprior.refine.experiment import MODES, extrec_executable
+    from cryoprior.refine.cases import MODES
     from cryoprior.refine.inputs import RefineInputError
     from cryoprior.refine.job import (
         RefineRequest,
@@ -171,6 +171,7 @@ def refine(
         require_programs,
         run_auto_refine,
     )
+    from cryoprior.refine.run import extrec_executable
 
     setup_logging(verbose)
     console = Console()
@@ -351,7 +352,7 @@ def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted,
     Here one after another, or as submitit jobs when ``cluster`` (a ClusterSettings) is given.
     """
     from cryoprior.refine.config import SCALE, suite
-    from cryoprior.refine.experiment import run_mode, write_manifest
+    from cryoprior.refine.run import run_mode, write_manifest
 
     cases = suite(suite_name)
     # the manifest lists the whole suite (the report marks what has not run yet)
@@ -464,8 +465,8 @@ def benchmark(
     from rich.console import Console
 
     from cryoprior.cli._common import setup_logging
+    from cryoprior.refine.cases import MODES
     from cryoprior.refine.config import SUITES, suite
-    from cryoprior.refine.experiment import MODES
     from cryoprior.report.build import build_report
 
     setup_logging(verbose)

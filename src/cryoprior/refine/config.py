@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cryoprior.refine.experiment import ExperimentCase, RefineOptions
+from cryoprior.refine.cases import ExperimentCase, RefineOptions
 from cryoprior.simulate.dataset import SimulationConfig
 
 __all__ = ["SCALE", "SUITES", "mini_model_path", "suite"]

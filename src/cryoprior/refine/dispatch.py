@@ -1,6 +1,6 @@
 """Running the runs of an experiment: one after another here, or in parallel through submitit.
 
-A run is one case refined in one mode (:func:`cryoprior.refine.experiment.run_mode`). Runs share
+A run is one case refined in one mode (:func:`cryoprior.refine.run.run_mode`). Runs share
 nothing but their dataset, so they can go to a cluster: :func:`run_with_submitit` simulates the
 missing datasets here first (so that no two jobs write one dataset), skips runs that are cached,
 and submits the others as independent jobs through `submitit <https://github.com/facebookincubator/submitit>`_
@@ -20,13 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryoprior.refine.experiment import (
-    ExperimentCase,
-    RunResult,
-    cached_result,
-    ensure_dataset,
-    run_mode,
-)
+from cryoprior.refine.cases import ExperimentCase, RunResult
+from cryoprior.refine.run import cached_result, ensure_dataset, run_mode
 
 __all__ = ["ClusterSettings", "RunOutcome", "run_with_submitit"]
 
@@ -78,7 +73,7 @@ def run_with_submitit(
 
     Cached runs come first, then the jobs in the order they were submitted, each when it has
     ended. Cached runs are yielded at once without a job. ``run`` is what a job calls (default
-    :func:`~cryoprior.refine.experiment.run_mode`; it must be picklable). A failed job yields
+    :func:`~cryoprior.refine.run.run_mode`; it must be picklable). A failed job yields
     its error and does not stop the others. Raises ImportError when submitit is missing.
     """
     try:

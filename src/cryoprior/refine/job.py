@@ -207,8 +207,8 @@ def threads_per_rank(cpu_count: int, mpi_ranks: int) -> int:
 
 
 def hook_command(mode: str, executable: str) -> str:
-    """Return the hook command line of a mode (:data:`cryoprior.refine.experiment.MODES`)."""
-    from cryoprior.refine.experiment import MODES
+    """Return the hook command line of a mode (:data:`cryoprior.refine.cases.MODES`)."""
+    from cryoprior.refine.cases import MODES
 
     return " ".join([executable, *MODES[mode].hook_arguments])
 
@@ -274,7 +274,7 @@ def plan_refine(
     RefineInputError: files or options that do not fit together.
     ValueError: an unknown mode, preset or symmetry.
     """
-    from cryoprior.refine.experiment import MODES
+    from cryoprior.refine.cases import MODES
 
     r = request
     if r.mode not in MODES:

@@ -76,7 +76,7 @@ def load_experiment(root: str | Path) -> tuple[dict, list[tuple[dict, dict[str, 
 
 
 # Runs made before refine.json recorded the weights all used the first shipped weights (the run
-# keys of other weights differ: cryoprior.refine.experiment.run_key).
+# keys of other weights differ: cryoprior.refine.cases.run_key_with_weights).
 _FIRST_WEIGHTS = "cryoprior-prior-v1.pt"
 
 

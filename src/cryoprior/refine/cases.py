@@ -1,0 +1,259 @@
+"""Experiments' vocabulary: cases, modes, refinement options and cache keys (pure).
+
+An :class:`ExperimentCase` is a simulated dataset (:class:`SimulationConfig`) plus how to
+refine it (:class:`RefineOptions`) and which control it is (a resolution cut-off, pure
+noise); :data:`MODES` are the ways of refining it (the hook ``cryoprior-extrec
+--regularizer ...``). Cases go to and from plain dicts (JSON, TOML) with
+:func:`case_to_dict` and :func:`case_from_dict`.
+
+Keys are hashes of everything that determines a result: :func:`dataset_key` of the
+simulation, :func:`run_key_with_weights` of the dataset, the refinement options, the mode's
+hook arguments and the prior's weights (by content), so that a rerun does only what changed
+and two cases with the same configuration share their runs. :class:`RunResult` is one
+validated run. Nothing here touches a file: the shell that prepares run folders, runs RELION,
+validates and caches is :mod:`cryoprior.refine.run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryoprior.io.json import json_ready
+from cryoprior.refine.relion import AutoRefineSettings
+from cryoprior.simulate.dataset import SimulationConfig, config_from_dict
+
+__all__ = [
+    "MODES",
+    "UNKEYED_PRIOR_WEIGHTS",
+    "ExperimentCase",
+    "ModeSpec",
+    "RefineOptions",
+    "RunResult",
+    "case_from_dict",
+    "case_to_dict",
+    "dataset_key",
+    "prior_weights_name",
+    "run_key_with_weights",
+]
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """A way of refining: the arguments of the hook ``cryoprior-extrec``.
+
+    Attributes
+    ----------
+    name: short name (``relion``, ``sidesplitter``, ``prior``, ``prior-noguard``).
+    label: for tables and plots.
+    hook_arguments: options given to ``cryoprior-extrec`` before RELION's STAR path.
+    description: one sentence for the report.
+    """
+
+    name: str
+    label: str
+    hook_arguments: tuple[str, ...]
+    description: str
+
+
+MODES: dict[str, ModeSpec] = {
+    m.name: m
+    for m in (
+        ModeSpec(
+            "relion",
+            "RELION",
+            ("--regularizer", "none"),
+            "plain RELION: the hook returns relion_external_reconstruct's map",
+        ),
+        ModeSpec(
+            "sidesplitter",
+            "SIDESPLITTER",
+            ("--regularizer", "sidesplitter"),
+            "local-SNR filter of both half-maps, in local searches",
+        ),
+        ModeSpec(
+            "prior",
+            "prior + guard",
+            ("--regularizer", "prior", "--guard"),
+            "learned prior on each half-map independently, in local searches, through the "
+            "guard (spectral trailing at FSC 1/7, greyscale fit): cryoprior's default",
+        ),
+        ModeSpec(
+            "prior-noguard",
+            "prior, no guard",
+            ("--regularizer", "prior", "--no-guard"),
+            "learned prior on each half-map, in local searches, returned as is (as the "
+            "paper ran deepEMhancer)",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """Refinement options shared by every mode of a case (RELION's names, units in names).
+
+    ``auto_iter_max``: RELION's cap on auto-refine iterations (None: RELION's default); the
+    pure-noise control needs it, since noise never converges.
+
+    ``initial_reference``: ``dataset`` (the simulation's low-passed truth) or a path to an
+    MRC map (used as is, e.g. a symmetric map for the pure-noise control).
+    """
+
+    symmetry: str = "C1"
+    particle_diameter_angstrom: float = 190.0
+    ini_high_angstrom: float = 30.0
+    healpix_order: int = 1
+    auto_local_healpix_order: int = 3
+    offset_range_pixels: float = 3.0
+    offset_step_pixels: float = 1.5
+    padding_factor: float = 2.0
+    random_seed: int = 0
+    mpi_ranks: int = 3
+    threads: int = 1
+    timeout_seconds: float = 3600.0
+    initial_reference: str = "dataset"
+    extra_hook_arguments: tuple[str, ...] = ()
+    auto_iter_max: int | None = None
+
+    def settings_fields(self) -> dict[str, Any]:
+        """Return the options that are fields of the run's settings too.
+
+        Same names, same meaning as :class:`~cryoprior.refine.relion.AutoRefineSettings`'s.
+        """
+        shared = {f.name for f in dataclasses.fields(AutoRefineSettings)}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in shared}
+
+
+@dataclass(frozen=True)
+class ExperimentCase:
+    """One dataset and how to refine it.
+
+    Attributes
+    ----------
+    name: identifier (folder-safe).
+    title: for the report.
+    group: which experiment it belongs to (``isotropic``, ``anisotropic``, ``cutoff``,
+        ``noise``, ``pure-noise``).
+    simulation: the dataset.
+    refine: the refinement.
+    modes: names from :data:`MODES`.
+    cutoff_angstrom: control: the particles carry nothing beyond this resolution; no mode
+        may report a resolution (gold-standard or against the truth) finer than it.
+    pure_noise: control: no particle carries signal; no structure may emerge.
+    validation_window_voxels: local-resolution and FSC-Q window.
+    paper: the paper's numbers for this case, per mode (for the report), or None.
+    """
+
+    name: str
+    title: str
+    group: str
+    simulation: SimulationConfig
+    refine: RefineOptions = field(default_factory=RefineOptions)
+    modes: tuple[str, ...] = ("relion", "sidesplitter", "prior", "prior-noguard")
+    cutoff_angstrom: float | None = None
+    pure_noise: bool = False
+    validation_window_voxels: int = 20
+    paper: dict[str, Any] | None = None
+
+    def __post_init__(self):
+        """Refuse unknown modes and a name that is empty or holds a slash, backslash or space."""
+        unknown = [m for m in self.modes if m not in MODES]
+        if unknown:
+            raise ValueError(f"case {self.name}: unknown mode(s) {unknown}; known: {list(MODES)}")
+        if not self.name or any(c in self.name for c in "/\\ "):
+            raise ValueError(f"case name {self.name!r} must be non-empty, without / or spaces")
+
+
+def case_to_dict(case: ExperimentCase) -> dict[str, Any]:
+    """JSON-ready dict of a case (inverse of :func:`case_from_dict`)."""
+    return json_ready(dataclasses.asdict(case))
+
+
+def case_from_dict(values: dict[str, Any]) -> ExperimentCase:
+    """Build an ExperimentCase from a dict as written by :func:`case_to_dict` (or TOML)."""
+    values = dict(values)
+    sim = config_from_dict(values.pop("simulation"))
+    refine = dict(values.pop("refine", {}))
+    if "extra_hook_arguments" in refine:
+        refine["extra_hook_arguments"] = tuple(refine["extra_hook_arguments"])
+    if "modes" in values:
+        values["modes"] = tuple(values["modes"])
+    return ExperimentCase(simulation=sim, refine=RefineOptions(**refine), **values)
+
+
+def _hash(data: Any) -> str:
+    text = json.dumps(json_ready(data), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def dataset_key(simulation: SimulationConfig) -> str:
+    """Cache key of a simulated dataset: a hash of its configuration."""
+    return "sim-" + _hash(dataclasses.asdict(simulation))
+
+
+# Weights every prior run used before the weights became part of the run key: runs with them
+# keep their keys (and their cached results).
+UNKEYED_PRIOR_WEIGHTS = "cryoprior-prior-v1.pt"
+
+
+def prior_weights_name(case: ExperimentCase, mode: str) -> str | None:
+    """Return the name of the prior weights a mode's hook loads, as given to the hook.
+
+    None for modes without a prior. The weights are ``--option weights=...`` of the case's
+    extra hook arguments, else ``default`` (the shipped default).
+    """
+    hook = [*MODES[mode].hook_arguments, *case.refine.extra_hook_arguments]
+    if "prior" not in hook:
+        return None
+    name = "default"
+    for arg in hook:
+        if arg.startswith("weights="):
+            name = arg.split("=", 1)[1]
+    return name
+
+
+def run_key_with_weights(case: ExperimentCase, mode: str, weights: dict | None) -> str:
+    """Cache key of one refinement, given the mode's prior weights.
+
+    The key covers the dataset, the refinement options, the mode's hook arguments, and the
+    prior's weights (by content: ``weights`` is ``{'file', 'sha256'}`` as
+    :func:`cryoprior.refine.run.prior_weights` returns it, None for modes without a prior).
+
+    The validation window is not in it: validation is redone from the maps when it changes.
+    """
+    refine = dataclasses.asdict(case.refine)
+    refine.pop("timeout_seconds")
+    if refine["auto_iter_max"] is None:  # added later: keys of runs without it stay the same
+        refine.pop("auto_iter_max")
+    parts = {
+        "dataset": dataset_key(case.simulation),
+        "refine": refine,
+        "hook": list(MODES[mode].hook_arguments),
+    }
+    if weights is not None and weights["file"] != UNKEYED_PRIOR_WEIGHTS:
+        parts["prior_weights"] = weights["sha256"]
+    return f"{mode}-" + _hash(parts)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One refinement of one case in one mode, validated.
+
+    Attributes
+    ----------
+    case, mode: which.
+    run_dir: the run's folder.
+    data: the content of ``result.json`` (see :func:`run_mode`).
+    cached: True when nothing had to be computed.
+    """
+
+    case: str
+    mode: str
+    run_dir: Path
+    data: dict[str, Any]
+    cached: bool
