@@ -39,8 +39,10 @@ from cryoprior.io.relion_extrec import (
     read_external_reconstruct_arrays,
     read_external_reconstruct_job,
 )
-from cryoprior.refine.relion import relion_project_uniform
 from cryoprior.simulate.phantom import atom_like_phantom
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # test support
+from relion_project import relion_project_uniform
 
 RESULTS = Path(__file__).parent / "results"
 

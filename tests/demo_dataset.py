@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryoprior.io.mrc import read_map, write_map_atomic
-from cryoprior.refine.relion import relion_project_uniform
 from cryoprior.simulate.noise import add_white_noise
 from cryoprior.simulate.phantom import atom_like_phantom, gaussian_lowpass
+from relion_project import relion_project_uniform
 
 __all__ = ["DemoDataset", "make_demo_dataset"]
 

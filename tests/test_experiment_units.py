@@ -209,32 +209,3 @@ def test_report_from_cached_runs(tmp_path):
     html = (tmp_path / "report" / "report.html").read_text()
     assert '<span class="fail">FAIL</span>' in html
     assert (tmp_path / "report" / "figures" / "cut16_maps.png").stat().st_size > 1000
-
-
-def test_stop_ends_every_process_of_the_session():
-    """As mpirun's ranks: children in their own process groups (one ignoring SIGTERM) are
-    still stopped, since they share mpirun's session."""
-    import shlex
-    import subprocess
-    import sys
-    import time
-
-    from cryoprior.refine.relion import session_members, stop_process_session
-
-    python = shlex.quote(sys.executable)  # no interpreter shims: exactly 3 processes
-
-    child = "import os, signal, time; os.setpgid(0, 0); {} time.sleep(300)"
-    script = (
-        f'{python} -c "{child.format("signal.signal(signal.SIGTERM, signal.SIG_IGN);")}" & '
-        f'{python} -c "{child.format("")}" & wait'
-    )
-    proc = subprocess.Popen(["bash", "-c", script], start_new_session=True)
-    deadline = time.monotonic() + 10
-    while len(session_members(proc.pid)) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(session_members(proc.pid)) == 3
-    stop_process_session(proc, grace_seconds=1.0)
-    deadline = time.monotonic() + 5  # killed orphans are reaped by init shortly after
-    while session_members(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert session_members(proc.pid) == []

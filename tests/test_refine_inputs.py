@@ -29,7 +29,6 @@ from cryoprior.refine.inputs import (
     particle_data,
     read_map_header,
     rescaled_reference,
-    validate_symmetry,
 )
 from cryoprior.refine.job import (
     PRESETS,
@@ -48,6 +47,7 @@ from cryoprior.refine.relion import (
     parse_relion_version,
     relion_error_message,
 )
+from cryoprior.validate.symmetry import validate_symmetry_name
 
 DATA = Path(__file__).parent / "data" / "refine"
 BOX = 16
@@ -277,13 +277,13 @@ def test_default_diameter_and_threads():
     ],
 )
 def test_symmetry_names_relion_knows(name):
-    assert validate_symmetry(name) == name.upper()
+    assert validate_symmetry_name(name, rotations_only=False) == name.upper()
 
 
 @pytest.mark.parametrize("name", ["X9", "C0", "S3", "I5", "I6", "D4d", "", "C", "D"])
 def test_symmetry_names_refused(name):
     with pytest.raises(ValueError, match="unknown symmetry"):
-        validate_symmetry(name)
+        validate_symmetry_name(name, rotations_only=False)
 
 
 # ---------------------------------------------------------------------------------------

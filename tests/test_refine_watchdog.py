@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 
-from cryoprior.refine.watchdog import session_members
+from cryoprior.refine.watchdog import session_members, stop_session
 
 PYTHON = sys.executable
 RANK = "import os, signal, time; os.setpgid(0, 0); {} time.sleep(300)"
@@ -78,3 +78,26 @@ def test_sigterm_to_the_watchdog_stops_the_ranks_and_exit_status_passes():
         check=False,
     )
     assert done.returncode == 7
+
+
+def test_stop_ends_every_process_of_the_session():
+    """As cryoprior stops mpirun's ranks: children in their own process groups (one ignoring
+    SIGTERM) are still stopped, since they share the session of the leader it started."""
+    proc = subprocess.Popen(["bash", "-c", RANKS], start_new_session=True)
+    assert len(_wait_members(proc.pid, 3, seconds=10)) == 3
+    stop_session(proc.pid, grace_seconds=1.0, leader=proc)
+    assert proc.returncode is not None  # the leader is reaped
+    assert _wait_members(proc.pid, 0, seconds=5) == []  # killed orphans: reaped by init
+
+
+def test_stop_returns_once_the_session_has_ended():
+    """A session whose processes all end on SIGTERM: the stop returns at once, not after the
+    grace period (the leader it started is reaped while waiting, so its exit counts)."""
+    proc = subprocess.Popen(["bash", "-c", "sleep 300 & wait"], start_new_session=True)
+    assert len(_wait_members(proc.pid, 2, seconds=10)) == 2
+    start = time.monotonic()
+    stop_session(proc.pid, grace_seconds=60.0, leader=proc)
+    assert time.monotonic() - start < 10.0
+    assert proc.returncode == -signal.SIGTERM
+    # a leader that has already ended and left nothing: nothing to do, nothing raised
+    stop_session(proc.pid, grace_seconds=60.0, leader=proc)

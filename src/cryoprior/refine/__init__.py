@@ -5,7 +5,6 @@ from cryoprior.refine.relion import (
     RefineResult,
     RelionNotFoundError,
     build_refine_command,
-    relion_project_uniform,
     run_auto_refine,
 )
 
@@ -14,6 +13,5 @@ __all__ = [
     "RefineResult",
     "RelionNotFoundError",
     "build_refine_command",
-    "relion_project_uniform",
     "run_auto_refine",
 ]

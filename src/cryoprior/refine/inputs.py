@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,6 @@ __all__ = [
     "particle_data",
     "read_map_header",
     "rescaled_reference",
-    "validate_symmetry",
 ]
 
 logger = logging.getLogger(__name__)
@@ -290,35 +288,3 @@ def default_particle_diameter_angstrom(box_size: int, pixel_size_angstrom: float
     particle, so this errs on the large side and masks no density away.
     """
     return float(math.floor(0.8 * box_size * pixel_size_angstrom))
-
-
-_SYMMETRY_RE = re.compile(
-    r"C(?P<c>\d+)(?P<csuffix>[VH]?)|CI|CS|S(?P<s>\d+)|D(?P<d>\d+)(?P<dsuffix>[VH]?)"
-    r"|T[DH]?|O[H]?|I(?P<i>[1-4]?)H?"
-)
-
-
-def validate_symmetry(name: str) -> str:
-    """RELION's point-group name, upper case, or ValueError for a name RELION would refuse.
-
-    The names of RELION's ``symmetries.cpp``: ``Cn`` (n >= 1), ``Ci``, ``Cs``, ``Cnv``,
-    ``Cnh``, ``Sn`` (n even), ``Dn``, ``Dnv``, ``Dnh``, ``T``, ``Td``, ``Th``, ``O``, ``Oh``,
-    ``I``, ``I1``-``I4``, ``Ih``, ``I1h``-``I4h`` (checked against ``relion_refine --sym G
-    --print_symmetry_ops`` in the tests).
-    """
-    text = str(name).strip().upper()
-    match = _SYMMETRY_RE.fullmatch(text)
-    ok = match is not None
-    if match is not None:
-        for group in ("c", "d", "s"):
-            value = match.group(group)
-            if value is not None and int(value) < 1:
-                ok = False
-        if match.group("s") is not None and int(match.group("s")) % 2:
-            ok = False
-    if not ok:
-        raise ValueError(
-            f"unknown symmetry {name!r}: RELION knows Cn, Ci, Cs, Cnv, Cnh, Sn (n even), Dn, "
-            "Dnv, Dnh, T, Td, Th, O, Oh, I, I1-I4, Ih, I1h-I4h"
-        )
-    return text

@@ -36,9 +36,9 @@ from cryoprior.refine.inputs import (
     default_particle_diameter_angstrom,
     particle_data,
     read_map_header,
-    validate_symmetry,
 )
 from cryoprior.refine.relion import AutoRefineSettings, RelionVersion, option_names
+from cryoprior.validate.symmetry import validate_symmetry_name
 
 __all__ = [
     "PRESETS",
@@ -281,7 +281,7 @@ def plan_refine(
         raise ValueError(f"unknown mode {r.mode!r}; choose one of {', '.join(MODES)}")
     if r.preset not in PRESETS:
         raise ValueError(f"unknown preset {r.preset!r}; choose one of {', '.join(PRESETS)}")
-    symmetry = validate_symmetry(r.symmetry)
+    symmetry = validate_symmetry_name(r.symmetry, rotations_only=False)
     if r.mpi_ranks < 3:
         raise RefineInputError(
             f"--mpi {r.mpi_ranks}: a gold-standard auto-refine needs at least 3 MPI ranks "

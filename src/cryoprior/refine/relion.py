@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from cryoprior.io.relion import (
     run_err_path,
     run_out_path,
 )
-from cryoprior.refine.watchdog import session_members
+from cryoprior.refine.watchdog import stop_session
 
 __all__ = [
     "AutoRefineSettings",
@@ -48,11 +47,8 @@ __all__ = [
     "parse_relion_version",
     "read_progress",
     "relion_error_message",
-    "relion_project_uniform",
     "require_programs",
     "run_auto_refine",
-    "session_members",
-    "stop_process_session",
 ]
 
 logger = logging.getLogger(__name__)
@@ -403,13 +399,13 @@ def run_auto_refine(
                 if progress is not None:
                     progress(read_progress(workdir / base_root, run_out))
                 if timeout_seconds is not None and time.monotonic() - start > timeout_seconds:
-                    stop_process_session(proc)
+                    stop_session(proc.pid, leader=proc)
                     raise RefineTimeoutError(
                         f"stopped after the time limit of {timeout_seconds:g} s "
                         f"({run_out}); resume with --continue"
                     )
         except BaseException:
-            stop_process_session(proc)
+            stop_session(proc.pid, leader=proc)
             raise
     wall = time.monotonic() - start
     result_root = (workdir / root).resolve()
@@ -439,33 +435,6 @@ def _watched(cmd: list[str]) -> list[str]:
 
 def _existing(path: Path) -> Path | None:
     return path if path.exists() else None
-
-
-def _signal_all(pids: Sequence[int], signum: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-
-def stop_process_session(proc: subprocess.Popen, *, grace_seconds: float = 10.0) -> None:
-    """Stop mpirun, its ranks and the hooks they run.
-
-    SIGTERM to every process of the session mpirun (``proc``) leads, then SIGKILL to whatever
-    is left after ``grace_seconds``; then ``proc`` is reaped.
-    """
-    members = session_members(proc.pid)
-    if proc.poll() is not None and not members:
-        return
-    _signal_all(members or [proc.pid], signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None and not session_members(proc.pid):
-            return
-        time.sleep(0.2)
-    _signal_all(session_members(proc.pid), signal.SIGKILL)
-    proc.wait()
 
 
 @dataclass(frozen=True)
@@ -588,33 +557,3 @@ def relion_error_message(text: str) -> str | None:
         if parts:
             return " ".join(parts)
     return None
-
-
-def relion_project_uniform(
-    map_path: str | Path,
-    *,
-    output_root: str | Path,
-    n_particles: int,
-    voxel_size_angstrom: float,
-    workdir: str | Path | None = None,
-    extra_args: Sequence[str] = (),
-) -> tuple[Path, Path]:
-    """Noise-free projections at random uniform angles with ``relion_project --nr_uniform``.
-
-    RELION draws new angles on every call (it takes no seed). Returns the paths of the
-    ``.mrcs`` stack and the ``.star`` file (RELION 3.1 format with an optics block).
-    """
-    require_programs("relion_project")
-    cmd = [
-        "relion_project", "--i", str(map_path), "--o", str(output_root),
-        "--nr_uniform", str(n_particles), "--angpix", f"{voxel_size_angstrom:g}",
-        *extra_args,
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False)
-    base = Path(workdir or ".") / str(output_root)
-    stack, star = Path(f"{base}.mrcs"), Path(f"{base}.star")
-    if proc.returncode != 0 or not stack.exists() or not star.exists():
-        raise RuntimeError(
-            f"relion_project failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}"
-        )
-    return stack, star

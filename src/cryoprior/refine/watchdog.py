@@ -47,28 +47,48 @@ def session_members(session_id: int) -> list[int]:
     return members
 
 
-def stop_session(session_id: int, *, grace_seconds: float = GRACE_SECONDS, spare: int = 0) -> None:
+def stop_session(
+    session_id: int,
+    *,
+    grace_seconds: float = GRACE_SECONDS,
+    spare: int = 0,
+    leader: subprocess.Popen | None = None,
+) -> None:
     """Stop every process of a session but ``spare``.
 
     SIGTERM to each, then SIGKILL to those left after ``grace_seconds``.
+
+    ``leader``: the session's leader when the caller started it (``start_new_session=True``,
+    as :func:`cryoprior.refine.relion.run_auto_refine` starts mpirun under this watchdog). It
+    is reaped while waiting, so that its exit counts at once, signalled even where ``/proc``
+    lists no member, and waited for at the end.
     """
-    targets = [p for p in session_members(session_id) if p != spare]
-    for pid in targets:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+
+    def left() -> list[int]:
+        if leader is not None:
+            leader.poll()  # reaps it once it has ended: a zombie would still count
+        return [p for p in session_members(session_id) if p != spare]
+
+    targets = left()
+    if not targets and leader is not None and leader.poll() is None:
+        targets = [leader.pid]
+    _signal_all(targets, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
-        if not [p for p in session_members(session_id) if p != spare]:
+        if not left() and (leader is None or leader.poll() is not None):
             return
         time.sleep(0.2)
-    for pid in session_members(session_id):
-        if pid != spare:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    _signal_all(left(), signal.SIGKILL)
+    if leader is not None:
+        leader.wait()
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
 
 
 def _ask_for_parent_death_signal() -> None:

@@ -45,17 +45,31 @@ MAX_ROTATION_ORDER = 1000  # Cn and Dn with n above this are refused (a typo, no
 
 _SUPPORTED = "Cn, Dn (n = 1..1000), T, O, I or I1-I4 (proper rotations only)"
 
+# every point group RELION's symmetries.cpp knows, improper ones included
+_RELION_GROUP_RE = re.compile(
+    r"C(?P<c>\d+)(?P<csuffix>[VH]?)|CI|CS|S(?P<s>\d+)|D(?P<d>\d+)(?P<dsuffix>[VH]?)"
+    r"|T[DH]?|O[H]?|I(?P<i>[1-4]?)H?"
+)
+_RELION_GROUPS = (
+    "Cn, Ci, Cs, Cnv, Cnh, Sn (n even), Dn, Dnv, Dnh, T, Td, Th, O, Oh, I, I1-I4, Ih, I1h-I4h"
+)
 
-def validate_symmetry_name(symmetry: str) -> str:
+
+def validate_symmetry_name(symmetry: str, *, rotations_only: bool = True) -> str:
     """RELION's name of a supported point group, in canonical form; ValueError otherwise.
 
     Checks the name only (no operator is made), so it is cheap enough to check a
-    command-line option before any work. Accepts what :func:`symmetry_operators` accepts.
+    command-line option before any work. Accepts what :func:`symmetry_operators` accepts, or
+    with ``rotations_only=False`` every name RELION refines with.
 
     Parameters
     ----------
     symmetry: case-insensitive, surrounding spaces ignored: ``C1``, ``Cn``, ``Dn``, ``T``,
         ``O``, ``I``, ``I1``-``I4``.
+    rotations_only: False: also the groups with mirrors or an inversion, as RELION's
+        ``symmetries.cpp`` names them: ``Ci``, ``Cs``, ``Cnv``, ``Cnh``, ``Sn`` (n even),
+        ``Dnv``, ``Dnh``, ``Td``, ``Th``, ``Oh``, ``Ih``, ``I1h``-``I4h``, with no upper bound
+        on n (``cryoprior refine`` passes them to RELION).
 
     Returns
     -------
@@ -69,10 +83,22 @@ def validate_symmetry_name(symmetry: str) -> str:
     -------
     >>> validate_symmetry_name("d2")
     'D2'
+    >>> validate_symmetry_name("c3v", rotations_only=False)
+    'C3V'
     """
     if not isinstance(symmetry, str):
         raise ValueError(f"symmetry {symmetry!r} is not a name: use {_SUPPORTED}")
     name = symmetry.strip().upper()
+    if not rotations_only:
+        match = _RELION_GROUP_RE.fullmatch(name)
+        orders = [] if match is None else [match.group(g) for g in ("c", "d", "s")]
+        if (
+            match is None
+            or any(n is not None and int(n) < 1 for n in orders)
+            or (match.group("s") is not None and int(match.group("s")) % 2)
+        ):
+            raise ValueError(f"unknown symmetry {symmetry!r}: RELION knows {_RELION_GROUPS}")
+        return name
     match = re.fullmatch(r"([CD])(\d+)", name)
     if match:
         fold = int(match.group(2))
