@@ -42,12 +42,13 @@ import starfile
 import torch
 
 from cryoprior.io.mrc import write_map_atomic
+from cryoprior.poses import Poses
 from cryoprior.simulate.ctf import CTFOptics
-from cryoprior.simulate.dataset import auto_batch_size
 from cryoprior.simulate.density import model_to_map, read_model
 from cryoprior.simulate.images import CTFValues, ImageFormation, render_particles
 from cryoprior.simulate.models import shipped_model_path
-from cryoprior.simulate.poses import Poses, uniform_poses, with_random_shifts
+from cryoprior.simulate.particles import auto_batch_size
+from cryoprior.simulate.poses import uniform_poses, with_random_shifts
 from cryoprior.simulate.project import fourier_volume
 
 RESULTS = Path(__file__).parent / "results"
@@ -56,7 +57,8 @@ NOISE_SD = 1.0
 
 CRYOPRIOR_SCRIPT = """
 import sys
-from cryoprior.simulate.dataset import SimulationConfig, simulate_dataset
+from cryoprior.simulate.config import SimulationConfig
+from cryoprior.simulate.dataset import simulate_dataset
 ctf = sys.argv[1] == "ctf"
 simulate_dataset(
     SimulationConfig(map_path="map.mrc", orientations="star", angles_star="angles.star",

@@ -301,7 +301,8 @@ def test_simulated_dataset_holds_the_belt_and_keeps_the_protein_alone(tmp_path):
 
     import mrcfile
 
-    from cryoprior.simulate.dataset import SimulationConfig, simulate_dataset
+    from cryoprior.simulate.config import SimulationConfig
+    from cryoprior.simulate.dataset import simulate_dataset
 
     config = SimulationConfig(
         model="gltph", box_size=48, voxel_size_angstrom=3.5, b_factor_angstrom2=60.0,

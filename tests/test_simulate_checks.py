@@ -18,9 +18,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+import cryoprior.io.stacks as stacks_module
 import cryoprior.simulate.dataset as dataset_module
 from cryoprior.errors import InputFileError
-from cryoprior.simulate.dataset import SimulationConfig, simulate_dataset
+from cryoprior.simulate.config import SimulationConfig
+from cryoprior.simulate.dataset import simulate_dataset
+from cryoprior.simulate.particles import count_particles
 from cryoprior.simulate.poses import grid_poses, over_represent_cone, uniform_poses
 from cryoprior.simulate.resources import (
     AvailableResources,
@@ -146,16 +149,16 @@ def test_particle_counts_are_known_without_making_the_poses():
     """The count used for the estimate is the number of poses that are then made."""
     for step in (3.0, 7.5, 30.0):
         config = SimulationConfig(orientations="grid", angular_step_degrees=step)
-        assert dataset_module._count_particles(config, None) == len(grid_poses(step))
+        assert count_particles(config, None) == len(grid_poses(step))
         cone = SimulationConfig(
             orientations="grid", angular_step_degrees=step, cone_overrepresentation=2.5
         )
         made = over_represent_cone(grid_poses(step), factor=2.5, seed=0)
-        assert dataset_module._count_particles(cone, None) == len(made)
+        assert count_particles(cone, None) == len(made)
     star = uniform_poses(37, seed=1)
     config = SimulationConfig(orientations="star", angles_star="x.star", cone_overrepresentation=3)
     made = over_represent_cone(star, factor=3.0, seed=0)
-    assert dataset_module._count_particles(config, star) == len(made)
+    assert count_particles(config, star) == len(made)
 
 
 def test_the_estimate_covers_what_is_written(tmp_path):
@@ -200,7 +203,7 @@ def test_a_full_disk_is_an_error_naming_the_stack_and_leaves_no_temporary_file(
     def no_space(fd, length):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(dataset_module, "reserve_file_space", no_space)
+    monkeypatch.setattr(stacks_module, "reserve_file_space", no_space)
     out = tmp_path / "ds"
     with pytest.raises(OSError) as info:
         simulate_dataset(SimulationConfig(**SMALL), out, resources=_plenty)
@@ -215,7 +218,7 @@ def test_a_full_disk_is_an_error_naming_the_stack_and_leaves_no_temporary_file(
 def test_the_reservation_allocates_the_blocks(tmp_path):
     """reserve_file_space turns a sparse file (what mrcfile's memory map starts from) into
     allocated blocks, so that writing it through the map needs no new space."""
-    from cryoprior.simulate.resources import reserve_file_space
+    from cryoprior.io.stacks import reserve_file_space
 
     path = tmp_path / "sparse.bin"
     with open(path, "wb") as handle:

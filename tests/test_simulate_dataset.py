@@ -23,12 +23,8 @@ from typer.testing import CliRunner
 from cryoprior.conventions import shell_index
 from cryoprior.io.relion import read_particles_star
 from cryoprior.io.star import read_star, write_star_atomic
-from cryoprior.simulate.dataset import (
-    SimulationConfig,
-    config_from_dict,
-    load_config,
-    simulate_dataset,
-)
+from cryoprior.simulate.config import SimulationConfig, config_from_dict
+from cryoprior.simulate.dataset import load_config, simulate_dataset
 from cryoprior.simulate.images import paper_lowpass_2d
 from cryoprior.simulate.poses import uniform_poses
 

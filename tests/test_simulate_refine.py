@@ -23,7 +23,8 @@ import starfile
 
 from cryoprior.conventions import euler_to_matrix, shell_index
 from cryoprior.io.star import read_star
-from cryoprior.simulate.dataset import SimulationConfig, simulate_dataset
+from cryoprior.simulate.config import SimulationConfig
+from cryoprior.simulate.dataset import simulate_dataset
 
 BOX, PIXEL = 40, 6.0
 D2 = [np.diag(d) for d in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1))]

@@ -34,7 +34,6 @@ line giving the need and what is there.
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import shutil
 from dataclasses import dataclass
@@ -48,7 +47,6 @@ __all__ = [
     "check_resources",
     "estimate_resources",
     "format_bytes",
-    "reserve_file_space",
 ]
 
 logger = logging.getLogger(__name__)
@@ -271,17 +269,3 @@ def _cgroup_free_memory() -> int | None:
                 return None
             return max(int(limit) - current, 0)
     return None
-
-
-def reserve_file_space(fd: int, length: int) -> None:
-    """Reserve ``length`` bytes of a file, so that writing them through a memory map cannot SIGBUS.
-
-    ENOSPC and EDQUOT propagate as OSError; a file system without fallocate support is skipped.
-    """
-    try:
-        os.posix_fallocate(fd, 0, length)
-    except OSError as exc:
-        if exc.errno in (getattr(os, "EOPNOTSUPP", 95), 22):  # not supported / EINVAL
-            logger.debug("posix_fallocate not supported here: %s", exc)
-            return
-        raise
