@@ -34,6 +34,7 @@ import numpy as np
 
 from cryoprior.fourier import apply_filter, bfactor_filter
 from cryoprior.io.mrc import write_map_atomic
+from cryoprior.poses import Poses
 from cryoprior.validate import (
     ValidationInputs,
     ValidationSettings,
@@ -41,7 +42,6 @@ from cryoprior.validate import (
     read_atomic_model,
     validate_maps,
 )
-from cryoprior.validate.poses import PoseTable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -77,15 +77,15 @@ def make_case(model_path: Path, *, n_particles: int, seed: int = 0):
     true_m = Rotation.random(n_particles, random_state=rng).as_matrix()
     names = np.array([f"{i + 1:06d}@particles.mrcs" for i in range(n_particles)], dtype=object)
     zeros = np.zeros(n_particles)
-    truth_poses = PoseTable(names, *matrix_to_euler(true_m), zeros, zeros)
+    truth_poses = Poses(*matrix_to_euler(true_m), zeros, zeros, image_names=names)
     kick = Rotation.from_rotvec(
         np.deg2rad(2.0) * Rotation.random(n_particles, random_state=rng).as_rotvec() / np.pi
     ).as_matrix()
-    refined_poses = PoseTable(
-        names,
+    refined_poses = Poses(
         *matrix_to_euler(kick @ true_m),
         rng.normal(scale=1.0, size=n_particles),
         rng.normal(scale=1.0, size=n_particles),
+        image_names=names,
     )
     inputs = ValidationInputs(
         half_map_1=h1,

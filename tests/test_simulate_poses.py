@@ -3,24 +3,20 @@
 Closed forms: directions uniform on the sphere have cos(tilt) uniform (mean 0, variance 1/3)
 and a uniform rot; a grid at step d has neighbours about d apart and about 4 pi / d^2
 directions; a cone over-represented by a factor f holds f times the density of directions;
-shifts drawn with SD s have SD s. STAR files round-trip through starfile.
+shifts drawn with SD s have SD s. The pose type and its STAR reader: tests/test_poses.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
-import starfile
 from scipy.spatial import cKDTree
 
-from cryoprior.errors import InputFileError
+from cryoprior.poses import Poses
 from cryoprior.simulate.poses import (
-    Poses,
     cone_fraction,
     grid_poses,
     over_represent_cone,
-    poses_from_star,
     uniform_poses,
     with_random_shifts,
 )
@@ -100,33 +96,3 @@ def test_random_shifts_and_relion_sign():
     np.testing.assert_allclose(shifts[:, 1], -poses.origin_x_angstrom / 1.5)
     with pytest.raises(ValueError):
         with_random_shifts(poses, sd_angstrom=-1.0, seed=0)
-
-
-def test_poses_from_star_round_trip(tmp_path):
-    poses = with_random_shifts(uniform_poses(7, seed=5), sd_angstrom=2.0, seed=6)
-    table = poses.to_dataframe()
-    table["rlnImageName"] = [f"{i:06d}@x.mrcs" for i in range(1, 8)]
-    optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnImagePixelSize": [1.0]})
-    starfile.write({"optics": optics, "particles": table}, tmp_path / "p.star")
-    back = poses_from_star(tmp_path / "p.star")
-    np.testing.assert_allclose(back.matrices(), poses.matrices(), atol=1e-5)
-    np.testing.assert_allclose(back.origin_x_angstrom, poses.origin_x_angstrom, atol=1e-5)
-    # a bare loop without origins
-    starfile.write(table[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]], tmp_path / "a.star")
-    np.testing.assert_array_equal(poses_from_star(tmp_path / "a.star").origin_y_angstrom, 0.0)
-    starfile.write(table[["rlnAngleRot", "rlnAngleTilt"]], tmp_path / "bad.star")
-    with pytest.raises(InputFileError, match="rlnAnglePsi"):
-        poses_from_star(tmp_path / "bad.star")
-    old = table[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].assign(rlnOriginX=1.0)
-    starfile.write(old, tmp_path / "old.star")
-    with pytest.raises(InputFileError, match="pixels"):
-        poses_from_star(tmp_path / "old.star")
-
-
-def test_poses_validation():
-    with pytest.raises(ValueError, match="expected 2"):
-        Poses([0.0, 1.0], [0.0], [0.0, 0.0])
-    with pytest.raises(ValueError, match="non-finite"):
-        Poses([np.nan], [0.0], [0.0])
-    p = Poses([10.0], [20.0], [30.0])
-    np.testing.assert_allclose(p.take([0, 0]).tilt_degrees, [20.0, 20.0])

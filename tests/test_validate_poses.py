@@ -14,12 +14,11 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from cryoprior.conventions import euler_to_matrix, matrix_to_euler
+from cryoprior.poses import Poses
 from cryoprior.validate.poses import (
-    PoseTable,
     attraction,
     match_poses,
     pose_errors,
-    pose_table_from_particles,
     rotation_angle_degrees,
     view_directions,
     view_distribution,
@@ -94,31 +93,23 @@ def test_unsupported_groups_are_rejected():
 # --- pose errors ---------------------------------------------------------------------------------
 
 
-def _table(rot, tilt, psi, x=None, y=None, names=None) -> PoseTable:
+def _table(rot, tilt, psi, x=None, y=None, names=None) -> Poses:
     n = len(rot)
     names = (
         np.array([f"{i + 1:06d}@p.mrcs" for i in range(n)], dtype=object)
         if names is None
         else names
     )
-    zeros = np.zeros(n)
-    return PoseTable(
-        names,
-        np.asarray(rot, float),
-        np.asarray(tilt, float),
-        np.asarray(psi, float),
-        zeros if x is None else np.asarray(x, float),
-        zeros if y is None else np.asarray(y, float),
-    )
+    return Poses(rot, tilt, psi, x, y, image_names=names)
 
 
-def _random_table(n, seed) -> PoseTable:
+def _random_table(n, seed) -> Poses:
     rng = np.random.default_rng(seed)
     rot, tilt, psi = matrix_to_euler(Rotation.random(n, random_state=rng).as_matrix())
     return _table(rot, tilt, psi, rng.normal(size=n), rng.normal(size=n))
 
 
-def _with_matrices(table: PoseTable, matrices: np.ndarray, **changes) -> PoseTable:
+def _with_matrices(table: Poses, matrices: np.ndarray, **changes) -> Poses:
     rot, tilt, psi = matrix_to_euler(matrices)
     fields = {
         "image_names": table.image_names,
@@ -129,7 +120,7 @@ def _with_matrices(table: PoseTable, matrices: np.ndarray, **changes) -> PoseTab
         "origin_y_angstrom": table.origin_y_angstrom,
     }
     fields.update(changes)
-    return PoseTable(**fields)
+    return Poses(**fields)
 
 
 def test_identical_poses_have_no_error():
@@ -147,7 +138,7 @@ def test_a_known_rotation_gives_its_angle():
     axes = rng.normal(size=(200, 3))
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     perturbation = Rotation.from_rotvec(np.deg2rad(angles)[:, None] * axes).as_matrix()
-    refined = _with_matrices(truth, perturbation @ truth.matrices)
+    refined = _with_matrices(truth, perturbation @ truth.matrices())
     e = pose_errors(refined, truth)
     assert np.allclose(e.angular_error_degrees, angles, atol=1e-5)
     assert np.all(e.direction_error_degrees <= e.angular_error_degrees + 1e-6)
@@ -166,7 +157,7 @@ def test_symmetry_equivalent_poses_have_no_error_under_the_group_only(group):
     truth = _random_table(120, 3)
     ops = symmetry_operators(group)
     pick = np.random.default_rng(4).integers(1, len(ops), size=120)
-    refined = _with_matrices(truth, truth.matrices @ ops[pick])  # A_true @ L
+    refined = _with_matrices(truth, truth.matrices() @ ops[pick])  # A_true @ L
     assert np.allclose(
         pose_errors(refined, truth, symmetry=group).angular_error_degrees, 0, atol=1e-4
     )
@@ -181,7 +172,7 @@ def test_errors_are_the_smallest_over_the_group():
     ).as_matrix()
     ops = symmetry_operators("D7")
     pick = rng.integers(0, len(ops), size=100)
-    refined = _with_matrices(truth, small @ truth.matrices @ ops[pick])
+    refined = _with_matrices(truth, small @ truth.matrices() @ ops[pick])
     e = pose_errors(refined, truth, symmetry="D7")
     expected = rotation_angle_degrees(small, np.eye(3))
     assert np.allclose(e.angular_error_degrees, expected, atol=1e-5)
@@ -206,30 +197,6 @@ def test_particles_are_matched_by_image_name():
     assert np.allclose(pose_errors(refined, truth).angular_error_degrees, 0.0, atol=1e-5)
     stranger = _table([0.0], [0.0], [0.0], names=np.array(["999@x.mrcs"], dtype=object))
     assert len(pose_errors(stranger, truth).angular_error_degrees) == 0
-
-
-def test_tables_from_relion_star_columns():
-    frame = pd.DataFrame(
-        {
-            "rlnImageName": ["1@a.mrcs", "2@a.mrcs"],
-            "rlnAngleRot": [10.0, 20.0],
-            "rlnAngleTilt": [30.0, 40.0],
-            "rlnAnglePsi": [50.0, 60.0],
-            "rlnOriginX": [1.0, -1.0],
-            "rlnOriginY": [0.5, 0.0],
-        }
-    )
-    table = pose_table_from_particles(frame, pixel_size_angstrom=2.0)
-    assert table.origin_x_angstrom.tolist() == [2.0, -2.0]
-    assert table.origin_y_angstrom.tolist() == [1.0, 0.0]
-    with pytest.raises(KeyError):
-        pose_table_from_particles(frame)  # pixel shifts without a pixel size
-    frame["rlnOriginXAngst"] = [3.0, 4.0]
-    frame["rlnOriginYAngst"] = [5.0, 6.0]
-    table = pose_table_from_particles(frame)
-    assert table.origin_x_angstrom.tolist() == [3.0, 4.0]
-    with pytest.raises(KeyError):
-        pose_table_from_particles(frame.drop(columns="rlnAnglePsi"))
 
 
 @pytest.mark.relion

@@ -42,6 +42,7 @@ from cryoprior.io.star import (
     to_int,
     to_str,
 )
+from cryoprior.poses import Poses, poses_from_particles
 
 __all__ = [
     "IterationFiles",
@@ -58,6 +59,7 @@ __all__ = [
     "finished_run_map",
     "last_iteration",
     "latest_optimiser_star",
+    "poses_from_star",
     "read_model_star",
     "read_optimiser_star",
     "read_particles_star",
@@ -381,7 +383,11 @@ def read_particles_star(path: str | Path) -> ParticlesTable:
     (4.0, 32)
     """
     path = Path(path)
-    blocks = read_star(path)
+    return _particles_table(path, read_star(path))
+
+
+def _particles_table(path: Path, blocks: dict) -> ParticlesTable:
+    """:func:`read_particles_star` on the blocks ``read_star(path)`` returned."""
     if "optics" not in blocks:
         found = ", ".join(f"data_{b}" for b in blocks) or "none"
         raise InputFileError(
@@ -437,6 +443,34 @@ def read_particles_star(path: str | Path) -> ParticlesTable:
         image_size=group_size[rows],
         version=star_version(path),
     )
+
+
+def poses_from_star(path: str | Path) -> Poses:
+    """Read the particle poses of a STAR file.
+
+    A RELION 3.1+ particles file (``data_optics`` + ``data_particles``, read by
+    :func:`read_particles_star`; origins in pixels are converted with each particle's optics
+    pixel size), or any file with a loop of ``rlnAngleRot``, ``rlnAngleTilt``,
+    ``rlnAnglePsi`` (the ``particles`` block if there is one, else the first loop). See
+    :func:`cryoprior.poses.poses_from_particles` for the columns read.
+
+    Raises InputFileError naming the file for a missing file, no loop block, a missing angle
+    column, a malformed value, or origins in pixels (``rlnOriginX``) without optics.
+    """
+    path = Path(path)
+    blocks = read_star(path)
+    if "optics" in blocks:
+        table = _particles_table(path, blocks)
+        return poses_from_particles(
+            table.particles, pixel_size_angstrom=table.pixel_size_angstrom, source=path
+        )
+    particles = blocks.get("particles")
+    if not isinstance(particles, pd.DataFrame):
+        loops = [b for b in blocks.values() if isinstance(b, pd.DataFrame)]
+        if not loops:
+            raise InputFileError(path, "no loop block with particle angles")
+        particles = loops[0]
+    return poses_from_particles(particles, source=path)
 
 
 @dataclass(frozen=True)

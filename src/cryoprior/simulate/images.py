@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from cryoprior.fourier.filters import raised_cosine_lowpass
+from cryoprior.poses import Poses
 from cryoprior.simulate.ctf import CTFOptics, ctf_2d
 from cryoprior.simulate.noise import gaussian_noise_stack
-from cryoprior.simulate.poses import Poses
 from cryoprior.simulate.project import (
     FourierVolume,
     images_from_slices,

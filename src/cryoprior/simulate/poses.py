@@ -1,109 +1,29 @@
-"""Particle poses in RELION's conventions.
+"""Orientation sets for simulations: uniform, an even grid, an over-represented tilt cone; shifts.
 
-Orientation sets (uniform, even grid, over-represented tilt cone, from a STAR file) and
-in-plane shifts.
-
-Angles are RELION's ZYZ Euler angles in degrees (``rlnAngleRot``, ``rlnAngleTilt``,
-``rlnAnglePsi``; see :mod:`cryoprior.conventions`). The viewing direction of a pose is
-``(cos rot sin tilt, sin rot sin tilt, cos tilt)``, so directions uniform on the sphere have
-``cos(tilt)`` uniform in [-1, 1]. Origins are ``rlnOriginXAngst/YAngst``: RELION draws the
-particle shifted by ``-origin`` (see :meth:`Poses.shifts_pixels`).
+The poses are :class:`cryoprior.poses.Poses` (RELION's ZYZ Euler angles in degrees, origins
+in Angstrom; reading them from a STAR file is :func:`cryoprior.io.relion.poses_from_star`).
+The viewing direction of a pose is ``(cos rot sin tilt, sin rot sin tilt, cos tilt)``, so
+directions uniform on the sphere have ``cos(tilt)`` uniform in [-1, 1].
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 
-from cryoprior.conventions import euler_to_matrix
-from cryoprior.errors import InputFileError
-from cryoprior.io.star import read_star
+from cryoprior.poses import Poses, concatenate_poses
 
 __all__ = [
-    "Poses",
-    "concatenate_poses",
     "cone_fraction",
     "grid_poses",
     "over_represent_cone",
-    "poses_from_star",
     "uniform_poses",
     "with_random_shifts",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, eq=False)
-class Poses:
-    """Orientations and origins of n particles; read-only float64 arrays of shape (n,).
-
-    Attributes
-    ----------
-    rot_degrees, tilt_degrees, psi_degrees: RELION Euler angles.
-    origin_x_angstrom, origin_y_angstrom: ``rlnOriginXAngst``, ``rlnOriginYAngst``
-        (zeros when not given).
-    """
-
-    rot_degrees: np.ndarray
-    tilt_degrees: np.ndarray
-    psi_degrees: np.ndarray
-    origin_x_angstrom: np.ndarray | None = None
-    origin_y_angstrom: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        """Store the fields as read-only float64 (n,) arrays (None: zeros); check them."""
-        n = np.size(self.rot_degrees)
-        for f in fields(self):
-            value = getattr(self, f.name)
-            array = np.zeros(n) if value is None else np.array(value, dtype=np.float64)
-            array = array.reshape(-1)
-            if array.shape != (n,):
-                raise ValueError(f"{f.name} has {array.size} values, expected {n}")
-            if not np.isfinite(array).all():
-                raise ValueError(f"{f.name} has non-finite values")
-            array.setflags(write=False)
-            object.__setattr__(self, f.name, array)
-
-    def __len__(self) -> int:
-        """Return the number of poses."""
-        return int(self.rot_degrees.size)
-
-    def matrices(self) -> np.ndarray:
-        """RELION rotation matrices, (n, 3, 3) float64."""
-        return euler_to_matrix(self.rot_degrees, self.tilt_degrees, self.psi_degrees)
-
-    def shifts_pixels(self, voxel_size_angstrom: float) -> np.ndarray:
-        """Image shifts (dy, dx) in pixels that RELION applies: ``-(origin_y, origin_x) / pixel``.
-
-        Returns (n, 2) float64.
-        """
-        origins = np.stack(
-            [np.asarray(self.origin_y_angstrom), np.asarray(self.origin_x_angstrom)], axis=1
-        )
-        return -origins / float(voxel_size_angstrom)
-
-    def take(self, indices) -> Poses:
-        """Return the poses at ``indices`` (any numpy index), as a new Poses."""
-        return Poses(*(getattr(self, f.name)[indices] for f in fields(self)))
-
-    def to_dataframe(self) -> pd.DataFrame:
-        """Return the poses as a table.
-
-        RELION columns rlnAngleRot, rlnAngleTilt, rlnAnglePsi, rlnOriginXAngst, rlnOriginYAngst.
-        """
-        return pd.DataFrame(
-            {
-                "rlnAngleRot": self.rot_degrees,
-                "rlnAngleTilt": self.tilt_degrees,
-                "rlnAnglePsi": self.psi_degrees,
-                "rlnOriginXAngst": self.origin_x_angstrom,
-                "rlnOriginYAngst": self.origin_y_angstrom,
-            }
-        )
 
 
 def _rng(seed: int | np.random.Generator) -> np.random.Generator:
@@ -235,12 +155,6 @@ def over_represent_cone(
     return concatenate_poses([poses, extra])
 
 
-def concatenate_poses(poses_list) -> Poses:
-    """Poses of several sets one after the other."""
-    poses_list = list(poses_list)
-    return Poses(*(np.concatenate([getattr(p, f.name) for p in poses_list]) for f in fields(Poses)))
-
-
 def with_random_shifts(
     poses: Poses, *, sd_angstrom: float, seed: int | np.random.Generator
 ) -> Poses:
@@ -254,58 +168,8 @@ def with_random_shifts(
     n = len(poses)
     dx = rng.normal(0.0, sd_angstrom, n) if sd_angstrom > 0 else np.zeros(n)
     dy = rng.normal(0.0, sd_angstrom, n) if sd_angstrom > 0 else np.zeros(n)
-    return Poses(
-        poses.rot_degrees,
-        poses.tilt_degrees,
-        poses.psi_degrees,
-        np.asarray(poses.origin_x_angstrom) + dx,
-        np.asarray(poses.origin_y_angstrom) + dy,
+    return replace(
+        poses,
+        origin_x_angstrom=np.asarray(poses.origin_x_angstrom) + dx,
+        origin_y_angstrom=np.asarray(poses.origin_y_angstrom) + dy,
     )
-
-
-def poses_from_star(path: str | Path) -> Poses:
-    """Read the poses listed in a STAR file.
-
-    A RELION 3.1 particles file, or any file with a loop of ``rlnAngleRot``, ``rlnAngleTilt``,
-    ``rlnAnglePsi``.
-
-    Origins come from ``rlnOriginXAngst/YAngst`` when present (else zero). The ``particles``
-    block is used when there is one, else the first loop block.
-
-    Raises InputFileError naming the file for a missing file, no suitable block, a missing
-    angle column, or origins given only in pixels (``rlnOriginX``, RELION 3.0).
-    """
-    path = Path(path)
-    blocks = read_star(path)
-    table = blocks.get("particles")
-    if not isinstance(table, pd.DataFrame):
-        loops = [b for b in blocks.values() if isinstance(b, pd.DataFrame)]
-        if not loops:
-            raise InputFileError(path, "no loop block with particle angles")
-        table = loops[0]
-    missing = [c for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi") if c not in table]
-    if missing:
-        raise InputFileError(path, f"missing column(s) {', '.join('_' + m for m in missing)}")
-    if "rlnOriginXAngst" not in table and "rlnOriginX" in table:
-        raise InputFileError(
-            path, "origins are in pixels (_rlnOriginX, RELION 3.0): convert to _rlnOriginXAngst"
-        )
-
-    def column(name: str) -> np.ndarray | None:
-        if name not in table:
-            return None
-        try:
-            return table[name].to_numpy(dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InputFileError(path, f"column _{name} is not numeric") from exc
-
-    try:
-        return Poses(
-            np.asarray(column("rlnAngleRot")),
-            np.asarray(column("rlnAngleTilt")),
-            np.asarray(column("rlnAnglePsi")),
-            column("rlnOriginXAngst"),
-            column("rlnOriginYAngst"),
-        )
-    except ValueError as exc:
-        raise InputFileError(path, str(exc)) from exc

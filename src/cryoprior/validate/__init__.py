@@ -19,11 +19,9 @@ from cryoprior.validate.fscq import FscQResult, fsc_q
 from cryoprior.validate.local_resolution import LocalResolution, local_resolution
 from cryoprior.validate.poses import (
     PoseErrors,
-    PoseTable,
     ViewDistribution,
     attraction,
     pose_errors,
-    pose_table_from_particles,
     view_distribution,
 )
 from cryoprior.validate.qscore import QScoreResult, expected_q_score, q_scores
@@ -44,7 +42,6 @@ __all__ = [
     "GoldStandardFsc",
     "LocalResolution",
     "PoseErrors",
-    "PoseTable",
     "QScoreResult",
     "TruthComparison",
     "ValidationInputs",
@@ -61,7 +58,6 @@ __all__ = [
     "local_resolution",
     "model_density_map",
     "pose_errors",
-    "pose_table_from_particles",
     "q_scores",
     "read_atomic_model",
     "real_space_correlation",

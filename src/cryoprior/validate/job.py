@@ -18,12 +18,11 @@ from cryoprior.errors import InputFileError
 from cryoprior.io.mrc import read_map, read_map_header_voxel_size
 from cryoprior.io.relion import (
     find_relion_job_files,
+    poses_from_star,
     read_model_star,
-    read_particles_star,
     read_sampling_star,
 )
 from cryoprior.validate.atoms import model_density_map, read_atomic_model
-from cryoprior.validate.poses import pose_table_from_particles
 from cryoprior.validate.summary import ValidationInputs
 from cryoprior.validate.symmetry import validate_symmetry_name
 
@@ -148,10 +147,10 @@ def load_validation_inputs(
     def poses(path):
         if path is None:
             return None
-        table = read_particles_star(path)
-        return pose_table_from_particles(
-            table.particles, pixel_size_angstrom=table.pixel_size_angstrom
-        )
+        read = poses_from_star(path)
+        if read.image_names is None:
+            raise InputFileError(path, "no _rlnImageName column: its particles cannot be matched")
+        return read
 
     h1 = load(h1_path, constant_ok=False)
     atoms = read_atomic_model(model) if model is not None else None

@@ -1,6 +1,7 @@
 """Pose errors of refined particles against the ground truth, and the distribution of views.
 
-The ground truth is that of a simulation.
+The ground truth is that of a simulation. Both sets of poses are :class:`cryoprior.poses.Poses`
+with image names (the key that matches the particles).
 
 Orientations are RELION's ZYZ Euler angles (:mod:`cryoprior.conventions`): the matrix
 ``A = euler_to_matrix(rot, tilt, psi)`` rotates the map into the image frame and the particle
@@ -25,17 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cryoprior.conventions import euler_to_matrix
+from cryoprior.poses import Poses
 from cryoprior.validate.symmetry import symmetry_operators
 
 __all__ = [
     "PoseErrors",
-    "PoseTable",
     "ViewDistribution",
     "attraction",
     "match_poses",
     "pose_errors",
-    "pose_table_from_particles",
     "rotation_angle_degrees",
     "view_directions",
     "view_distribution",
@@ -44,116 +43,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PoseTable:
-    """Particle poses, one row per particle.
+def match_poses(refined: Poses, truth: Poses) -> tuple[Poses, Poses]:
+    """Poses of both sets for the particles they share, matched by image name.
 
-    Attributes
-    ----------
-    image_names: (n,) object array of ``rlnImageName`` (the key that matches tables).
-    rot_degrees, tilt_degrees, psi_degrees: (n,) float64 RELION Euler angles.
-    origin_x_angstrom, origin_y_angstrom: (n,) float64 ``rlnOriginXAngst`` / ``YAngst``
-        (0 where the table has none).
+    Returns the two sets restricted to the common image names, in the refined set's order.
+    Poses without image names, or duplicate names in the truth, raise ValueError.
     """
-
-    image_names: np.ndarray
-    rot_degrees: np.ndarray
-    tilt_degrees: np.ndarray
-    psi_degrees: np.ndarray
-    origin_x_angstrom: np.ndarray
-    origin_y_angstrom: np.ndarray
-
-    def __len__(self) -> int:
-        """Return the number of particles."""
-        return int(self.rot_degrees.size)
-
-    def take(self, index) -> PoseTable:
-        """Return the rows ``index`` (an integer array or a boolean mask), as a new table."""
-        return PoseTable(
-            *(
-                np.asarray(getattr(self, f))[index]
-                for f in (
-                    "image_names",
-                    "rot_degrees",
-                    "tilt_degrees",
-                    "psi_degrees",
-                    "origin_x_angstrom",
-                    "origin_y_angstrom",
-                )
-            )
-        )
-
-    @property
-    def matrices(self) -> np.ndarray:
-        """(n, 3, 3) rotation matrices ``euler_to_matrix(rot, tilt, psi)``."""
-        return euler_to_matrix(self.rot_degrees, self.tilt_degrees, self.psi_degrees)
-
-
-def pose_table_from_particles(particles: pd.DataFrame, *, pixel_size_angstrom=None) -> PoseTable:
-    """Build a :class:`PoseTable` from a RELION ``data_particles`` table.
-
-    Needs ``rlnImageName``, ``rlnAngleRot``, ``rlnAngleTilt``, ``rlnAnglePsi``. Shifts come
-    from ``rlnOriginXAngst`` / ``rlnOriginYAngst``; without those, from the pixel columns
-    ``rlnOriginX`` / ``rlnOriginY`` (as ``relion_project`` writes) times
-    ``pixel_size_angstrom``; else 0. The table is not modified.
-
-    Parameters
-    ----------
-    particles: the particles table (e.g. ``read_particles_star(path).particles``).
-    pixel_size_angstrom: scalar or (n,) pixel size, for tables with pixel shifts only.
-
-    Raises
-    ------
-    KeyError: a required column is missing, or the table has only pixel shifts and no pixel
-    size was given.
-    """
-    missing = [
-        c
-        for c in ("rlnImageName", "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
-        if c not in particles.columns
-    ]
-    if missing:
-        raise KeyError(f"particles table lacks columns: {', '.join(missing)}")
-    n = len(particles)
-
-    def column(name: str) -> np.ndarray | None:
-        if name in particles.columns:
-            return pd.to_numeric(particles[name]).to_numpy(dtype=np.float64).copy()
-        return None
-
-    def angles(name: str) -> np.ndarray:  # the angle columns were checked above
-        return pd.to_numeric(particles[name]).to_numpy(dtype=np.float64).copy()
-
-    shifts = []
-    for axis in ("X", "Y"):
-        value = column(f"rlnOrigin{axis}Angst")
-        if value is None:
-            pixels = column(f"rlnOrigin{axis}")
-            if pixels is not None and np.any(pixels != 0):
-                if pixel_size_angstrom is None:
-                    raise KeyError(
-                        f"rlnOrigin{axis} is in pixels: give pixel_size_angstrom to convert it"
-                    )
-                value = pixels * np.asarray(pixel_size_angstrom, dtype=np.float64)
-            else:
-                value = np.zeros(n)
-        shifts.append(value)
-    return PoseTable(
-        image_names=particles["rlnImageName"].astype(str).to_numpy(dtype=object).copy(),
-        rot_degrees=angles("rlnAngleRot"),
-        tilt_degrees=angles("rlnAngleTilt"),
-        psi_degrees=angles("rlnAnglePsi"),
-        origin_x_angstrom=shifts[0],
-        origin_y_angstrom=shifts[1],
-    )
-
-
-def match_poses(refined: PoseTable, truth: PoseTable) -> tuple[PoseTable, PoseTable]:
-    """Rows of both tables for the particles they share, matched by image name.
-
-    Returns the two tables restricted to the common image names, in the refined table's order.
-    Duplicate names in the truth table raise ValueError.
-    """
+    if refined.image_names is None or truth.image_names is None:
+        raise ValueError("poses without image names (rlnImageName) cannot be matched")
     truth_index = pd.Index(truth.image_names)
     if truth_index.has_duplicates:
         raise ValueError("the ground-truth table has duplicate image names")
@@ -241,7 +138,7 @@ class PoseErrors:
         return out
 
 
-def pose_errors(refined: PoseTable, truth: PoseTable, *, symmetry: str = "C1") -> PoseErrors:
+def pose_errors(refined: Poses, truth: Poses, *, symmetry: str = "C1") -> PoseErrors:
     """Angular, viewing-direction and shift errors of refined poses against the truth.
 
     Particles are matched by image name (:func:`match_poses`). For each particle the symmetry
@@ -253,8 +150,8 @@ def pose_errors(refined: PoseTable, truth: PoseTable, *, symmetry: str = "C1") -
 
     Parameters
     ----------
-    refined, truth: pose tables (e.g. the refinement's ``_data.star`` and the simulation's
-        ground-truth STAR).
+    refined, truth: poses with image names (e.g. :func:`cryoprior.io.relion.poses_from_star`
+        of the refinement's ``_data.star`` and of the simulation's ground-truth STAR).
     symmetry: the point group of the refinement (RELION's name, see
         :func:`cryoprior.validate.symmetry.symmetry_operators`).
 
@@ -264,8 +161,8 @@ def pose_errors(refined: PoseTable, truth: PoseTable, *, symmetry: str = "C1") -
     """
     refined, truth = match_poses(refined, truth)
     ops = symmetry_operators(symmetry)
-    a_ref = refined.matrices
-    a_true = truth.matrices
+    a_ref = refined.matrices()
+    a_true = truth.matrices()
     candidates = np.einsum("nij,mjk->nmik", a_true, ops)  # (n, m, 3, 3): A_true @ L
     angles = rotation_angle_degrees(a_ref[:, None], candidates)  # (n, m)
     best = np.argmin(angles, axis=1) if len(refined) else np.zeros(0, dtype=np.int64)
@@ -277,8 +174,8 @@ def pose_errors(refined: PoseTable, truth: PoseTable, *, symmetry: str = "C1") -
     cos = np.clip(np.einsum("ni,ni->n", d_ref, d_true), -1.0, 1.0)
     direction = np.rad2deg(np.arccos(cos))
     shift = np.hypot(
-        refined.origin_x_angstrom - truth.origin_x_angstrom,
-        refined.origin_y_angstrom - truth.origin_y_angstrom,
+        np.asarray(refined.origin_x_angstrom) - np.asarray(truth.origin_x_angstrom),
+        np.asarray(refined.origin_y_angstrom) - np.asarray(truth.origin_y_angstrom),
     )
     return PoseErrors(refined.image_names, angular, direction, shift, symmetry)
 
@@ -384,8 +281,8 @@ def view_distribution(
 
 
 def attraction(
-    refined: PoseTable,
-    truth: PoseTable,
+    refined: Poses,
+    truth: Poses,
     *,
     symmetry: str = "C1",
     min_direction_error_degrees: float = 10.0,
@@ -404,7 +301,7 @@ def attraction(
 
     Parameters
     ----------
-    refined, truth: pose tables, matched by image name.
+    refined, truth: poses with image names, matched by name.
     symmetry: point group of the refinement.
     min_direction_error_degrees: direction error above which a particle counts as misassigned.
     n_rot_bins, n_tilt_bins: bins of the equal-area histogram of the true views (see
@@ -436,8 +333,8 @@ def attraction(
         }
     # Bring each refined orientation into the symmetry copy closest to the true one:
     # A_ref @ L^T is as good as A_ref, and its direction is compared with A_true's.
-    a_ref = refined.matrices
-    a_true = truth.matrices
+    a_ref = refined.matrices()
+    a_true = truth.matrices()
     candidates = np.einsum("nij,mkj->nmik", a_ref, ops)  # A_ref @ L^T
     angles = rotation_angle_degrees(candidates, a_true[:, None])
     best = candidates[np.arange(len(refined)), np.argmin(angles, axis=1)]

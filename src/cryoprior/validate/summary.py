@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cryoprior.fourier.masks import soft_sphere
+from cryoprior.poses import Poses
 from cryoprior.validate.atoms import AtomicModel
 from cryoprior.validate.directional import DirectionalResolution, conical_fsc
 from cryoprior.validate.fsc import GoldStandardFsc, gold_standard_fsc
@@ -21,7 +22,6 @@ from cryoprior.validate.fscq import FscQResult, fsc_q, model_mask
 from cryoprior.validate.local_resolution import LocalResolution, local_resolution
 from cryoprior.validate.poses import (
     PoseErrors,
-    PoseTable,
     ViewDistribution,
     attraction,
     match_poses,
@@ -100,8 +100,8 @@ class ValidationInputs:
     model: AtomicModel | None = None
     model_map: np.ndarray | None = None
     origin_angstrom: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    refined_poses: PoseTable | None = None
-    true_poses: PoseTable | None = None
+    refined_poses: Poses | None = None
+    true_poses: Poses | None = None
 
 
 @dataclass(frozen=True)
