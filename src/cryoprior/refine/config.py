@@ -11,11 +11,12 @@ configuration share their cached runs (the noise sweep's first level *is* the is
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from cryoprior.refine.cases import ExperimentCase, RefineOptions
-from cryoprior.simulate.dataset import SimulationConfig
+from cryoprior.simulate.config import SimulationConfig
 
 __all__ = ["SCALE", "SUITES", "mini_model_path", "suite"]
 
@@ -84,15 +85,35 @@ _D2 = RefineOptions(symmetry="D2", particle_diameter_angstrom=190.0)
 _D7 = RefineOptions(symmetry="D7", particle_diameter_angstrom=190.0)
 
 
+def _betagal_case(
+    name: str,
+    title: str,
+    group: str,
+    *,
+    refine: RefineOptions = _D2,
+    cutoff_angstrom: float | None = None,
+    pure_noise: bool = False,
+    **simulation,
+) -> ExperimentCase:
+    """Return a beta-galactosidase case of ``group`` (``simulation``: overrides of _betagal)."""
+    return ExperimentCase(
+        name=name,
+        title=title,
+        group=group,
+        simulation=_betagal(**simulation),
+        refine=refine,
+        cutoff_angstrom=cutoff_angstrom,
+        pure_noise=pure_noise,
+        paper=PAPER[group],
+    )
+
+
 def _full() -> list[ExperimentCase]:
     cases = [
-        ExperimentCase(
-            name="betagal-isotropic",
-            title="beta-galactosidase (5a1a, D2), isotropic views (paper Table 1)",
-            group="isotropic",
-            simulation=_betagal(),
-            refine=_D2,
-            paper=PAPER["isotropic"],
+        _betagal_case(
+            "betagal-isotropic",
+            "beta-galactosidase (5a1a, D2), isotropic views (paper Table 1)",
+            "isotropic",
         ),
         ExperimentCase(
             name="proteasome-anisotropic",
@@ -116,40 +137,35 @@ def _full() -> list[ExperimentCase]:
             paper=PAPER["anisotropic"],
         ),
     ]
-    for cut in (13.0, 16.0, 20.0):
-        cases.append(
-            ExperimentCase(
-                name=f"betagal-cutoff-{cut:g}A",
-                title=f"cut-off control: beta-galactosidase particles low-passed at {cut:g} A",
-                group="cutoff",
-                simulation=_betagal(lowpass_resolution_angstrom=cut),
-                refine=_D2,
-                cutoff_angstrom=cut,
-                paper=PAPER["cutoff"],
-            )
+    cases += [
+        _betagal_case(
+            f"betagal-cutoff-{cut:g}A",
+            f"cut-off control: beta-galactosidase particles low-passed at {cut:g} A",
+            "cutoff",
+            cutoff_angstrom=cut,
+            lowpass_resolution_angstrom=cut,
         )
-    for factor in (1, 2, 4):
-        snr = SNR / factor**2
-        cases.append(
-            ExperimentCase(
-                name=f"betagal-noise-x{factor}",
-                title=f"noise sweep: beta-galactosidase, noise SD x{factor} (SNR {snr:g})",
-                group="noise",
-                simulation=_betagal(snr=snr),
-                refine=_D2,
-                paper=PAPER["noise"],
-            )
+        for cut in (13.0, 16.0, 20.0)
+    ]
+    cases += [
+        _betagal_case(
+            f"betagal-noise-x{factor}",
+            f"noise sweep: beta-galactosidase, noise SD x{factor} (SNR {SNR / factor**2:g})",
+            "noise",
+            snr=SNR / factor**2,
         )
+        for factor in (1, 2, 4)
+    ]
     cases.append(
-        ExperimentCase(
-            name="pure-noise",
-            title="pure-noise control: 300 noise particles (the isotropic case's noise level), "
+        _betagal_case(
+            "pure-noise",
+            "pure-noise control: 300 noise particles (the isotropic case's noise level), "
             "D2, beta-galactosidase at 30 A as the initial map, at most 12 iterations",
-            group="pure-noise",
-            simulation=_betagal(pure_noise_only=True, n_particles=300),
+            "pure-noise",
             refine=RefineOptions(symmetry="D2", particle_diameter_angstrom=190.0, auto_iter_max=12),
             pure_noise=True,
-            paper=PAPER["pure-noise"],
+            pure_noise_only=True,
+            n_particles=300,
         )
     )
     return cases
@@ -160,18 +176,7 @@ def _demo() -> list[ExperimentCase]:
 
     Its runs are the benchmark's.
     """
-    iso = _full()[0]
-    return [
-        ExperimentCase(
-            name=iso.name,
-            title=iso.title,
-            group=iso.group,
-            simulation=iso.simulation,
-            refine=iso.refine,
-            modes=("relion", "prior"),
-            paper=iso.paper,
-        )
-    ]
+    return [dataclasses.replace(_full()[0], modes=("relion", "prior"))]
 
 
 def mini_model_path() -> Path:
