@@ -19,13 +19,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cryoprior.io.json import json_ready
 from cryoprior.refine.relion import AutoRefineSettings
-from cryoprior.simulate.dataset import SimulationConfig, config_from_dict
+from cryoprior.simulate.config import SimulationConfig, config_from_dict
 
 __all__ = [
     "MODES",
@@ -35,9 +38,13 @@ __all__ = [
     "RefineOptions",
     "RunResult",
     "case_from_dict",
+    "case_repeat",
     "case_to_dict",
     "dataset_key",
+    "hook_command",
     "prior_weights_name",
+    "random_half_sets",
+    "repeat_cases",
     "run_key_with_weights",
 ]
 
@@ -102,6 +109,13 @@ class RefineOptions:
 
     ``initial_reference``: ``dataset`` (the simulation's low-passed truth) or a path to an
     MRC map (used as is, e.g. a symmetric map for the pure-noise control).
+
+    ``half_split_seed``: None: RELION splits the particles into half-sets itself (its
+    ``--random_seed``); a number: the run folder's copy of the particles STAR carries an
+    explicit random half split (``rlnRandomSubset``, :func:`random_half_sets` with this seed),
+    so that repeats differ in their split as well as in RELION's seed.
+
+    ``ctf``: RELION corrects the particles' CTFs (``--ctf``; the simulation must have them).
     """
 
     symmetry: str = "C1"
@@ -119,6 +133,8 @@ class RefineOptions:
     initial_reference: str = "dataset"
     extra_hook_arguments: tuple[str, ...] = ()
     auto_iter_max: int | None = None
+    half_split_seed: int | None = None
+    ctf: bool = False
 
     def settings_fields(self) -> dict[str, Any]:
         """Return the options that are fields of the run's settings too.
@@ -147,6 +163,8 @@ class ExperimentCase:
     pure_noise: control: no particle carries signal; no structure may emerge.
     validation_window_voxels: local-resolution and FSC-Q window.
     paper: the paper's numbers for this case, per mode (for the report), or None.
+    repeats: how many times each mode is run (:func:`repeat_cases`: the repeats differ in
+        RELION's random seed and the random half split).
     """
 
     name: str
@@ -159,9 +177,15 @@ class ExperimentCase:
     pure_noise: bool = False
     validation_window_voxels: int = 20
     paper: dict[str, Any] | None = None
+    repeats: int = 1
 
     def __post_init__(self):
-        """Refuse unknown modes and a name that is empty or holds a slash, backslash or space."""
+        """Refuse unknown modes, fewer than 1 repeat, and a bad name.
+
+        A name may not be empty or hold a slash, backslash or space.
+        """
+        if self.repeats < 1:
+            raise ValueError(f"case {self.name}: repeats must be >= 1, not {self.repeats}")
         unknown = [m for m in self.modes if m not in MODES]
         if unknown:
             raise ValueError(f"case {self.name}: unknown mode(s) {unknown}; known: {list(MODES)}")
@@ -184,6 +208,15 @@ def case_from_dict(values: dict[str, Any]) -> ExperimentCase:
     if "modes" in values:
         values["modes"] = tuple(values["modes"])
     return ExperimentCase(simulation=sim, refine=RefineOptions(**refine), **values)
+
+
+def hook_command(mode: str, executable: str, extra_arguments: Sequence[str] = ()) -> str:
+    """Return the hook command line of a mode, as RELION gets it (``sh`` splits it).
+
+    ``executable`` (``cryoprior-extrec``), the mode's :attr:`ModeSpec.hook_arguments`, then
+    ``extra_arguments`` (e.g. a case's :attr:`RefineOptions.extra_hook_arguments`).
+    """
+    return " ".join([executable, *MODES[mode].hook_arguments, *extra_arguments])
 
 
 def _hash(data: Any) -> str:
@@ -228,8 +261,9 @@ def run_key_with_weights(case: ExperimentCase, mode: str, weights: dict | None) 
     """
     refine = dataclasses.asdict(case.refine)
     refine.pop("timeout_seconds")
-    if refine["auto_iter_max"] is None:  # added later: keys of runs without it stay the same
-        refine.pop("auto_iter_max")
+    for later in ("auto_iter_max", "half_split_seed", "ctf"):  # added later: keys stay the same
+        if refine[later] is None or refine[later] is False:
+            refine.pop(later)
     parts = {
         "dataset": dataset_key(case.simulation),
         "refine": refine,
@@ -238,6 +272,53 @@ def run_key_with_weights(case: ExperimentCase, mode: str, weights: dict | None) 
     if weights is not None and weights["file"] != UNKEYED_PRIOR_WEIGHTS:
         parts["prior_weights"] = weights["sha256"]
     return f"{mode}-" + _hash(parts)
+
+
+def case_repeat(case: ExperimentCase, repeat: int) -> ExperimentCase:
+    """Return repeat ``repeat`` (0-based) of ``case``.
+
+    Repeat 0 is the case itself (RELION's own half split with the case's seed: the runs made
+    before repeats existed are its runs). Repeat r >= 1 adds r to RELION's random seed and
+    gives the run an explicit random half split seeded with that seed, so the repeats differ
+    in both. The name, the dataset and everything else stay the same.
+
+    >>> from cryoprior.simulate.config import SimulationConfig
+    >>> c = ExperimentCase("c", "t", "isotropic", SimulationConfig(), repeats=3)
+    >>> [(r.refine.random_seed, r.refine.half_split_seed) for r in repeat_cases(c)]
+    [(0, None), (1, 1), (2, 2)]
+    """
+    if not 0 <= repeat < case.repeats:
+        raise ValueError(f"case {case.name} has {case.repeats} repeat(s); no repeat {repeat}")
+    if repeat == 0:
+        return case
+    seed = case.refine.random_seed + repeat
+    refine = dataclasses.replace(case.refine, random_seed=seed, half_split_seed=seed)
+    return dataclasses.replace(case, refine=refine)
+
+
+def repeat_cases(case: ExperimentCase, limit: int | None = None) -> list[ExperimentCase]:
+    """Every repeat of ``case`` (:func:`case_repeat`), at most ``limit`` of them."""
+    n = case.repeats if limit is None else max(0, min(case.repeats, limit))
+    return [case_repeat(case, r) for r in range(n)]
+
+
+def random_half_sets(n_particles: int, *, seed: int) -> np.ndarray:
+    """Random half-set of each particle (RELION's ``rlnRandomSubset``: 1 or 2), balanced.
+
+    A seeded random permutation: the first ``ceil(n/2)`` particles of it go to half-set 1,
+    the others to half-set 2; each particle is in exactly one half, so the halves share no
+    particle (they stay independent).
+
+    Returns an (n_particles,) int array.
+
+    >>> h = random_half_sets(5, seed=0)
+    >>> sorted(h.tolist())
+    [1, 1, 1, 2, 2]
+    """
+    order = np.random.default_rng(seed).permutation(n_particles)
+    halves = np.full(n_particles, 2, dtype=np.int64)
+    halves[order[: (n_particles + 1) // 2]] = 1
+    return halves
 
 
 @dataclass(frozen=True)

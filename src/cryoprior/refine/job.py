@@ -28,6 +28,7 @@ from cryoprior.io.relion import (
     run_err_path,
     run_out_path,
 )
+from cryoprior.refine.cases import MODES, hook_command
 from cryoprior.refine.inputs import (
     ParticleData,
     RefineInputError,
@@ -48,7 +49,6 @@ __all__ = [
     "RefineRequest",
     "SamplingPreset",
     "existing_run_files",
-    "hook_command",
     "plan_refine",
     "prepare_job_folder",
     "read_record",
@@ -206,13 +206,6 @@ def threads_per_rank(cpu_count: int, mpi_ranks: int) -> int:
     return max(1, int(cpu_count) // workers)
 
 
-def hook_command(mode: str, executable: str) -> str:
-    """Return the hook command line of a mode (:data:`cryoprior.refine.cases.MODES`)."""
-    from cryoprior.refine.cases import MODES
-
-    return " ".join([executable, *MODES[mode].hook_arguments])
-
-
 def _check_extra_args(extra: Sequence[str], version: RelionVersion | None, mode: str) -> None:
     if extra and not extra[0].startswith("-"):
         raise RefineInputError(
@@ -274,8 +267,6 @@ def plan_refine(
     RefineInputError: files or options that do not fit together.
     ValueError: an unknown mode, preset or symmetry.
     """
-    from cryoprior.refine.cases import MODES
-
     r = request
     if r.mode not in MODES:
         raise ValueError(f"unknown mode {r.mode!r}; choose one of {', '.join(MODES)}")

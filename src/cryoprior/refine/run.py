@@ -39,7 +39,10 @@ from cryoprior.refine.cases import (
     RunResult,
     case_to_dict,
     dataset_key,
+    hook_command,
     prior_weights_name,
+    random_half_sets,
+    repeat_cases,
     run_key_with_weights,
 )
 from cryoprior.refine.relion import (
@@ -48,10 +51,11 @@ from cryoprior.refine.relion import (
     read_progress,
     run_auto_refine,
 )
-from cryoprior.simulate.dataset import SimulationConfig, simulate_dataset
+from cryoprior.simulate.config import SimulationConfig
+from cryoprior.simulate.dataset import simulate_dataset
 from cryoprior.simulate.models import resolve_model_path
 from cryoprior.validate.job import load_validation_inputs
-from cryoprior.validate.summary import ValidationSettings, validate_maps
+from cryoprior.validate.summary import ValidationInputs, ValidationSettings, validate_maps
 
 __all__ = [
     "RESULT_VERSION",
@@ -142,10 +146,32 @@ def _link(target: Path, link: Path) -> None:
     link.symlink_to(os.path.relpath(target, link.parent))
 
 
+def _write_split_particles(source: Path, target: Path, *, seed: int) -> None:
+    """Copy the particles STAR with an explicit random half split (``rlnRandomSubset``)."""
+    if target.is_file():
+        return
+    from cryoprior.io.star import read_star, write_star_atomic
+
+    blocks = read_star(source)
+    particles = blocks["particles"].copy()
+    particles["rlnRandomSubset"] = random_half_sets(len(particles), seed=seed)
+    write_star_atomic(target, {**blocks, "particles": particles})
+
+
 def _prepare_run_dir(case: ExperimentCase, mode: str, dataset_dir: Path, run_dir: Path) -> str:
-    """Links to the dataset's particles; returns the initial reference path (relative)."""
+    """Links to the dataset's particles; returns the initial reference path (relative).
+
+    With ``half_split_seed`` the particles STAR is a copy carrying that split instead.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    _link(dataset_dir / "particles.star", run_dir / "particles.star")
+    if case.refine.half_split_seed is None:
+        _link(dataset_dir / "particles.star", run_dir / "particles.star")
+    else:
+        _write_split_particles(
+            dataset_dir / "particles.star",
+            run_dir / "particles.star",
+            seed=case.refine.half_split_seed,
+        )
     _link(dataset_dir / "Particles", run_dir / "Particles")
     if case.refine.initial_reference == "dataset":
         _link(dataset_dir / "initial_reference.mrc", run_dir / "initial_reference.mrc")
@@ -171,9 +197,18 @@ def _origin_angstrom(dataset_dir: Path) -> tuple[float, float, float]:
 
 
 def _validate_run(
-    case: ExperimentCase, dataset_dir: Path, job_dir: Path, out_dir: Path
+    case: ExperimentCase,
+    dataset_dir: Path,
+    job_dir: Path,
+    out_dir: Path,
+    *,
+    maps: Callable[[ValidationInputs], ValidationInputs] | None = None,
 ) -> dict[str, Any]:
-    """Validate the run's final maps against the truth; writes validation.json; returns it."""
+    """Validate the run's final maps against the truth; writes validation.json; returns it.
+
+    ``maps``, when given, replaces what was read before the validation (the post-processing
+    arm validates processed half-maps with everything else of the run).
+    """
     model_path = None
     if case.simulation.map_path is None and not case.pure_noise:
         model_path, _ = resolve_model_path(case.simulation.model)
@@ -184,13 +219,14 @@ def _validate_run(
     )
     inputs = loaded.inputs
     if model_path is not None:
-        from cryoprior.validate.atoms import model_density_map, read_atomic_model
+        from cryoprior.io.atomic_model import read_atomic_model
+        from cryoprior.io.model_map import model_to_map
 
         origin = _origin_angstrom(dataset_dir)
         inputs = dataclasses.replace(
             inputs,
             model=read_atomic_model(model_path),
-            model_map=model_density_map(
+            model_map=model_to_map(
                 model_path,
                 box_size=inputs.half_map_1.shape[-1],
                 voxel_size_angstrom=inputs.voxel_size_angstrom,
@@ -198,6 +234,8 @@ def _validate_run(
             ),
             origin_angstrom=origin,
         )
+    if maps is not None:
+        inputs = maps(inputs)
     settings = ValidationSettings(
         symmetry=case.refine.symmetry,
         local_window_voxels=case.validation_window_voxels,
@@ -327,13 +365,7 @@ def run_mode(
         output_root="Refine3D/run",
         **r.settings_fields(),
     )
-    hook = " ".join(
-        [
-            hook_executable or extrec_executable(),
-            *MODES[mode].hook_arguments,
-            *r.extra_hook_arguments,
-        ]
-    )
+    hook = hook_command(mode, hook_executable or extrec_executable(), r.extra_hook_arguments)
     job_dir = run_dir / "Refine3D"
     refine_record = read_json(run_dir / "refine.json") or {}
     if not refine_record.get("finished"):
@@ -419,9 +451,13 @@ def run_case(
     modes: Sequence[str] | None = None,
     progress: Callable[[str, str, RefineProgress], None] | None = None,
 ) -> list[RunResult]:
-    """Every mode of ``case`` one after the other (cached runs are returned at once)."""
+    """Every repeat of every mode of ``case``, one after the other.
+
+    Cached runs are returned at once.
+    """
     return [
-        run_mode(case, mode, root, progress=progress)
+        run_mode(repeat, mode, root, progress=progress)
+        for repeat in repeat_cases(case)
         for mode in (modes if modes is not None else case.modes)
     ]
 
@@ -436,7 +472,8 @@ def write_manifest(
 ) -> Path:
     """Write ``root/benchmark.json``: the cases, the run folder of each mode, the modes.
 
-    The report (``cryoprior report``) reads only this file and the run folders it names.
+    ``runs`` names the run folder of each mode's first repeat; ``repeats`` those of every
+    repeat (:func:`~cryoprior.refine.cases.repeat_cases`), first included. The report (``cryoprior report``) reads only this file and the run folders it names.
     """
     root = Path(root)
     data = {
@@ -455,6 +492,10 @@ def write_manifest(
             {
                 "case": case_to_dict(case),
                 "runs": {mode: f"runs/{run_key(case, mode)}" for mode in case.modes},
+                "repeats": {
+                    mode: [f"runs/{run_key(r, mode)}" for r in repeat_cases(case)]
+                    for mode in case.modes
+                },
             }
             for case in cases
         ],
