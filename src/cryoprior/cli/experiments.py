@@ -168,6 +168,7 @@ def refine(
         build_continue_command,
         build_refine_command,
         detect_relion_version,
+        refine_failure_message,
         require_programs,
         run_auto_refine,
     )
@@ -284,7 +285,10 @@ def refine(
         console.print(f"interrupted: resume with the same command and --continue ({output})")
         raise typer.Exit(130) from None
     if result.returncode != 0 or result.final_map is None:
-        fail(f"relion_refine_mpi failed (exit {result.returncode}): {_relion_failure(output)}")
+        fail(
+            f"relion_refine_mpi failed (exit {result.returncode}): "
+            f"{refine_failure_message(s.output_root)}"
+        )
     console.print(
         f"finished: {result.iterations} iterations, RELION's final resolution "
         f"{result.final_resolution_angstrom} A, {result.wall_seconds / 60:.1f} min; "
@@ -294,28 +298,6 @@ def refine(
     )
     if validate:
         _validate_job(console, output, truth_map, truth_star, mask, seed)
-
-
-def _relion_failure(job: Path) -> str:
-    """Return RELION's own error message from the job's standard error, naming the file.
-
-    Not Open MPI's boilerplate; else the last meaningful line.
-    """
-    from cryoprior.io.relion import run_err_path, run_out_path
-    from cryoprior.refine.job import RUN_NAME
-    from cryoprior.refine.relion import relion_error_message
-
-    err = run_err_path(job / RUN_NAME)
-    text = err.read_text(errors="replace") if err.exists() else ""
-    message = relion_error_message(text)
-    if message is not None:
-        return f"{message} (see {err})"
-    lines = [
-        line.strip()
-        for line in text.splitlines()
-        if line.strip() and not line.startswith(("---", "[", " "))
-    ]
-    return f"{lines[-1]} (see {err})" if lines else f"see {err} and {run_out_path(job / RUN_NAME)}"
 
 
 def _validate_job(console, job: Path, truth_map, truth_star, mask, seed: int) -> None:
@@ -346,23 +328,36 @@ def _validate_job(console, job: Path, truth_map, truth_star, mask, seed: int) ->
     )
 
 
-def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted, cluster=None):
+def _run_suite(
+    console, suite_name: str, root: Path, cases_wanted, modes_wanted, cluster=None, repeats=None
+):
     """Run the suite's cases; return (results, number of failed refinements).
 
-    Here one after another, or as submitit jobs when ``cluster`` (a ClusterSettings) is given.
+    Here one after another, or as submitit jobs when ``cluster`` (a ClusterSettings) is given;
+    every repeat of a case (at most ``repeats``), then the results derived from the runs (the
+    post-processing arm, pose differences between modes).
     """
-    from cryoprior.refine.config import SCALE, suite
+    from cryoprior.refine.cases import repeat_cases
+    from cryoprior.refine.config import SUITE_SCALES, suite
     from cryoprior.refine.run import run_mode, write_manifest
 
     cases = suite(suite_name)
     # the manifest lists the whole suite (the report marks what has not run yet)
-    write_manifest(root, cases, suite=suite_name, scale=SCALE, machine=_machine())
+    write_manifest(
+        root, cases, suite=suite_name, scale=SUITE_SCALES[suite_name], machine=_machine()
+    )
     if cases_wanted:
         unknown = sorted(set(cases_wanted) - {c.name for c in cases})
         if unknown:
             raise typer.BadParameter(f"unknown case(s) {unknown}; see --list")
         cases = [c for c in cases if c.name in cases_wanted]
-    tasks = [(c, m) for c in cases for m in c.modes if not modes_wanted or m in modes_wanted]
+    tasks = [
+        (r, m)
+        for c in cases
+        for r in repeat_cases(c, repeats)
+        for m in c.modes
+        if not modes_wanted or m in modes_wanted
+    ]
     results = []
     failures = 0
 
@@ -398,20 +393,47 @@ def _run_suite(console, suite_name: str, root: Path, cases_wanted, modes_wanted,
                     # one failed refinement must not cost the others: report it, go on
                     console.print(f"[red]{case.name} / {mode} failed:[/] {exc}")
                     failures += 1
+    _derive(console, [r for c in cases for r in repeat_cases(c, repeats)], root)
     if failures:
         console.print(f"[red]{failures} refinement(s) failed[/]: rerun the command to retry them")
     return results, failures
 
 
+def _derive(console, repeats, root: Path) -> None:
+    """Derive the post-processing arm and pose differences of every finished repeat (cached)."""
+    from cryoprior.errors import InputFileError
+    from cryoprior.refine.derived import pose_difference, run_postprocess
+
+    for case in repeats:
+        try:
+            done = run_postprocess(case, root)
+            for mode in case.modes:
+                pose_difference(case, mode, root)
+        except (InputFileError, OSError, ValueError, KeyError, RuntimeError) as exc:
+            # one failed derivation (a missing map, the prior's error) must not cost the others
+            console.print(f"[red]{case.name}: derived results failed:[/] {exc}")
+            continue
+        if done:
+            console.print(
+                f"{case.name} (seed {case.refine.random_seed}): post-processing arm, vs truth "
+                + ", ".join(
+                    f"{v} {_num(d['summary'].get('truth_fsc_0143_angstrom'))} A"
+                    for v, d in done.items()
+                )
+            )
+
+
 def _run_suite_or_exit(
-    console, suite_name: str, root: Path, cases_wanted, modes_wanted, cluster=None
+    console, suite_name: str, root: Path, cases_wanted, modes_wanted, cluster=None, repeats=None
 ) -> int:
     """_run_suite with the CLI's error handling; returns the number of failed refinements."""
     from cryoprior.refine.relion import RefineFailedError, RelionNotFoundError
 
     try:
         with _signals_stop_relion():
-            _, failures = _run_suite(console, suite_name, root, cases_wanted, modes_wanted, cluster)
+            _, failures = _run_suite(
+                console, suite_name, root, cases_wanted, modes_wanted, cluster, repeats
+            )
     except (
         RelionNotFoundError,
         RefineFailedError,
@@ -432,7 +454,9 @@ def _num(value) -> str:
 
 
 def benchmark(
-    suite_name: Annotated[str, typer.Option("--suite", help="full | demo | mini")] = "full",
+    suite_name: Annotated[
+        str, typer.Option("--suite", help="full | demo | mini | realistic")
+    ] = "full",
     root: Annotated[Path, typer.Option(help="experiment folder (cache)")] = Path("benchmark_runs"),
     report_dir: Annotated[
         Path | None, typer.Option("--report", help="report folder (default: ROOT/report)")
@@ -453,6 +477,10 @@ def benchmark(
     ] = None,
     slurm_partition: Annotated[str | None, typer.Option(help="Slurm partition")] = None,
     job_minutes: Annotated[int, typer.Option(help="wall-time limit of each job (submitit)")] = 120,
+    repeats: Annotated[
+        int | None,
+        typer.Option(help="run at most this many repeats of each case (default: the suite's)"),
+    ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
     """Run the paper's simulated experiments (every case in every mode), then write the report.
@@ -489,7 +517,10 @@ def benchmark(
         raise typer.Exit(2)
     if list_cases:
         for c in suite(suite_name):
-            console.print(f"{c.name}: {c.title} [{', '.join(c.modes)}]")
+            console.print(
+                f"{c.name}: {c.title} [{', '.join(c.modes)}]"
+                + (f" x{c.repeats} repeats" if c.repeats > 1 else "")
+            )
         return
     if executor not in ("sequential", "submitit"):
         raise typer.BadParameter(f"--executor must be sequential or submitit, not {executor!r}")
@@ -504,7 +535,9 @@ def benchmark(
         )
     elif cluster or slurm_partition:
         raise typer.BadParameter("--cluster and --slurm-partition need --executor submitit")
-    failures = _run_suite_or_exit(console, suite_name, root, case, mode, settings)
+    if repeats is not None and repeats < 1:
+        raise typer.BadParameter(f"--repeats must be >= 1, not {repeats}")
+    failures = _run_suite_or_exit(console, suite_name, root, case, mode, settings, repeats)
     path = build_report(root, report_dir or root / "report", title=f"cryoprior {suite_name}")
     console.print(f"report: {path} and {path.with_suffix('.html')}")
     if failures:

@@ -15,11 +15,14 @@ from typing import Any
 __all__ = [
     "CUTOFF_RULE",
     "PURE_NOISE_RULE",
+    "SCALE_RULE",
     "CutoffControl",
     "PureNoiseControl",
+    "ScaleCheck",
     "cutoff_control",
     "one_shell_finer_angstrom",
     "pure_noise_control",
+    "scale_check",
 ]
 
 CUTOFF_RULE = (
@@ -30,6 +33,11 @@ CUTOFF_RULE = (
 PURE_NOISE_RULE = (
     "PASS when RELION's final resolution is no finer than the initial reference's low-pass "
     "(no structure emerged beyond what the reference held)."
+)
+
+SCALE_RULE = (
+    "The scale is limited by signal and alignment, not by the pixel, when plain RELION's FSC "
+    "0.5 against the truth is at least 1.25x the Nyquist resolution (2 x the voxel size)."
 )
 
 
@@ -155,3 +163,45 @@ def pure_noise_control(
         truth_correlation,
         passed,
     )
+
+
+@dataclass(frozen=True)
+class ScaleCheck:
+    """Whether a run's resolution is limited by its signal rather than by the pixel.
+
+    nyquist_angstrom: 2 x the voxel size.
+    truth_fsc_05_angstrom: the map's FSC 0.5 against the truth (None when not measured).
+    ratio: ``truth_fsc_05_angstrom / nyquist_angstrom`` (None without a value).
+    factor: the smallest ratio accepted (1.25).
+    passed: ``ratio >= factor`` (False without a value).
+    """
+
+    nyquist_angstrom: float
+    truth_fsc_05_angstrom: float | None
+    ratio: float | None
+    factor: float
+    passed: bool
+    rule: str = SCALE_RULE
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+
+def scale_check(
+    *, voxel_size_angstrom: float, truth_fsc_05_angstrom: float | None, factor: float = 1.25
+) -> ScaleCheck:
+    """Judge the scale of a case from plain RELION's run (see :data:`SCALE_RULE`).
+
+    Examples
+    --------
+    >>> c = scale_check(voxel_size_angstrom=2.5, truth_fsc_05_angstrom=6.5)
+    >>> c.nyquist_angstrom, c.ratio, c.passed
+    (5.0, 1.3, True)
+    >>> scale_check(voxel_size_angstrom=4.4, truth_fsc_05_angstrom=9.43).passed
+    False
+    """
+    nyquist = 2.0 * float(voxel_size_angstrom)
+    ratio = None if truth_fsc_05_angstrom is None else float(truth_fsc_05_angstrom) / nyquist
+    passed = ratio is not None and ratio >= factor
+    return ScaleCheck(nyquist, truth_fsc_05_angstrom, ratio, float(factor), passed)

@@ -1,0 +1,235 @@
+"""Results derived from finished runs, without a refinement of their own.
+
+The post-processing arm (the paper's Figs. S11-S12: is the prior better inside the refinement
+loop than applied once to plain RELION's final map?): the learned prior applied once to each
+of plain RELION's final unfiltered half-maps, through the default guard (``prior``) and
+unguarded (``prior-noguard``), then validated against the truth exactly as the runs are.
+And the pose differences between modes: each mode's final poses against plain RELION's (the
+same repeat), mean angular and shift difference under the case's symmetry.
+
+Layout (beside the runs of :mod:`cryoprior.refine.run`)::
+
+    runs/<relion key>/postprocess/<variant>/   half1.mrc, half2.mrc, validation.json,
+                                               result.json (when complete)
+    runs/<mode key>/pose_difference.json       against runs/<relion key of the same repeat>
+
+Both are cached: a result is recomputed only when missing (for the post-processing arm also
+when the prior's weights changed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryoprior.io.json import read_json, write_json_atomic
+from cryoprior.io.mrc import read_map, write_map_atomic
+from cryoprior.io.relion import find_relion_job_files
+from cryoprior.refine.cases import ExperimentCase
+from cryoprior.refine.run import (
+    RESULT_VERSION,
+    _summary,
+    _validate_run,
+    ensure_dataset,
+    prior_weights,
+    run_key,
+)
+from cryoprior.regularizers.guard import GuardSettings, apply_guard
+from cryoprior.validate.fsc import fourier_shell_correlation
+
+__all__ = [
+    "POSTPROCESS_VARIANTS",
+    "pose_difference",
+    "postprocess_half_maps",
+    "run_postprocess",
+]
+
+logger = logging.getLogger(__name__)
+
+#: variant -> (label, guarded): the prior applied once to plain RELION's final half-maps.
+POSTPROCESS_VARIANTS: dict[str, tuple[str, bool]] = {
+    "prior": ("RELION, then prior + guard once", True),
+    "prior-noguard": ("RELION, then prior once, no guard", False),
+}
+
+
+def postprocess_half_maps(
+    half_map_1: np.ndarray,
+    half_map_2: np.ndarray,
+    enhance: Callable[[np.ndarray], np.ndarray],
+    *,
+    guard: GuardSettings | None,
+    enhanced: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Apply a regularizer once to each final half-map, optionally through the guard.
+
+    Parameters
+    ----------
+    half_map_1, half_map_2: (N, N, N) plain RELION's final unfiltered half-maps.
+    enhance: one half-map -> its regularized (N, N, N) map (each half independently, as in
+        the refinement).
+    guard: the guard's settings, or None for the map as ``enhance`` returns it. The guard's
+        FSC is the unmasked FSC of the two half-maps (as RELION's gold-standard FSC that the
+        hook's guard receives).
+    enhanced: the two regularized half-maps when already computed (``enhance`` is not called).
+
+    Returns
+    -------
+    (processed half 1, processed half 2, info): float64 (N, N, N) maps; ``info`` holds the
+    guard's cut-off shells and power removed per half (empty without the guard).
+    """
+    h1 = np.asarray(half_map_1, dtype=np.float64)
+    h2 = np.asarray(half_map_2, dtype=np.float64)
+    if enhanced is None:
+        enhanced = (enhance(h1), enhance(h2))
+    e1, e2 = (np.asarray(e, dtype=np.float64) for e in enhanced)
+    if guard is None:
+        return e1, e2, {}
+    fsc = fourier_shell_correlation(h1, h2)
+    g1, r1 = apply_guard(e1, h1, fsc=fsc, settings=guard)
+    g2, r2 = apply_guard(e2, h2, fsc=fsc, settings=guard)
+    info = {
+        "guard_method": guard.method,
+        "cutoff_shell": [r1.cutoff_shell, r2.cutoff_shell],
+        "power_removed_fraction": [r1.power_removed_fraction, r2.power_removed_fraction],
+    }
+    return g1, g2, info
+
+
+def _prior_enhancer(case: ExperimentCase, voxel_size_angstrom: float):
+    """Return the hook's prior as a function of one half-map (the case's weights, diameter)."""
+    from cryoprior.refine.cases import prior_weights_name
+    from cryoprior.regularizers.base import RegularizationContext
+    from cryoprior.regularizers.prior import PriorRegularizer
+
+    regularizer = PriorRegularizer(prior_weights_name(case, "prior") or "default")
+    context = RegularizationContext(
+        voxel_size_angstrom=voxel_size_angstrom,
+        particle_diameter_angstrom=case.refine.particle_diameter_angstrom,
+    )
+    return lambda half: regularizer.regularize(half, context=context)
+
+
+def run_postprocess(
+    case: ExperimentCase,
+    root: str | Path,
+    *,
+    enhance: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Run the post-processing arm of one repeat of ``case`` (cached); variant -> result.
+
+    Needs plain RELION's finished run (``result.json``); returns {} for a pure-noise case or
+    when that run is missing. ``enhance`` replaces the learned prior (tests); the weights are
+    recorded and a change of them recomputes the arm.
+
+    Each result (``postprocess/<variant>/result.json``) holds ``variant``, ``source_run`` (the
+    RELION run's key), ``prior_weights``, ``summary`` (the runs' table numbers, from the
+    validation of the processed half-maps), ``info`` (guard) and ``seconds``.
+    """
+    if case.pure_noise or "relion" not in case.modes:
+        return {}
+    root = Path(root)
+    key = run_key(case, "relion")
+    relion_dir = root / "runs" / key
+    if read_json(relion_dir / "result.json") is None:
+        return {}
+    weights = None if enhance is not None else prior_weights(case, "prior")
+    results: dict[str, dict[str, Any]] = {}
+    todo = []
+    for variant in POSTPROCESS_VARIANTS:
+        cached = read_json(relion_dir / "postprocess" / variant / "result.json")
+        if (
+            cached is not None
+            and cached.get("version") == RESULT_VERSION
+            and cached.get("prior_weights") == weights
+            and cached.get("validation_window_voxels") == case.validation_window_voxels
+        ):
+            results[variant] = cached
+        else:
+            todo.append(variant)
+    if not todo:
+        return results
+    dataset_dir = ensure_dataset(case.simulation, root)
+    job_dir = relion_dir / "Refine3D"
+    files = find_relion_job_files(job_dir)
+    h1 = read_map(files.half_map_1, dtype=np.float64)
+    h2 = read_map(files.half_map_2, dtype=np.float64)
+    voxel = case.simulation.voxel_size_angstrom or 1.0
+    started = time.monotonic()
+    if enhance is None:
+        enhance = _prior_enhancer(case, voxel)
+    enhanced = (enhance(h1), enhance(h2))
+    enhance_seconds = time.monotonic() - started
+    for variant in todo:
+        out_dir = relion_dir / "postprocess" / variant
+        guarded = POSTPROCESS_VARIANTS[variant][1]
+        p1, p2, info = postprocess_half_maps(
+            h1, h2, enhance, guard=GuardSettings() if guarded else None, enhanced=enhanced
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, volume in (("half1.mrc", p1), ("half2.mrc", p2)):
+            write_map_atomic(out_dir / name, volume.astype(np.float32), voxel_size_angstrom=voxel)
+
+        def processed(inputs, p1=p1, p2=p2):
+            return dataclasses.replace(inputs, half_map_1=p1, half_map_2=p2, full_map=None)
+
+        validation = _validate_run(case, dataset_dir, job_dir, out_dir, maps=processed)
+        data = {
+            "version": RESULT_VERSION,
+            "case": case.name,
+            "variant": variant,
+            "label": POSTPROCESS_VARIANTS[variant][0],
+            "guarded": guarded,
+            "source_run": key,
+            "prior_weights": weights,
+            "validation_window_voxels": case.validation_window_voxels,
+            "summary": _summary(validation),
+            "info": info,
+            "seconds": enhance_seconds,
+        }
+        write_json_atomic(out_dir / "result.json", data)
+        results[variant] = data
+    return results
+
+
+def pose_difference(case: ExperimentCase, mode: str, root: str | Path) -> dict[str, Any] | None:
+    """Poses of ``mode``'s final iteration against plain RELION's, same repeat (cached).
+
+    Writes and returns ``runs/<mode key>/pose_difference.json``: ``reference_run`` (the RELION
+    run's key) and ``summary`` (:meth:`~cryoprior.validate.poses.PoseErrors.summary` of the
+    mode's poses against RELION's under the case's symmetry: angular, viewing-direction and
+    shift differences). None for ``relion`` itself, a pure-noise case, or when either run has
+    not finished.
+    """
+    if mode == "relion" or case.pure_noise or "relion" not in case.modes:
+        return None
+    root = Path(root)
+    mode_dir = root / "runs" / run_key(case, mode)
+    reference_key = run_key(case, "relion")
+    path = mode_dir / "pose_difference.json"
+    cached = read_json(path)
+    if cached is not None and cached.get("reference_run") == reference_key:
+        return cached
+    reference_dir = root / "runs" / reference_key
+    if (
+        read_json(mode_dir / "result.json") is None
+        or read_json(reference_dir / "result.json") is None
+    ):
+        return None
+    from cryoprior.validate.job import load_validation_inputs
+    from cryoprior.validate.poses import pose_errors
+
+    poses = load_validation_inputs(mode_dir / "Refine3D").inputs.refined_poses
+    reference = load_validation_inputs(reference_dir / "Refine3D").inputs.refined_poses
+    if poses is None or reference is None:
+        return None
+    errors = pose_errors(poses, reference, symmetry=case.refine.symmetry)
+    data = {"mode": mode, "reference_run": reference_key, "summary": errors.summary()}
+    write_json_atomic(path, data)
+    return data
