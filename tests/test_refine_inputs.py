@@ -45,6 +45,7 @@ from cryoprior.refine.relion import (
     build_refine_command,
     merge_options,
     parse_relion_version,
+    refine_failure_message,
     relion_error_message,
 )
 from cryoprior.validate.symmetry import validate_symmetry_name
@@ -524,6 +525,22 @@ def test_relion_error_message_from_a_real_run_err():
     )
     assert "--trust_ref_size" in message and "\n" not in message and "MPI" not in message
     assert relion_error_message("just some warning\n") is None
+
+
+def test_refine_failure_message_names_run_err(tmp_path):
+    """RELION's message from the job's run.err (the file above), else its last meaningful
+    line, else both files to look at."""
+    root = tmp_path / "Refine3D" / "job" / "run"
+    root.parent.mkdir(parents=True)
+    err = root.parent / "run.err"
+    assert refine_failure_message(root) == f"see {err} and {root.parent / 'run.out'}"
+    err.write_text("[host:1] some Open MPI line\nsegmentation fault in rank 2\n---\n")
+    assert refine_failure_message(root) == f"segmentation fault in rank 2 (see {err})"
+    err.write_text((DATA / "box_mismatch_run.err").read_text())
+    message = refine_failure_message(root)
+    assert message.startswith("The reference box size is 48 px") and message.endswith(
+        f"(see {err})"
+    )
 
 
 def test_settings_defaults_keep_the_benchmark_command():

@@ -46,6 +46,7 @@ __all__ = [
     "merge_options",
     "parse_relion_version",
     "read_progress",
+    "refine_failure_message",
     "relion_error_message",
     "require_programs",
     "run_auto_refine",
@@ -557,3 +558,23 @@ def relion_error_message(text: str) -> str | None:
         if parts:
             return " ".join(parts)
     return None
+
+
+def refine_failure_message(output_root: str | Path) -> str:
+    """Why a run failed, in one line naming the file: RELION's own error from ``run.err``.
+
+    ``output_root``: the run's ``--o`` (``Refine3D/job/run``). RELION's message
+    (:func:`relion_error_message`, without Open MPI's boilerplate), else the last meaningful
+    line of ``run.err``, else where to look.
+    """
+    err = run_err_path(output_root)
+    text = err.read_text(errors="replace") if err.exists() else ""
+    message = relion_error_message(text)
+    if message is not None:
+        return f"{message} (see {err})"
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.startswith(("---", "[", " "))
+    ]
+    return f"{lines[-1]} (see {err})" if lines else f"see {err} and {run_out_path(output_root)}"

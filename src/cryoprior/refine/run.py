@@ -32,7 +32,6 @@ from typing import Any
 
 from cryoprior.io.hook_log import read_hook_log
 from cryoprior.io.json import read_json, write_json_atomic
-from cryoprior.io.relion import run_err_path, run_out_path
 from cryoprior.refine.cases import (
     MODES,
     ExperimentCase,
@@ -49,6 +48,7 @@ from cryoprior.refine.relion import (
     AutoRefineSettings,
     RefineProgress,
     read_progress,
+    refine_failure_message,
     run_auto_refine,
 )
 from cryoprior.simulate.config import SimulationConfig
@@ -424,8 +424,8 @@ def run_mode(
         write_json_atomic(run_dir / "refine.json", refine_record)
         if not refine_record["finished"]:
             raise RuntimeError(
-                f"{case.name}/{mode}: relion_refine_mpi exit {result.returncode}; "
-                f"see {run_err_path(result.output_root)} and {run_out_path(result.output_root)}"
+                f"{case.name}/{mode}: relion_refine_mpi exit {result.returncode}: "
+                f"{refine_failure_message(result.output_root)}"
             )
     validation = _validate_run(case, dataset_dir, job_dir, run_dir / "validation")
     summary = _summary(validation)
@@ -473,7 +473,8 @@ def write_manifest(
     """Write ``root/benchmark.json``: the cases, the run folder of each mode, the modes.
 
     ``runs`` names the run folder of each mode's first repeat; ``repeats`` those of every
-    repeat (:func:`~cryoprior.refine.cases.repeat_cases`), first included. The report (``cryoprior report``) reads only this file and the run folders it names.
+    repeat (:func:`~cryoprior.refine.cases.repeat_cases`), first included. The report
+    (``cryoprior report``) reads only this file and the run folders it names.
     """
     root = Path(root)
     data = {
