@@ -31,8 +31,7 @@ import pandas as pd
 from cryoprior.errors import InputFileError
 from cryoprior.io.star import (
     NONE_STRINGS,
-    block_label,
-    list_block,
+    list_block_reader,
     loop_column,
     read_star,
     require_block,
@@ -115,19 +114,16 @@ def read_sampling_star(path: str | Path) -> SamplingInfo:
     (1, 8.0)
     """
     path = Path(path)
-    name = "sampling_general"
-    general = list_block(read_star(path), name, path)
+    label = list_block_reader(read_star(path), "sampling_general", path)
     return SamplingInfo(
         star_path=path,
-        healpix_order=block_label(general, "rlnHealpixOrder", to_int, path, name),
-        healpix_order_original=block_label(
-            general, "rlnHealpixOrderOriginal", to_int, path, name, required=False
-        ),
-        psi_step_degrees=block_label(general, "rlnPsiStep", to_float, path, name),
-        offset_range_angstrom=block_label(general, "rlnOffsetRange", to_float, path, name),
-        offset_step_angstrom=block_label(general, "rlnOffsetStep", to_float, path, name),
-        symmetry_group=block_label(general, "rlnSymmetryGroup", to_str, path, name),
-        is_3d=block_label(general, "rlnIs3DSampling", to_bool, path, name),
+        healpix_order=label("rlnHealpixOrder", to_int),
+        healpix_order_original=label("rlnHealpixOrderOriginal", to_int, required=False),
+        psi_step_degrees=label("rlnPsiStep", to_float),
+        offset_range_angstrom=label("rlnOffsetRange", to_float),
+        offset_step_angstrom=label("rlnOffsetStep", to_float),
+        symmetry_group=label("rlnSymmetryGroup", to_str),
+        is_3d=label("rlnIs3DSampling", to_bool),
         version=star_version(path),
     )
 
@@ -211,30 +207,21 @@ def read_optimiser_star(path: str | Path) -> OptimiserInfo:
     (4, 21.333...)
     """
     path = Path(path)
-    name = "optimiser_general"
-    general = list_block(read_star(path), name, path)
+    label = list_block_reader(read_star(path), "optimiser_general", path)
 
-    mask = block_label(general, "rlnSolventMaskName", to_str, path, name, required=False)
-    best = block_label(general, "rlnBestResolutionThusFar", to_float, path, name, required=False)
+    mask = label("rlnSolventMaskName", to_str, required=False)
+    best = label("rlnBestResolutionThusFar", to_float, required=False)
     return OptimiserInfo(
         star_path=path,
-        current_iteration=block_label(general, "rlnCurrentIteration", to_int, path, name),
-        do_auto_refine=block_label(general, "rlnDoAutoRefine", to_bool, path, name),
-        do_split_random_halves=block_label(general, "rlnDoSplitRandomHalves", to_bool, path, name),
-        auto_local_searches_healpix_order=block_label(
-            general, "rlnAutoLocalSearchesHealpixOrder", to_int, path, name
-        ),
-        has_converged=block_label(general, "rlnHasConverged", to_bool, path, name),
-        particle_diameter_angstrom=block_label(
-            general, "rlnParticleDiameter", to_float, path, name
-        ),
+        current_iteration=label("rlnCurrentIteration", to_int),
+        do_auto_refine=label("rlnDoAutoRefine", to_bool),
+        do_split_random_halves=label("rlnDoSplitRandomHalves", to_bool),
+        auto_local_searches_healpix_order=label("rlnAutoLocalSearchesHealpixOrder", to_int),
+        has_converged=label("rlnHasConverged", to_bool),
+        particle_diameter_angstrom=label("rlnParticleDiameter", to_float),
         solvent_mask_name=None if mask is None or mask in NONE_STRINGS else mask,
-        do_solvent_fsc_correction=block_label(
-            general, "rlnDoSolventFscCorrection", to_bool, path, name, required=False
-        ),
-        do_external_reconstruct=block_label(
-            general, "rlnDoExternalReconstruct", to_bool, path, name, required=False
-        ),
+        do_solvent_fsc_correction=label("rlnDoSolventFscCorrection", to_bool, required=False),
+        do_external_reconstruct=label("rlnDoExternalReconstruct", to_bool, required=False),
         best_resolution_angstrom=1.0 / best if best is not None and best > 0 else None,
         command_line=_optimiser_command_line(path),
         version=star_version(path),
@@ -300,8 +287,7 @@ def read_model_star(path: str | Path) -> ModelInfo:
     """
     path = Path(path)
     blocks = read_star(path)
-    name = "model_general"
-    general = list_block(blocks, name, path)
+    label = list_block_reader(blocks, "model_general", path)
     table_name = "model_class_1"
     table = require_block(blocks, table_name, path)
     if isinstance(table, dict):  # a single shell written as a simple block
@@ -312,17 +298,13 @@ def read_model_star(path: str | Path) -> ModelInfo:
 
     return ModelInfo(
         star_path=path,
-        current_resolution_angstrom=block_label(
-            general, "rlnCurrentResolution", to_float, path, name
-        ),
-        current_image_size=block_label(general, "rlnCurrentImageSize", to_int, path, name),
-        pixel_size_angstrom=block_label(general, "rlnPixelSize", to_float, path, name),
-        padding_factor=block_label(general, "rlnPaddingFactor", to_float, path, name),
-        original_image_size=block_label(general, "rlnOriginalImageSize", to_int, path, name),
-        orientational_prior_mode=block_label(
-            general, "rlnOrientationalPriorMode", to_int, path, name
-        ),
-        nr_classes=block_label(general, "rlnNrClasses", to_int, path, name),
+        current_resolution_angstrom=label("rlnCurrentResolution", to_float),
+        current_image_size=label("rlnCurrentImageSize", to_int),
+        pixel_size_angstrom=label("rlnPixelSize", to_float),
+        padding_factor=label("rlnPaddingFactor", to_float),
+        original_image_size=label("rlnOriginalImageSize", to_int),
+        orientational_prior_mode=label("rlnOrientationalPriorMode", to_int),
+        nr_classes=label("rlnNrClasses", to_int),
         spectral_index=col("rlnSpectralIndex", np.int64),
         resolution_per_angstrom=col("rlnResolution"),
         gold_standard_fsc=col("rlnGoldStandardFsc"),

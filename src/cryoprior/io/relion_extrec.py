@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,15 @@ import pandas as pd
 from cryoprior.conventions import relion_round
 from cryoprior.errors import InputFileError
 from cryoprior.io.mrc import read_map
-from cryoprior.io.star import read_star, require_block, star_version, to_float
+from cryoprior.io.star import (
+    list_block_reader,
+    loop_column,
+    read_star,
+    star_version,
+    to_float,
+    to_int,
+    to_str,
+)
 
 __all__ = [
     "ExternalReconstructJob",
@@ -154,26 +161,23 @@ class ExternalReconstructJob:
         return parse_external_reconstruct_name(self.star_path)
 
 
-def _general_value(general: dict[str, Any], label: str, path: Path, cast):
-    if label not in general:
-        raise InputFileError(path, f"missing label _{label} in data_external_reconstruct_general")
-    value = general[label]
-    try:
-        return cast(value)
-    except (TypeError, ValueError) as exc:
-        raise InputFileError(path, f"label _{label} has a malformed value {value!r}") from exc
+def _optional_length(label, rln: str, path: Path) -> float | None:
+    """Return a RELION >= 4.0.1 length label (Angstrom): None when absent or 0, else positive.
 
-
-def _optional_length(general: dict[str, Any], label: str, path: Path) -> float | None:
-    """Return a RELION >= 4.0.1 length label (Angstrom): None when absent or 0, else positive."""
-    if label not in general:
-        return None
-    value = _general_value(general, label, path, to_float)
-    if not np.isfinite(value) or value < 0:
+    ``label`` reads the job's general block (:func:`cryoprior.io.star.list_block_reader`).
+    """
+    value = label(rln, to_float, required=False)
+    if value is not None and (not np.isfinite(value) or value < 0):
         raise InputFileError(
-            path, f"label _{label} must be a positive length in Angstrom, not {general[label]!r}"
+            path, f"label _{rln} must be a positive length in Angstrom, not {value}"
         )
     return value or None
+
+
+def _require_finite(path: Path, values: np.ndarray, what: str) -> None:
+    """Raise InputFileError naming ``path`` when ``values`` hold NaN or Inf."""
+    if not np.all(np.isfinite(values)):
+        raise InputFileError(path, f"{what} has NaN or Inf values")
 
 
 def read_external_reconstruct_job(path: str | Path) -> ExternalReconstructJob:
@@ -184,32 +188,26 @@ def read_external_reconstruct_job(path: str | Path) -> ExternalReconstructJob:
     """
     path = Path(path)
     blocks = read_star(path)
-    general = require_block(blocks, "external_reconstruct_general", path)
-    if not isinstance(general, dict):
-        # a one-row loop instead of a simple block: accept it
-        if len(general) != 1:
-            raise InputFileError(path, "data_external_reconstruct_general is not a simple block")
-        general = general.iloc[0].to_dict()
+    # a one-row loop instead of a simple block is accepted
+    label = list_block_reader(blocks, "external_reconstruct_general", path)
 
-    def pth(label: str) -> Path:
-        return Path(str(_general_value(general, label, path, str)))
+    def pth(rln: str) -> Path:
+        return Path(label(rln, to_str))
+
+    def optional_pth(rln: str) -> Path | None:
+        value = label(rln, to_str, required=False)
+        return None if value is None else Path(value)
 
     data_real = pth("rlnExtReconsDataReal")
-    data_imag = (
-        pth("rlnExtReconsDataImag")
-        if "rlnExtReconsDataImag" in general
-        else Path(str(data_real).replace("_real", "_imag"))
+    data_imag = optional_pth("rlnExtReconsDataImag") or Path(
+        str(data_real).replace("_real", "_imag")
     )
-    result_star = (
-        Path(str(general["rlnExtReconsResultStarfile"]))
-        if "rlnExtReconsResultStarfile" in general
-        else None
-    )
-    original = _general_value(general, "rlnOriginalImageSize", path, int)
-    current = _general_value(general, "rlnCurrentImageSize", path, int)
-    ref_dim = _general_value(general, "rlnReferenceDimensionality", path, int)
-    padding = _general_value(general, "rlnPaddingFactor", path, float)
-    fudge = _general_value(general, "rlnTau2FudgeFactor", path, float)
+    result_star = optional_pth("rlnExtReconsResultStarfile")
+    original = label("rlnOriginalImageSize", to_int)
+    current = label("rlnCurrentImageSize", to_int)
+    ref_dim = label("rlnReferenceDimensionality", to_int)
+    padding = label("rlnPaddingFactor", to_float)
+    fudge = label("rlnTau2FudgeFactor", to_float)
     if ref_dim not in (2, 3):
         raise InputFileError(path, f"_rlnReferenceDimensionality must be 2 or 3, not {ref_dim}")
     if original <= 0 or current <= 0:
@@ -223,26 +221,13 @@ def read_external_reconstruct_job(path: str | Path) -> ExternalReconstructJob:
 
     spectral_index = tau2 = fsc = None
     if "external_reconstruct_tau2" in blocks:
-        table = blocks["external_reconstruct_tau2"]
+        name = "external_reconstruct_tau2"
+        table = blocks[name]
         if isinstance(table, dict):  # a single row written as a simple block
             table = pd.DataFrame([table])
-        for label in ("rlnSpectralIndex", "rlnReferenceTau2"):
-            if label not in table.columns:
-                raise InputFileError(
-                    path, f"missing column _{label} in data_external_reconstruct_tau2"
-                )
-        try:
-            spectral_index = table["rlnSpectralIndex"].to_numpy(dtype=np.int64)
-            tau2_values = table["rlnReferenceTau2"].to_numpy(dtype=np.float64)
-            fsc_values = (
-                table["rlnGoldStandardFsc"].to_numpy(dtype=np.float64)
-                if "rlnGoldStandardFsc" in table.columns
-                else None
-            )
-        except (TypeError, ValueError) as exc:
-            raise InputFileError(
-                path, f"non-numeric values in data_external_reconstruct_tau2 ({exc})"
-            ) from exc
+        spectral_index = loop_column(table, "rlnSpectralIndex", np.int64, path, name, required=True)
+        tau2 = loop_column(table, "rlnReferenceTau2", np.float64, path, name, required=True)
+        fsc = loop_column(table, "rlnGoldStandardFsc", np.float64, path, name)
         n_shells = original // 2 + 1
         # relion_external_reconstruct takes tau2 in row order, one row per shell 0..N/2; a
         # missing row makes it read past its array (exit 1 or a crash). A deleted, extra or
@@ -254,10 +239,7 @@ def read_external_reconstruct_job(path: str | Path) -> ExternalReconstructJob:
                 f"_rlnSpectralIndex 0..{n_shells - 1} in order (box {original}), found "
                 f"{len(table)} rows (truncated or edited file?)",
             )
-        if not np.all(np.isfinite(tau2_values)):
-            raise InputFileError(path, "_rlnReferenceTau2 has NaN or Inf values")
-        tau2 = tau2_values.copy()
-        fsc = fsc_values.copy() if fsc_values is not None else None
+        _require_finite(path, tau2, "_rlnReferenceTau2")
         spectral_index = np.arange(n_shells)
 
     return ExternalReconstructJob(
@@ -272,8 +254,8 @@ def read_external_reconstruct_job(path: str | Path) -> ExternalReconstructJob:
         reference_dimensionality=ref_dim,
         original_image_size=original,
         current_image_size=current,
-        pixel_size_angstrom=_optional_length(general, "rlnPixelSize", path),
-        particle_diameter_angstrom=_optional_length(general, "rlnParticleDiameter", path),
+        pixel_size_angstrom=_optional_length(label, "rlnPixelSize", path),
+        particle_diameter_angstrom=_optional_length(label, "rlnParticleDiameter", path),
         spectral_index=spectral_index,
         tau2=tau2,
         gold_standard_fsc=fsc,
@@ -318,8 +300,7 @@ def read_external_reconstruct_arrays(
                 f"(expected {expected} for box {job.original_image_size}, "
                 f"padding {job.padding_factor})",
             )
-        if not np.all(np.isfinite(array)):
-            raise InputFileError(full, "array contains NaN or Inf")
+        _require_finite(full, array, "the array")
         arrays.append(array)
     real, imag, weight = arrays
     return real + 1j * imag, weight

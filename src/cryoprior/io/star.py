@@ -19,6 +19,7 @@ __all__ = [
     "NONE_STRINGS",
     "block_label",
     "list_block",
+    "list_block_reader",
     "loop_column",
     "read_star",
     "require_block",
@@ -158,6 +159,21 @@ def block_label(
         raise InputFileError(
             path, f"label _{label} in data_{block_name} is not a valid {what}: {value!r}"
         ) from exc
+
+
+def list_block_reader(blocks: dict[str, Any], name: str, path: Path):
+    """Return a reader of the list block ``name``: ``label(rln, cast, *, required=True)``.
+
+    ``label("rlnPixelSize", to_float)`` is :func:`block_label` on that block: the cast value,
+    None for a missing optional label. InputFileError naming ``path`` and the block for a
+    missing block (at once), or for a missing required label or a bad value (when read).
+    """
+    block = list_block(blocks, name, path)
+
+    def label(rln: str, cast, *, required: bool = True):
+        return block_label(block, rln, cast, path, name, required=required)
+
+    return label
 
 
 @overload
