@@ -98,11 +98,17 @@ class Poses:
 
     def take(self, indices) -> Poses:
         """Return the poses at ``indices`` (any numpy index: integers, a mask, a slice)."""
+
+        def pick(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[indices]
+
         return Poses(
-            **{
-                f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[indices]
-                for f in fields(self)
-            }
+            self.rot_degrees[indices],
+            self.tilt_degrees[indices],
+            self.psi_degrees[indices],
+            pick(self.origin_x_angstrom),
+            pick(self.origin_y_angstrom),
+            image_names=pick(self.image_names),
         )
 
     def to_dataframe(self) -> pd.DataFrame:
@@ -135,7 +141,14 @@ def concatenate_poses(poses_list: Iterable[Poses]) -> Poses:
         parts = [getattr(p, name) for p in poses_list]
         return None if any(part is None for part in parts) else np.concatenate(parts)
 
-    return Poses(**{f.name: joined(f.name) for f in fields(Poses)})
+    return Poses(
+        np.concatenate([p.rot_degrees for p in poses_list]),
+        np.concatenate([p.tilt_degrees for p in poses_list]),
+        np.concatenate([p.psi_degrees for p in poses_list]),
+        joined("origin_x_angstrom"),
+        joined("origin_y_angstrom"),
+        image_names=joined("image_names"),
+    )
 
 
 def poses_from_particles(
@@ -201,8 +214,11 @@ def poses_from_particles(
         origins.append(value)
     names = particles["rlnImageName"] if "rlnImageName" in particles.columns else None
     try:
+        rot, tilt, psi = (np.asarray(column(label)) for label in _ANGLE_LABELS)
         return Poses(
-            *(np.asarray(column(label)) for label in _ANGLE_LABELS),
+            rot,
+            tilt,
+            psi,
             origin_x_angstrom=origins[0],
             origin_y_angstrom=origins[1],
             image_names=None if names is None else names.astype(str).to_numpy(dtype=object),

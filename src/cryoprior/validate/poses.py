@@ -177,7 +177,7 @@ def pose_errors(refined: Poses, truth: Poses, *, symmetry: str = "C1") -> PoseEr
         np.asarray(refined.origin_x_angstrom) - np.asarray(truth.origin_x_angstrom),
         np.asarray(refined.origin_y_angstrom) - np.asarray(truth.origin_y_angstrom),
     )
-    return PoseErrors(refined.image_names, angular, direction, shift, symmetry)
+    return PoseErrors(np.asarray(refined.image_names), angular, direction, shift, symmetry)
 
 
 @dataclass(frozen=True)
