@@ -40,6 +40,66 @@ class Document:
         """Add an image, by path relative to the report."""
         self.blocks.append(("img", path, alt))
 
+    def code(self, text: str) -> None:
+        """Add a preformatted block (a command, shown as is)."""
+        self.blocks.append(("pre", text))
+
+    def markdown_text(self, text: str, *, heading_offset: int = 0) -> None:
+        """Add a Markdown text (a note written by hand) as blocks.
+
+        The subset the project's notes use: ``#`` headings (``heading_offset`` levels down),
+        fenced code blocks, pipe tables, ``-`` bullets and paragraphs (lines joined).
+        """
+        lines = text.splitlines()
+        i = 0
+        paragraph: list[str] = []
+
+        def flush() -> None:
+            if paragraph:
+                self.para(" ".join(line.strip() for line in paragraph))
+                paragraph.clear()
+
+        while i < len(lines):
+            line = lines[i]
+            stripped = line.strip()
+            if stripped.startswith("```"):
+                flush()
+                end = i + 1
+                while end < len(lines) and not lines[end].strip().startswith("```"):
+                    end += 1
+                self.code("\n".join(lines[i + 1 : end]))
+                i = end + 1
+                continue
+            if stripped.startswith("#"):
+                flush()
+                level = len(stripped) - len(stripped.lstrip("#"))
+                self.heading(min(level + heading_offset, 6), stripped[level:].strip())
+            elif stripped.startswith("|"):
+                flush()
+                rows = []
+                while i < len(lines) and lines[i].strip().startswith("|"):
+                    cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+                    if not all(set(c) <= set("-: ") for c in cells):
+                        rows.append(cells)
+                    i += 1
+                if rows:
+                    self.table(rows[0], rows[1:])
+                continue
+            elif stripped.startswith("- "):
+                flush()
+                items = []
+                while i < len(lines) and lines[i].strip().startswith("- "):
+                    items.append(lines[i].strip()[2:])
+                    i += 1
+                self.bullets(items)
+                continue
+            elif not stripped:
+                flush()
+            else:
+                paragraph.append(line)
+            i += 1
+        flush()
+
     def markdown(self) -> str:
         """Render the document as Markdown."""
         out = []
@@ -58,6 +118,8 @@ class Document:
                 out.append("\n".join(lines))
             elif kind == "img":
                 out.append(f"![{block[2]}]({block[1]})")
+            elif kind == "pre":
+                out.append(f"```\n{block[1]}\n```")
         return "\n\n".join(out) + "\n"
 
     def html(self, title: str) -> str:
@@ -81,6 +143,8 @@ class Document:
                 body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
             elif kind == "img":
                 body.append(f'<figure><img src="{esc(block[1])}" alt="{esc(block[2])}"></figure>')
+            elif kind == "pre":
+                body.append(f"<pre>{esc(block[1])}</pre>")
         style = (
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
             "table{border-collapse:collapse;font-size:0.85em;margin:1em 0}"

@@ -1,0 +1,276 @@
+"""Report sections of a benchmark with repeats: mean +- SD tables, verdicts, scale, calibration.
+
+Reads what the runner left (``benchmark.json``'s ``repeats`` run folders, each with
+``result.json``; the post-processing arm under the plain RELION run's
+``postprocess/<variant>/result.json``; ``pose_difference.json`` beside a mode's run) and adds
+to a :class:`~cryoprior.report.document.Document`: per case a table of every metric over the
+repeats (:mod:`cryoprior.validate.repeats`), a verdict paragraph, the post-processing arm's
+rows and the pose differences; the scale of every case (Nyquist, plain RELION's FSC 0.5
+against the truth and the 1.25x-Nyquist rule); the calibration notes (Markdown files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cryoprior.io.json import read_json
+from cryoprior.report.document import Document
+from cryoprior.validate.controls import SCALE_RULE, scale_check
+from cryoprior.validate.repeats import (
+    CALL_RULE,
+    METRICS,
+    MetricStats,
+    case_verdict,
+    metric_stats,
+    repeat_statistics,
+)
+
+__all__ = [
+    "POSTPROCESS_LABELS",
+    "CaseRepeats",
+    "calibration_section",
+    "load_case_repeats",
+    "repeats_section",
+    "run_metrics",
+    "scale_section",
+]
+
+#: variant of the post-processing arm -> label (as cryoprior.refine.derived names them).
+POSTPROCESS_LABELS = {
+    "prior": "RELION, then prior + guard once",
+    "prior-noguard": "RELION, then prior once, no guard",
+}
+
+
+def run_metrics(result: Mapping[str, Any]) -> dict[str, float | None]:
+    """Flat metrics of one ``result.json`` (the summary, RELION's final resolution, minutes)."""
+    out = dict(result.get("summary") or {})
+    refine = result.get("refine") or {}
+    out["relion_final_angstrom"] = refine.get("final_resolution_angstrom")
+    seconds = refine.get("wall_seconds")
+    out["wall_minutes"] = None if seconds is None else seconds / 60.0
+    return out
+
+
+class CaseRepeats:
+    """What a case's repeats left on disk.
+
+    Attributes
+    ----------
+    runs: mode -> the ``result.json`` of each finished repeat (repeat order).
+    postprocess: variant -> the post-processing arm's ``result.json`` per finished repeat.
+    pose_differences: mode -> ``pose_difference.json``'s summary per repeat that has one.
+    expected: mode -> the number of repeats the suite asks for.
+    """
+
+    def __init__(self) -> None:
+        self.runs: dict[str, list[dict]] = {}
+        self.postprocess: dict[str, list[dict]] = {}
+        self.pose_differences: dict[str, list[dict]] = {}
+        self.expected: dict[str, int] = {}
+
+
+def load_case_repeats(root: str | Path, entry: Mapping[str, Any]) -> CaseRepeats:
+    """Read a manifest entry's repeats (``repeats``, else its single ``runs``) under ``root``."""
+    root = Path(root)
+    folders = entry.get("repeats") or {m: [rel] for m, rel in entry.get("runs", {}).items()}
+    out = CaseRepeats()
+    for mode, rels in folders.items():
+        out.expected[mode] = len(rels)
+        for rel in rels:
+            run_dir = root / rel
+            result = read_json(run_dir / "result.json")
+            if result is None:
+                continue
+            out.runs.setdefault(mode, []).append(result)
+            diff = read_json(run_dir / "pose_difference.json")
+            if diff is not None:
+                out.pose_differences.setdefault(mode, []).append(diff["summary"])
+            if mode != "relion":
+                continue
+            for variant in POSTPROCESS_LABELS:
+                arm = read_json(run_dir / "postprocess" / variant / "result.json")
+                if arm is not None:
+                    out.postprocess.setdefault(variant, []).append(arm)
+    return out
+
+
+def _post_key(variant: str) -> str:
+    return f"post:{variant}"
+
+
+def repeats_section(
+    doc: Document, repeats: CaseRepeats, labels: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """Add the case's repeats table, verdict, post-processing rows and pose differences.
+
+    Returns the numbers for ``results.json`` (statistics per mode and metric, the calls, the
+    verdict), or None when the case has no finished run.
+    """
+    if not repeats.runs:
+        return None
+    metrics_per_row: dict[str, list[dict]] = {
+        mode: [run_metrics(r) for r in results] for mode, results in repeats.runs.items()
+    }
+    names = {m: labels.get(m, m) for m in metrics_per_row}
+    for variant, results in repeats.postprocess.items():
+        key = _post_key(variant)
+        metrics_per_row[key] = [run_metrics({"summary": r["summary"]}) for r in results]
+        names[key] = POSTPROCESS_LABELS.get(variant, variant)
+    stats = repeat_statistics(metrics_per_row)
+    n_runs = {mode: len(rows) for mode, rows in metrics_per_row.items()}
+    short = [m for m, n in n_runs.items() if m in repeats.expected and n < repeats.expected[m]]
+    doc.heading(3, "Repeats: mean +- SD")
+    doc.para(
+        "Each mode was run "
+        + ", ".join(f"{names[m]} {n_runs[m]}x" for m in repeats.runs)
+        + " (repeats differ in RELION's random seed and the random half split)."
+        + (
+            " Not all repeats have run yet: " + ", ".join(names[m] for m in short) + "."
+            if short
+            else ""
+        )
+        + (
+            " The post-processing arm applies the prior once to plain RELION's final "
+            "half-maps of each repeat (no refinement of its own); its RELION final "
+            "resolution and wall time are not its own (n/a)."
+            if repeats.postprocess
+            else ""
+        )
+    )
+    doc.table(
+        ["mode"] + [m.label for m in METRICS],
+        [
+            [names[row]] + [stats[row][m.key].text(m.digits) for m in METRICS]
+            for row in metrics_per_row
+        ],
+    )
+    verdict, calls = case_verdict(stats, labels=names)
+    doc.para("**Verdict.** " + verdict + " " + CALL_RULE)
+    if repeats.pose_differences:
+        doc.para(
+            "Poses of each mode's final iteration against plain RELION's (same repeat, "
+            "modulo the symmetry), mean over particles, then mean +- SD over repeats:"
+        )
+        rows = []
+        for mode, diffs in repeats.pose_differences.items():
+            rows.append(
+                [
+                    labels.get(mode, mode),
+                    _stat(diffs, "angular_error_degrees", "mean").text(2),
+                    _stat(diffs, "angular_error_degrees", "median").text(2),
+                    _stat(diffs, "direction_error_degrees", "mean").text(2),
+                    _stat(diffs, "shift_error_angstrom", "mean").text(2),
+                ]
+            )
+        doc.table(
+            ["mode", "mean angular difference (deg)", "median angular difference (deg)",
+             "mean viewing-direction difference (deg)", "mean shift difference (A)"],
+            rows,
+        )  # fmt: skip
+    return {
+        "statistics": {
+            row: {
+                key: {"mean": s.mean, "sd": s.sd, "n": s.n, "values": list(s.values)}
+                for key, s in per_metric.items()
+            }
+            for row, per_metric in stats.items()
+        },
+        "verdict": verdict,
+        "calls": {
+            row: [
+                {
+                    "metric": c.metric,
+                    "difference": c.difference,
+                    "threshold": c.threshold,
+                    "verdict": c.verdict,
+                }
+                for c in row_calls
+            ]
+            for row, row_calls in calls.items()
+        },
+        "pose_differences": repeats.pose_differences,
+    }
+
+
+def _stat(summaries: Sequence[Mapping], name: str, field: str) -> MetricStats:
+    return metric_stats([(s.get(name) or {}).get(field) for s in summaries])
+
+
+def scale_section(
+    doc: Document, cases: Sequence[tuple[Mapping[str, Any], CaseRepeats]]
+) -> list[dict[str, Any]]:
+    """Add the scale of every case with runs against the 1.25x-Nyquist rule; return the rows.
+
+    The rule is judged on plain RELION's FSC 0.5 against the truth (mean over its repeats) for
+    every case with signal that is not a cut-off control (those are limited by their cut-off
+    by design: shown, not judged); pure-noise cases are left out.
+    """
+    rows, records = [], []
+    for case, repeats in cases:
+        if case.get("pure_noise") or "relion" not in repeats.runs:
+            continue
+        sim = case["simulation"]
+        voxel = sim.get("voxel_size_angstrom")
+        if not voxel:
+            continue
+        values = [
+            (r.get("summary") or {}).get("truth_fsc_05_angstrom") for r in repeats.runs["relion"]
+        ]
+        plain = metric_stats(values)
+        check = scale_check(voxel_size_angstrom=voxel, truth_fsc_05_angstrom=plain.mean)
+        control = case.get("cutoff_angstrom") is not None
+        verdict = (
+            f"control (cut-off {case['cutoff_angstrom']:g} A)"
+            if control
+            else ("PASS" if check.passed else "**FAIL**")
+        )
+        paper = (case.get("paper") or {}).get("case", "")
+        rows.append(
+            [
+                f"`{case['name']}`",
+                f"{voxel:g}",
+                f"{sim.get('box_size')} ({sim.get('box_size', 0) * voxel:g} A)",
+                f"{check.nyquist_angstrom:g}",
+                plain.text(2),
+                "n/a" if check.ratio is None else f"{check.ratio:.2f}",
+                verdict,
+                paper if not control else "",
+            ]
+        )
+        records.append({"case": case["name"], "control": control, **check.to_dict()})
+    if rows:
+        doc.heading(2, "Scale: is the resolution limited by the signal or by the pixel?")
+        doc.para(
+            SCALE_RULE
+            + " Plain RELION's FSC 0.5 against the truth is the mean over its repeats; the "
+            "paper's scale is given for the cases it had."
+        )
+        doc.table(
+            ["case", "voxel (A)", "box", "Nyquist (A)", "RELION vs truth FSC 0.5 (A)",
+             "/ Nyquist", "1.25x rule", "the paper"],
+            rows,
+        )  # fmt: skip
+    return records
+
+
+def calibration_section(doc: Document, paths: Sequence[str | Path]) -> list[str]:
+    """Add the calibration notes (Markdown files, e.g. ``calibration_*.md``); return their names.
+
+    The files' own text is shown (headings one level down), so the report states the
+    calibration runs as they were recorded, with their commands; missing files are skipped.
+    """
+    found = [Path(p) for p in paths if Path(p).is_file()]
+    if not found:
+        return []
+    doc.heading(2, "Calibration runs")
+    doc.para(
+        "How the scale was chosen: the calibration runs as recorded in "
+        + ", ".join(f"`{p.name}`" for p in found)
+        + "."
+    )
+    for path in found:
+        doc.markdown_text(path.read_text(), heading_offset=2)
+    return [p.name for p in found]
