@@ -20,7 +20,7 @@ import scipy.fft
 import torch
 
 from cryoprior.io.atomic_model import read_atomic_model
-from cryoprior.prior.data import fsc_shaped_noise, model_density, model_envelope
+from cryoprior.prior.data import fsc_shaped_noise, model_envelope, target_map
 from cryoprior.prior.infer import enhance_map, load_prior
 from cryoprior.regularizers.guard import GuardSettings, apply_guard
 from cryoprior.validate.fsc import fourier_shell_correlation
@@ -48,9 +48,13 @@ def main() -> None:
     n, voxel = 64, 1.5
     model = read_atomic_model(ROOT / "src/cryoprior/data/6bdf_chainA.pdb.gz", remove_ligands=True)
     model = model.centred()
-    pos, elements = model.positions_angstrom, list(model.elements)
-    truth = model_density(
-        pos + n * voxel / 2, elements, box_size=n, voxel_size_angstrom=voxel, b_factor_angstrom2=15
+    pos = model.positions_angstrom
+    truth = target_map(
+        model,
+        box_size=n,
+        voxel_size_angstrom=voxel,
+        b_factor_angstrom2=15,
+        origin_angstrom=(-n * voxel / 2,) * 3,
     )
     envelope = model_envelope(truth, voxel_size_angstrom=voxel)
     diameter = 2 * float(np.sqrt((pos**2).sum(1)).max()) + 10.0

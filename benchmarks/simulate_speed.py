@@ -1,7 +1,7 @@
 """Speed of cryoprior's particle simulation against RELION's relion_project, side by side.
 
 For each box size, the map is beta-galactosidase (5A1A, shipped) made by
-``cryoprior.simulate.density.model_to_map`` at 208/box A per pixel; the poses are uniform
+``cryoprior.io.model_map.model_to_map`` (band-limited) at 208/box A per pixel; the poses are uniform
 random with random shifts and one defocus per particle, written to a RELION 3.1 STAR file.
 Both programs then make the same number of noisy particles (white noise, SD 1) from that map
 and those poses, with and without CTF, as whole processes timed by the wall clock, one after
@@ -41,10 +41,11 @@ import pandas as pd
 import starfile
 import torch
 
+from cryoprior.io.atomic_model import read_atomic_model
+from cryoprior.io.model_map import model_to_map
 from cryoprior.io.mrc import write_map_atomic
 from cryoprior.poses import Poses
 from cryoprior.simulate.ctf import CTFOptics
-from cryoprior.simulate.density import model_to_map, read_model
 from cryoprior.simulate.images import CTFValues, ImageFormation, render_particles
 from cryoprior.simulate.models import shipped_model_path
 from cryoprior.simulate.particles import auto_batch_size
@@ -70,11 +71,12 @@ simulate_dataset(
 
 def make_inputs(workdir: Path, box: int, n: int) -> tuple[np.ndarray, float, pd.DataFrame]:
     voxel = 208.0 / box
+    model = read_atomic_model(
+        shipped_model_path("beta-galactosidase"), remove_hydrogens=False, remove_waters=False
+    )  # as the simulator reads it
     volume = model_to_map(
-        read_model(shipped_model_path("beta-galactosidase")),
-        box_size=box,
-        voxel_size_angstrom=voxel,
-    )
+        model, box_size=box, voxel_size_angstrom=voxel, centre=True, band_limited=True
+    ).astype(np.float32)
     write_map_atomic(workdir / "map.mrc", volume, voxel_size_angstrom=voxel)
     poses = with_random_shifts(uniform_poses(n, seed=1), sd_angstrom=2 * voxel, seed=2)
     rng = np.random.default_rng(3)

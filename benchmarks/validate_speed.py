@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from cryoprior.fourier import apply_filter, bfactor_filter
+from cryoprior.io.model_map import model_to_map
 from cryoprior.io.mrc import write_map_atomic
 from cryoprior.poses import Poses
 from cryoprior.validate import (
     ValidationInputs,
     ValidationSettings,
-    model_density_map,
     read_atomic_model,
     validate_maps,
 )
@@ -59,7 +59,7 @@ def make_case(model_path: Path, *, n_particles: int, seed: int = 0):
     xyz = model.positions_angstrom
     centre = 0.5 * (xyz.min(axis=0) + xyz.max(axis=0))
     origin = tuple(centre - BOX * VOXEL / 2)  # puts the model's bounding-box centre mid-box
-    truth = model_density_map(
+    truth = model_to_map(
         model_path, box_size=BOX, voxel_size_angstrom=VOXEL, origin_angstrom=origin
     )
     rng = np.random.default_rng(seed)

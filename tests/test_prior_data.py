@@ -15,11 +15,26 @@ from cryoprior.prior.data import (
     fsc_shaped_noise,
     load_atomic_model,
     make_training_pair,
-    model_density,
     model_envelope,
+    target_map,
 )
 
 DATA = Path(__file__).parent / "data" / "prior"
+
+
+def atoms_target(positions, elements, **kwargs) -> np.ndarray:
+    """The prior's target map of bare atoms (x, y, z) in the box's frame."""
+    n = len(positions)
+    atoms = AtomicModel(
+        np.asarray(positions, dtype=np.float64),
+        tuple(elements),
+        np.zeros(n),
+        np.arange(n),
+        tuple(f"A:{i + 1}:GLY" for i in range(n)),
+    )
+    return target_map(atoms, **kwargs)
+
+
 SMALL = DegradationConfig(box_size=40)
 
 
@@ -43,7 +58,7 @@ def test_benchmark_proteins_are_refused(tmp_path):
 
 def test_density_axis_order_and_position():
     """One carbon at (x, y, z) = (12, 18, 27) A on a 1.5 A grid peaks at [z, y, x] = [18, 12, 8]."""
-    d = model_density(
+    d = atoms_target(
         np.array([[12.0, 18.0, 27.0]]),
         ["C"],
         box_size=32,
@@ -56,7 +71,7 @@ def test_density_axis_order_and_position():
 
 def test_density_never_wraps():
     """An atom at the face of the box is dropped rather than wrapped to the opposite face."""
-    d = model_density(
+    d = atoms_target(
         np.array([[1.0, 24.0, 24.0]]),
         ["C"],
         box_size=32,
@@ -65,7 +80,7 @@ def test_density_never_wraps():
     )
     assert d.max() == 0.0
     with pytest.raises(ValueError, match="B = 0"):
-        model_density(
+        atoms_target(
             np.zeros((1, 3)), ["C"], box_size=8, voxel_size_angstrom=1.0, b_factor_angstrom2=0.0
         )
 
@@ -73,7 +88,7 @@ def test_density_never_wraps():
 def test_handedness_is_kept(bpti):
     """The map is the model, not its mirror image: a chiral 3-atom probe."""
     pos = np.array([[30.0, 30.0, 30.0], [36.0, 30.0, 30.0], [30.0, 39.0, 30.0], [30.0, 30.0, 42.0]])
-    d = model_density(pos, ["C"] * 4, box_size=48, voxel_size_angstrom=1.5, b_factor_angstrom2=10.0)
+    d = atoms_target(pos, ["C"] * 4, box_size=48, voxel_size_angstrom=1.5, b_factor_angstrom2=10.0)
     zyx = pos[:, ::-1] / 1.5
     for p in np.rint(zyx).astype(int):
         assert d[tuple(p)] > 0.5 * d.max()
@@ -81,7 +96,7 @@ def test_handedness_is_kept(bpti):
 
 def test_envelope_covers_the_model(bpti):
     pos = bpti.positions_angstrom + 30.0
-    d = model_density(
+    d = atoms_target(
         pos, bpti.elements, box_size=40, voxel_size_angstrom=1.5, b_factor_angstrom2=15.0
     )
     env = model_envelope(d, voxel_size_angstrom=1.5)

@@ -41,15 +41,19 @@ def _benchmark():
 @pytest.fixture(scope="module")
 def case():
     from cryoprior.io.atomic_model import read_atomic_model
-    from cryoprior.prior.data import fsc_shaped_noise, model_density, model_envelope
+    from cryoprior.prior.data import fsc_shaped_noise, model_envelope, target_map
     from cryoprior.validate.fsc import fourier_shell_correlation
 
     n, voxel = 64, 1.5
     path = ROOT / "src/cryoprior/data/6bdf_chainA.pdb.gz"
     model = read_atomic_model(path, remove_ligands=True).centred()
-    pos, elements = model.positions_angstrom, list(model.elements)
-    truth = model_density(
-        pos + n * voxel / 2, elements, box_size=n, voxel_size_angstrom=voxel, b_factor_angstrom2=15
+    pos = model.positions_angstrom
+    truth = target_map(
+        model,
+        box_size=n,
+        voxel_size_angstrom=voxel,
+        b_factor_angstrom2=15,
+        origin_angstrom=(-n * voxel / 2,) * 3,
     )
     s2 = (_benchmark().rfft_freq(n, voxel) ** 2).sum(-1)
     blurred = scipy.fft.irfftn(scipy.fft.rfftn(truth) * np.exp(-80.0 * s2 / 4.0), s=truth.shape)

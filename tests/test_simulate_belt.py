@@ -20,6 +20,7 @@ import pytest
 from scipy import ndimage
 
 from cryoprior.io.atomic_model import AtomicModel, atomic_model_from_structure, read_atomic_model
+from cryoprior.io.model_map import model_to_map
 from cryoprior.simulate.belt import (
     MembraneBand,
     add_membrane_belt,
@@ -28,7 +29,7 @@ from cryoprior.simulate.belt import (
     protein_envelope,
     transmembrane_band,
 )
-from cryoprior.simulate.density import model_to_map, read_model
+from cryoprior.simulate.density import read_model
 from cryoprior.simulate.models import resolve_model_path, shipped_model_path
 
 OPM_HALF_THICKNESS_ANGSTROM = 13.4  # the original pdb2nwl-opm.pdb: "1/2 of bilayer thickness"
@@ -41,7 +42,14 @@ def gltph():
     path = shipped_model_path("gltph")
     model = read_atomic_model(path)
     band = transmembrane_band(model)
-    density = model_to_map(path, box_size=BOX, voxel_size_angstrom=VOXEL, b_factor_angstrom2=50.0)
+    density = model_to_map(
+        model,
+        box_size=BOX,
+        voxel_size_angstrom=VOXEL,
+        centre=True,
+        b_factor_angstrom2=50.0,
+        band_limited=True,
+    )
     origin = centred_map_origin_angstrom(model, box_size=BOX, voxel_size_angstrom=VOXEL)
     return model, band, density, origin
 
@@ -262,7 +270,14 @@ def test_belt_turns_with_the_model():
     belts, normals = [], []
     for s in (structure, turned):
         model = atomic_model_from_structure(s)
-        density = model_to_map(s, box_size=n, voxel_size_angstrom=voxel, b_factor_angstrom2=50.0)
+        density = model_to_map(
+            model,
+            box_size=n,
+            voxel_size_angstrom=voxel,
+            centre=True,
+            b_factor_angstrom2=50.0,
+            band_limited=True,
+        )
         origin = centred_map_origin_angstrom(model, box_size=n, voxel_size_angstrom=voxel)
         band = transmembrane_band(model)
         normals.append(np.asarray(band.normal))

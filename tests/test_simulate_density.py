@@ -1,4 +1,5 @@
-"""Tests of atomic model -> map (cryoprior.simulate.density) and the shipped models.
+"""Tests of the simulator's model map (cryoprior.io.model_map, band-limited and centred, as the
+simulator calls it), its model reading (cryoprior.simulate.density) and the shipped models.
 
 Closed forms: gemmi's atoms are sums of Gaussians whose Fourier transforms carry
 exp(-B s^2 / 4), so the map made with every B-factor set to B2 equals the map made with B1
@@ -21,7 +22,9 @@ import pytest
 
 from cryoprior.errors import InputFileError
 from cryoprior.fourier.filters import apply_filter, bfactor_filter
-from cryoprior.simulate.density import model_to_map, read_model, structure_summary
+from cryoprior.io.atomic_model import atomic_model_from_structure
+from cryoprior.io.model_map import model_to_map
+from cryoprior.simulate.density import read_model, structure_summary
 from cryoprior.simulate.models import SHIPPED_MODELS, resolve_model_path, shipped_model_path
 
 PROVENANCE = Path(shipped_model_path("5a1a")).parent / "PROVENANCE.md"
@@ -30,6 +33,12 @@ PROVENANCE = Path(shipped_model_path("5a1a")).parent / "PROVENANCE.md"
 @pytest.fixture(scope="module")
 def betagal():
     return read_model(shipped_model_path("beta-galactosidase"))
+
+
+def _truth_map(structure, **kwargs) -> np.ndarray:
+    """The simulator's ground truth of a gemmi structure: centred, band-limited."""
+    model = atomic_model_from_structure(structure)
+    return model_to_map(model, centre=True, band_limited=True, **kwargs)
 
 
 def _cc(a, b) -> float:
@@ -86,8 +95,8 @@ def test_read_model_counts_and_errors(tmp_path, betagal):
 
 def test_map_is_centred_symmetric_and_model_unchanged(betagal):
     before = betagal[0][0][0][0].pos.tolist()
-    raw = model_to_map(betagal, box_size=48, voxel_size_angstrom=5.0)
-    assert raw.shape == (48, 48, 48) and raw.dtype == np.float32
+    raw = _truth_map(betagal, box_size=48, voxel_size_angstrom=5.0)
+    assert raw.shape == (48, 48, 48) and raw.dtype == np.float64
     volume = raw.astype(np.float64)
     assert betagal[0][0][0][0].pos.tolist() == before
     coords = np.indices(volume.shape).reshape(3, -1)
@@ -100,7 +109,7 @@ def test_map_is_centred_symmetric_and_model_unchanged(betagal):
 
 def test_proteasome_has_d7_about_relion_axes():
     structure = read_model(shipped_model_path("proteasome"))
-    volume = model_to_map(structure, box_size=56, voxel_size_angstrom=4.0)
+    volume = _truth_map(structure, box_size=56, voxel_size_angstrom=4.0)
     assert _cc(volume, _flip(volume, (0, 1))) > 0.9999  # two-fold about x
     com = np.array(structure[0].calculate_center_of_mass().tolist())
     angle = 2 * np.pi / 7
@@ -112,14 +121,14 @@ def test_proteasome_has_d7_about_relion_axes():
         for residue in chain:
             for atom in residue:
                 atom.pos = gemmi.Position(*(rz @ (np.array(atom.pos.tolist()) - com) + com))
-    assert _cc(volume, model_to_map(rotated, box_size=56, voxel_size_angstrom=4.0)) > 0.9999
+    assert _cc(volume, _truth_map(rotated, box_size=56, voxel_size_angstrom=4.0)) > 0.9999
 
 
 def test_b_factor_is_a_fourier_filter(betagal):
     """map(B=60) = map(B=20) filtered by exp(-40 s^2 / 4)."""
     kw = dict(box_size=40, voxel_size_angstrom=6.0)
-    low = model_to_map(betagal, b_factor_angstrom2=20.0, **kw).astype(np.float64)
-    high = model_to_map(betagal, b_factor_angstrom2=60.0, **kw).astype(np.float64)
+    low = _truth_map(betagal, b_factor_angstrom2=20.0, **kw).astype(np.float64)
+    high = _truth_map(betagal, b_factor_angstrom2=60.0, **kw).astype(np.float64)
     filtered = apply_filter(
         low, bfactor_filter(40, b_factor_angstrom2=40.0, voxel_size_angstrom=6.0)
     )
@@ -130,16 +139,16 @@ def test_b_factor_is_a_fourier_filter(betagal):
 def test_total_density_and_oversampling(betagal):
     """The integral (sum x voxel volume) does not depend on the voxel size; oversampling 2 and
     3 agree closely."""
-    coarse = model_to_map(betagal, box_size=40, voxel_size_angstrom=6.0).astype(np.float64)
-    fine = model_to_map(betagal, box_size=60, voxel_size_angstrom=4.0).astype(np.float64)
+    coarse = _truth_map(betagal, box_size=40, voxel_size_angstrom=6.0).astype(np.float64)
+    fine = _truth_map(betagal, box_size=60, voxel_size_angstrom=4.0).astype(np.float64)
     np.testing.assert_allclose(coarse.sum() * 6.0**3, fine.sum() * 4.0**3, rtol=5e-3)
-    three = model_to_map(betagal, box_size=40, voxel_size_angstrom=6.0, oversampling=3)
+    three = _truth_map(betagal, box_size=40, voxel_size_angstrom=6.0, oversampling=3)
     assert _cc(coarse, three) > 0.99999
     with pytest.raises(ValueError, match="oversampling"):
-        model_to_map(betagal, box_size=40, voxel_size_angstrom=6.0, oversampling=1)
+        _truth_map(betagal, box_size=40, voxel_size_angstrom=6.0, oversampling=1)
 
 
 def test_too_small_box_warns(betagal, caplog):
-    with caplog.at_level("WARNING", logger="cryoprior.simulate.density"):
-        model_to_map(betagal, box_size=24, voxel_size_angstrom=5.0)
+    with caplog.at_level("WARNING", logger="cryoprior.io.model_map"):
+        _truth_map(betagal, box_size=24, voxel_size_angstrom=5.0)
     assert "wraps around" in caplog.text

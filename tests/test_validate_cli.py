@@ -12,9 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 from cryoprior.cli.validate import validate
+from cryoprior.io.model_map import model_to_map
 from cryoprior.io.mrc import write_map_atomic
 from cryoprior.io.relion import find_relion_job_files
-from cryoprior.validate.atoms import model_density_map
 
 FRAGMENT = Path(__file__).parent / "data" / "validate" / "6bdf_chainA_fragment.pdb"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -84,7 +84,7 @@ def test_validate_on_explicit_maps_with_an_atomic_model(tmp_path):
     structure[0].transform_pos_and_adp(gemmi.Transform(gemmi.Mat33(), gemmi.Vec3(-8, -8, -8)))
     model_path = tmp_path / "model.pdb"
     structure.write_pdb(str(model_path))
-    truth = model_density_map(model_path, box_size=n, voxel_size_angstrom=1.0, blur_angstrom2=40)
+    truth = model_to_map(model_path, box_size=n, voxel_size_angstrom=1.0, blur_angstrom2=40)
     rng = np.random.default_rng(0)
     sd = truth.std()
     for name, array in (

@@ -16,8 +16,8 @@ from cryoprior.conventions import shell_index
 from cryoprior.fourier import apply_filter, bfactor_filter, raised_cosine_lowpass, soft_sphere
 from cryoprior.fourier.correlation import crossing_shell, fourier_correlation, shell_sums
 from cryoprior.fourier.grids import fourier_radius, shell_counts
+from cryoprior.io.model_map import model_to_map
 from cryoprior.io.mrc import write_map_atomic
-from cryoprior.validate.atoms import model_density_map
 from cryoprior.validate.fsc import (
     FscCurve,
     fourier_shell_correlation,
@@ -188,7 +188,7 @@ def postprocess_run(tmp_path_factory):
     # the model map blurred with B = 200 A^2, noise at half its SD: the FSC falls steeply
     # through 0.143 near 3.8 A, so the resolution is well defined
     truth = apply_filter(
-        model_density_map(DATA / "6bdf_chainA_fragment.pdb", box_size=n, voxel_size_angstrom=1.0),
+        model_to_map(DATA / "6bdf_chainA_fragment.pdb", box_size=n, voxel_size_angstrom=1.0),
         bfactor_filter(n, b_factor_angstrom2=200.0, voxel_size_angstrom=1.0),
     )
     rng = np.random.default_rng(0)

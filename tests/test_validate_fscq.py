@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from cryoprior.fourier import apply_filter, bfactor_filter
-from cryoprior.validate.atoms import atomic_model_from_structure, model_density_map
+from cryoprior.io.atomic_model import atomic_model_from_structure
+from cryoprior.io.model_map import model_to_map
 from cryoprior.validate.fscq import fsc_q, model_mask
 
 FRAGMENT = Path(__file__).parent / "data" / "validate" / "6bdf_chainA_fragment.pdb"
@@ -23,7 +24,7 @@ def maps():
     with x > 38 A are moved 3 A along y."""
     structure = gemmi.read_structure(str(FRAGMENT))
     model = atomic_model_from_structure(structure)
-    truth = model_density_map(structure, box_size=BOX, voxel_size_angstrom=VOXEL)
+    truth = model_to_map(model, box_size=BOX, voxel_size_angstrom=VOXEL)
     signal = apply_filter(
         truth, bfactor_filter(BOX, b_factor_angstrom2=60.0, voxel_size_angstrom=VOXEL)
     )
@@ -37,7 +38,9 @@ def maps():
         for atom in residue:
             if atom.pos.x > 38.0:
                 atom.pos = gemmi.Position(atom.pos.x, atom.pos.y + 3.0, atom.pos.z)
-    wrong_map = model_density_map(wrong, box_size=BOX, voxel_size_angstrom=VOXEL)
+    wrong_map = model_to_map(
+        atomic_model_from_structure(wrong), box_size=BOX, voxel_size_angstrom=VOXEL
+    )
     return model, truth, h1, h2, wrong_map, moved
 
 

@@ -11,7 +11,8 @@ import pytest
 import scipy.spatial
 
 from cryoprior.fourier import apply_filter, bfactor_filter, soft_sphere
-from cryoprior.validate.atoms import model_density_map, read_atomic_model
+from cryoprior.io.atomic_model import read_atomic_model
+from cryoprior.io.model_map import model_to_map
 from cryoprior.validate.fsc import gold_standard_fsc
 from cryoprior.validate.qscore import (
     accepted_points,
@@ -31,9 +32,7 @@ ORIGIN = (32.0 - BOX * VOXEL / 2,) * 3
 @pytest.fixture(scope="module")
 def fragment():
     model = read_atomic_model(FRAGMENT)
-    sharp = model_density_map(
-        FRAGMENT, box_size=BOX, voxel_size_angstrom=VOXEL, origin_angstrom=ORIGIN
-    )
+    sharp = model_to_map(model, box_size=BOX, voxel_size_angstrom=VOXEL, origin_angstrom=ORIGIN)
     return model, sharp
 
 

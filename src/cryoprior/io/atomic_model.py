@@ -38,6 +38,11 @@ class AtomicModel:
         One ``"chain:number[icode]:name"`` per residue, in file order.
     name : str
         Where it came from (the file name; empty when built from a structure).
+    occupancies : numpy.ndarray or None
+        (n_atoms,) float64 occupancies; None means 1 for every atom.
+    anisou_angstrom2 : numpy.ndarray or None
+        (n_atoms, 6) float64 anisotropic displacements (U11, U22, U33, U12, U13, U23) in
+        Angstrom^2, zeros for an isotropic atom; None when every atom is isotropic.
     """
 
     positions_angstrom: np.ndarray
@@ -46,6 +51,8 @@ class AtomicModel:
     residue_index: np.ndarray
     residue_labels: tuple[str, ...]
     name: str = ""
+    occupancies: np.ndarray | None = None
+    anisou_angstrom2: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -67,6 +74,7 @@ class AtomicModel:
 def atomic_model_from_structure(structure, *, name: str = "") -> AtomicModel:
     """Build an :class:`AtomicModel` from the first model of a ``gemmi.Structure`` (unmodified)."""
     positions, elements, bfac, residue_index, labels = [], [], [], [], []
+    occupancies, anisou = [], []
     for chain in structure[0]:
         for residue in chain:
             label = f"{chain.name}:{residue.seqid.num}{residue.seqid.icode.strip()}:{residue.name}"
@@ -75,7 +83,10 @@ def atomic_model_from_structure(structure, *, name: str = "") -> AtomicModel:
                 positions.append((atom.pos.x, atom.pos.y, atom.pos.z))
                 elements.append(atom.element.name)
                 bfac.append(atom.b_iso)
+                occupancies.append(atom.occ)
+                anisou.append(atom.aniso.elements_pdb() if atom.aniso.nonzero() else (0.0,) * 6)
                 residue_index.append(len(labels) - 1)
+    anisotropic = np.asarray(anisou, dtype=np.float64).reshape(-1, 6)
     return AtomicModel(
         positions_angstrom=np.asarray(positions, dtype=np.float64).reshape(-1, 3),
         elements=tuple(elements),
@@ -83,6 +94,8 @@ def atomic_model_from_structure(structure, *, name: str = "") -> AtomicModel:
         residue_index=np.asarray(residue_index, dtype=np.int64),
         residue_labels=tuple(labels),
         name=name,
+        occupancies=np.asarray(occupancies, dtype=np.float64),
+        anisou_angstrom2=anisotropic if anisotropic.any() else None,
     )
 
 

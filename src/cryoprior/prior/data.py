@@ -2,7 +2,9 @@
 
 A pair is (input, target) on an (n, n, n) grid at the model's voxel size, axis order (z, y, x):
 
-- target: the sharp model map (gemmi ``DensityCalculatorE``, every atom at one small B) times the
+- target: the sharp model map (:func:`cryoprior.io.model_map.model_to_map` sampled directly on the
+  grid, every atom at one small B and occupancy 1, atoms within 6 A of a face dropped:
+  :func:`target_map`) times the
   model's soft envelope, divided by the input's SD in the normalisation region - i.e. the clean
   map in the input's noise-normalised units; zero for pure-noise samples;
 - input: what an intermediate RELION half-map looks like: the model map blurred by a random
@@ -27,7 +29,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import gemmi
 import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
@@ -35,9 +36,11 @@ from scipy.spatial.transform import Rotation
 from cryoprior.errors import InputFileError
 from cryoprior.fourier.masks import soft_sphere
 from cryoprior.io.atomic_model import AtomicModel, atomic_model_from_structure, read_structure
+from cryoprior.io.model_map import model_to_map
 
 __all__ = [
     "FORBIDDEN_MODEL_WORDS",
+    "TARGET_EDGE_MARGIN_ANGSTROM",
     "AtomicModel",
     "DegradationConfig",
     "TrainingPair",
@@ -45,12 +48,15 @@ __all__ = [
     "load_atomic_model",
     "make_training_pair",
     "mdanalysistests_model_paths",
-    "model_density",
     "model_envelope",
     "normalisation_region",
+    "target_map",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Atoms closer than this to a face of the box are left out of a training target (no wrapping).
+TARGET_EDGE_MARGIN_ANGSTROM = 6.0
 
 #: Never train on these (the benchmark proteins and their relatives).
 FORBIDDEN_MODEL_WORDS = (
@@ -164,45 +170,47 @@ class TrainingPair:
     info: dict
 
 
-def model_density(
-    positions_angstrom: np.ndarray,
-    elements: tuple[str, ...] | list[str],
+def target_map(
+    model: AtomicModel,
     *,
     box_size: int,
     voxel_size_angstrom: float,
     b_factor_angstrom2: float,
+    origin_angstrom: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> np.ndarray:
-    """Electron-scattering density of atoms on an (n, n, n) grid, axis order (z, y, x).
+    """Return the sharp map of a model that the prior is trained to produce.
 
-    positions_angstrom: (n_atoms, 3) (x, y, z) in Angstrom; the box spans [0, n * voxel) on
-    each axis, voxel i at i * voxel. Atoms within 6 Angstrom of a face are dropped so that
-    the periodic cell of gemmi never wraps density across the box. Every atom gets B =
-    ``b_factor_angstrom2`` (> 0).
+    :func:`cryoprior.io.model_map.model_to_map` sampled directly on the grid, every atom at
+    ``b_factor_angstrom2`` (> 0) and occupancy 1, atoms within
+    :data:`TARGET_EDGE_MARGIN_ANGSTROM` of a face of the box dropped (a crop never wraps).
+
+    Parameters
+    ----------
+    model : AtomicModel
+        The atoms, (x, y, z) in Angstrom.
+    box_size : int
+        n of the (n, n, n) grid.
+    voxel_size_angstrom : float
+        Grid spacing.
+    b_factor_angstrom2 : float
+        B of every atom.
+    origin_angstrom : tuple of 3 float
+        (x, y, z) of voxel (0, 0, 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, n, n) float64, (z, y, x).
     """
-    if b_factor_angstrom2 <= 0:
-        raise ValueError("b_factor_angstrom2 must be > 0 (B = 0 atoms alias on the grid)")
-    n = int(box_size)
-    length = n * float(voxel_size_angstrom)
-    margin = 6.0
-    pos = np.asarray(positions_angstrom, dtype=np.float64)
-    keep = np.all((pos > margin) & (pos < length - margin), axis=1)
-    dc = gemmi.DensityCalculatorE()
-    dc.grid.set_size(n, n, n)
-    dc.grid.set_unit_cell(gemmi.UnitCell(length, length, length, 90, 90, 90))
-    dc.grid.spacegroup = gemmi.find_spacegroup_by_name("P1")
-    dc.d_min = 2.0 * float(voxel_size_angstrom)
-    dc.blur = 0.0
-    dc.grid.fill(0.0)
-    atom = gemmi.Atom()
-    atom.occ = 1.0
-    atom.b_iso = float(b_factor_angstrom2)
-    cache: dict[str, gemmi.Element] = {}
-    for xyz, el in zip(pos[keep], np.asarray(elements)[keep], strict=True):
-        atom.element = cache.setdefault(el, gemmi.Element(el))
-        atom.pos = gemmi.Position(*xyz)
-        dc.add_atom_density_to_grid(atom)
-    dc.grid.symmetrize_sum()
-    return np.ascontiguousarray(np.array(dc.grid, copy=True).transpose(2, 1, 0), dtype=np.float64)
+    return model_to_map(
+        model,
+        box_size=box_size,
+        voxel_size_angstrom=voxel_size_angstrom,
+        origin_angstrom=origin_angstrom,
+        b_factor_angstrom2=b_factor_angstrom2,
+        use_occupancies=False,
+        edge_margin_angstrom=TARGET_EDGE_MARGIN_ANGSTROM,
+    )
 
 
 def _rfft_freq(n: int, voxel_size_angstrom: float) -> np.ndarray:
@@ -288,11 +296,14 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     return Rotation.random(random_state=rng).as_matrix()
 
 
-def _place(model: AtomicModel, rng: np.random.Generator, cfg: DegradationConfig, info: dict):
+def _place(
+    model: AtomicModel, rng: np.random.Generator, cfg: DegradationConfig, info: dict
+) -> AtomicModel:
+    """Rotate the model, maybe add a C2 copy, maybe crop, and shift it into the box's frame."""
     n = cfg.box_size
     length = n * cfg.voxel_size_angstrom
     pos = model.positions_angstrom @ _random_rotation(rng).T
-    elements = list(model.elements)
+    copies = 1
     if rng.random() < cfg.assembly_probability:
         axis = _random_rotation(rng)[:, 0]
         c2 = Rotation.from_rotvec(np.pi * axis).as_matrix()
@@ -301,7 +312,7 @@ def _place(model: AtomicModel, rng: np.random.Generator, cfg: DegradationConfig,
         offset = perp * model.radius_angstrom * rng.uniform(0.5, 0.8)
         pos = np.concatenate([pos + offset, (pos + offset) @ c2.T])
         pos -= pos.mean(axis=0)
-        elements = elements * 2
+        copies = 2
         info["assembly"] = "C2"
     # Large models: centre on a random atom near the middle (a crop); small ones: on the centroid.
     if model.radius_angstrom > 0.35 * length:
@@ -309,7 +320,15 @@ def _place(model: AtomicModel, rng: np.random.Generator, cfg: DegradationConfig,
         pos = pos - centre
         info["crop"] = True
     shift = rng.uniform(-0.05, 0.05, size=3) * length
-    return pos + length / 2 + shift, elements
+    n_residues = len(model.residue_labels)
+    return AtomicModel(
+        positions_angstrom=pos + length / 2 + shift,
+        elements=model.elements * copies,
+        b_factors_angstrom2=np.tile(model.b_factors_angstrom2, copies),
+        residue_index=np.concatenate([model.residue_index + c * n_residues for c in range(copies)]),
+        residue_labels=model.residue_labels * copies,
+        name=model.name,
+    )
 
 
 def _belt(envelope: np.ndarray, density: np.ndarray, rng, cfg: DegradationConfig) -> np.ndarray:
@@ -347,10 +366,8 @@ def make_training_pair(
     pure_noise = model is None or rng.random() < cfg.pure_noise_probability
     info["pure_noise"] = bool(pure_noise)
     if model is not None:
-        pos, elements = _place(model, rng, cfg, info)
-        sharp = model_density(
-            pos,
-            elements,
+        sharp = target_map(
+            _place(model, rng, cfg, info),
             box_size=n,
             voxel_size_angstrom=vox,
             b_factor_angstrom2=cfg.target_b_angstrom2,

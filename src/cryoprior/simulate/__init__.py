@@ -1,10 +1,10 @@
 """Simulation of test objects and single-particle datasets from atomic models.
 
 Modules: ``phantom`` (atom-like test maps), ``models`` (the shipped paper models), ``density``
-(atomic model -> map with gemmi), ``poses`` (orientation sets and shifts), ``project``
-(Fourier-slice projection as ``relion_project``), ``ctf`` (RELION's CTF), ``noise``,
-``images`` (image formation), ``dataset`` (the dataset folder RELION reads, with the ground
-truth). Nothing is imported from torch or gemmi until these names are used.
+(reading an atomic model; its map is ``cryoprior.io.model_map``), ``poses`` (orientation sets
+and shifts), ``project`` (Fourier-slice projection as ``relion_project``), ``ctf`` (RELION's
+CTF), ``noise``, ``images`` (image formation), ``dataset`` (the dataset folder RELION reads,
+with the ground truth). Nothing is imported from torch or gemmi until these names are used.
 """
 
 from cryoprior.simulate.noise import add_white_noise, gaussian_noise_stack, noise_sd_for_snr
@@ -14,7 +14,6 @@ _LAZY = {
     "SHIPPED_MODELS": "models",
     "shipped_model_path": "models",
     "read_model": "density",
-    "model_to_map": "density",
     "uniform_poses": "poses",
     "grid_poses": "poses",
     "over_represent_cone": "poses",

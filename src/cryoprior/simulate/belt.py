@@ -17,7 +17,7 @@ This module makes such a belt for any model, without annotations:
 Frames. Positions are (x, y, z) in Angstrom in the model's frame. A map is a (N, N, N) array
 indexed (z, y, x) whose voxel (k, j, i) is at ``origin_angstrom + (i, j, k) * voxel_size``, as
 in :mod:`cryoprior.io.atomic_model`. A map made by
-:func:`cryoprior.simulate.density.model_to_map` with ``centre=True`` puts the model's centre of
+:func:`cryoprior.io.model_map.model_to_map` with ``centre=True`` puts the model's centre of
 mass at voxel N//2: its origin is :func:`centred_map_origin_angstrom`; with ``centre=False``
 the origin is (0, 0, 0).
 
@@ -323,7 +323,7 @@ def centred_map_origin_angstrom(
 ) -> tuple[float, float, float]:
     """Return the (x, y, z) position of voxel (0, 0, 0) of a centred model map.
 
-    The map is one made by :func:`cryoprior.simulate.density.model_to_map` with
+    The map is one made by :func:`cryoprior.io.model_map.model_to_map` with
     ``centre=True``: the position is the model's centre of mass (atoms weighted by their element's
     mass, as gemmi does; occupancies taken as 1) minus ``(box_size // 2) * voxel_size_angstrom``.
     """

@@ -54,12 +54,14 @@ import torch
 from cryoprior.errors import InputFileError
 from cryoprior.fourier.filters import apply_filter, raised_cosine_lowpass
 from cryoprior.io._atomic import write_text_atomic
+from cryoprior.io.atomic_model import atomic_model_from_structure
+from cryoprior.io.model_map import model_to_map
 from cryoprior.io.mrc import read_map, read_map_header_voxel_size
 from cryoprior.io.relion import poses_from_star
 from cryoprior.io.stacks import naming_os_errors, set_label, write_stacks
 from cryoprior.simulate.config import SimulationConfig, config_from_dict
 from cryoprior.simulate.ctf import CTFOptics
-from cryoprior.simulate.density import model_to_map, read_model, structure_summary
+from cryoprior.simulate.density import read_model, structure_summary
 from cryoprior.simulate.images import ImageFormation, lowpass_zero_beyond_angstrom
 from cryoprior.simulate.models import resolve_model_path
 from cryoprior.simulate.particles import (
@@ -512,12 +514,14 @@ def _true_map(
     voxel = plan.voxel_size_angstrom
     box = plan.box_size
     volume = model_to_map(
-        structure,
+        atomic_model_from_structure(structure),
         box_size=box,
         voxel_size_angstrom=voxel,
+        centre=True,
         b_factor_angstrom2=config.b_factor_angstrom2,
+        band_limited=True,
         oversampling=config.density_oversampling,
-    )
+    ).astype(np.float32)
     source = {
         "kind": "model",
         "model": config.model,

@@ -6,7 +6,7 @@ pose errors and view distributions. Pure functions on numpy arrays; this package
 ``cryoprior.prior`` or ``cryoprior.refine``.
 """
 
-from cryoprior.validate.atoms import AtomicModel, model_density_map, read_atomic_model
+from cryoprior.io.atomic_model import AtomicModel, read_atomic_model
 from cryoprior.validate.directional import DirectionalResolution, conical_fsc
 from cryoprior.validate.fsc import (
     FscCurve,
@@ -56,7 +56,6 @@ __all__ = [
     "fsc_q",
     "gold_standard_fsc",
     "local_resolution",
-    "model_density_map",
     "pose_errors",
     "q_scores",
     "read_atomic_model",

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from cryoprior.errors import InputFileError
+from cryoprior.io.atomic_model import read_atomic_model
+from cryoprior.io.model_map import model_to_map
 from cryoprior.io.mrc import read_map, read_map_header_voxel_size
 from cryoprior.io.relion import (
     find_relion_job_files,
@@ -22,7 +24,6 @@ from cryoprior.io.relion import (
     read_model_star,
     read_sampling_star,
 )
-from cryoprior.validate.atoms import model_density_map, read_atomic_model
 from cryoprior.validate.summary import ValidationInputs
 from cryoprior.validate.symmetry import validate_symmetry_name
 
@@ -156,7 +157,7 @@ def load_validation_inputs(
     atoms = read_atomic_model(model) if model is not None else None
     model_grid = load(model_map)
     if atoms is not None and model_grid is None:
-        model_grid = model_density_map(model, box_size=h1.shape[-1], voxel_size_angstrom=voxel)
+        model_grid = model_to_map(model, box_size=h1.shape[-1], voxel_size_angstrom=voxel)
     refined_poses = poses(particles_path)
     true_poses = poses(truth_star)
     if refined_poses is not None and true_poses is not None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cryoprior.fourier.masks import soft_sphere
+from cryoprior.io.atomic_model import AtomicModel
 from cryoprior.poses import Poses
-from cryoprior.validate.atoms import AtomicModel
 from cryoprior.validate.directional import DirectionalResolution, conical_fsc
 from cryoprior.validate.fsc import GoldStandardFsc, gold_standard_fsc
 from cryoprior.validate.fscq import FscQResult, fsc_q, model_mask
