@@ -59,8 +59,8 @@ import torch
 from scipy import ndimage
 
 from cryoprior.conventions import shell_index
-from cryoprior.io.atomic_model import read_atomic_model
-from cryoprior.prior.data import fsc_shaped_noise, model_density, model_envelope
+from cryoprior.io.atomic_model import AtomicModel, read_atomic_model
+from cryoprior.prior.data import fsc_shaped_noise, model_envelope, target_map
 from cryoprior.prior.infer import InferenceSettings, enhance_map, load_prior
 from cryoprior.regularizers.guard import (
     GuardSettings,
@@ -98,11 +98,10 @@ def find_model(file: str) -> Path:
     return path
 
 
-def load_positions(path: Path) -> tuple[np.ndarray, list[str]]:
-    """Centred heavy-atom positions and elements (no waters or ligands), as the prior's
-    training reads a model; the benchmark proteins are read here, never trained on."""
-    model = read_atomic_model(path, remove_ligands=True).centred()
-    return model.positions_angstrom, list(model.elements)
+def load_model(path: Path) -> AtomicModel:
+    """Centred heavy atoms (no waters or ligands), as the prior's training reads a model; the
+    benchmark proteins are read here, never trained on."""
+    return read_atomic_model(path, remove_ligands=True).centred()
 
 
 def rfft_freq(n: int, voxel: float) -> np.ndarray:
@@ -292,12 +291,17 @@ def region_rms(volume, radius_voxels) -> float:
 
 def run_case(case, prior, settings, levels, variants=False) -> list[dict]:
     path = find_model(case["file"])
-    pos, el = load_positions(path)
+    model = load_model(path)
+    pos = model.positions_angstrom
     n, voxel = case["box"], case["voxel"]
     length = n * voxel
     diameter = 2 * float(np.sqrt((pos**2).sum(1)).max()) + 10.0
-    truth = model_density(
-        pos + length / 2, el, box_size=n, voxel_size_angstrom=voxel, b_factor_angstrom2=15.0
+    truth = target_map(
+        model,
+        box_size=n,
+        voxel_size_angstrom=voxel,
+        b_factor_angstrom2=15.0,
+        origin_angstrom=(-length / 2,) * 3,
     )
     envelope = model_envelope(truth, voxel_size_angstrom=voxel)
     freq = rfft_freq(n, voxel)
