@@ -258,6 +258,19 @@ _CTF: dict[str, Any] = dict(
 )
 
 
+# the paper's anisotropic set: views with tilt 0-40 deg 3.84x as dense as the others
+_PAPER_CONE: dict[str, Any] = dict(
+    cone_overrepresentation=3.8401, cone_tilt_min_degrees=0.0, cone_tilt_max_degrees=40.0
+)
+# GltPh in a belt as in the membrane calibration (B 60, belt 20 A), twice the particles
+_MEMBRANE: dict[str, Any] = dict(
+    n_particles=2000,
+    b_factor_angstrom2=60.0,
+    belt_width_angstrom=20.0,
+    reference_lowpass_angstrom=20.0,
+)
+
+
 def _realistic_betagal(**overrides) -> SimulationConfig:
     values: dict[str, Any] = dict(
         model="beta-galactosidase",
@@ -292,13 +305,7 @@ def _realistic() -> list[ExperimentCase]:
             title="20S proteasome (6bdf, D7), tilt 0-40 deg over-represented 3.84x, CTF "
             "(paper Table 2, Fig. 1)",
             group="anisotropic",
-            simulation=_realistic_betagal(
-                model="proteasome",
-                cone_overrepresentation=3.8401,
-                cone_tilt_min_degrees=0.0,
-                cone_tilt_max_degrees=40.0,
-                seed=12,
-            ),
+            simulation=_realistic_betagal(model="proteasome", seed=12, **_PAPER_CONE),
             refine=RefineOptions(symmetry="D7", particle_diameter_angstrom=190.0, ctf=True),
             paper=PAPER["anisotropic"],
             repeats=REALISTIC_REPEATS,
@@ -307,15 +314,7 @@ def _realistic() -> list[ExperimentCase]:
             name="rl-gltph-belt",
             title="GltPh (2nwl, C3) in a 20 A detergent-like belt, CTF (membrane protein)",
             group="membrane",
-            simulation=_realistic_betagal(
-                model="gltph",
-                box_size=64,
-                n_particles=2000,
-                b_factor_angstrom2=60.0,
-                belt_width_angstrom=20.0,
-                reference_lowpass_angstrom=20.0,
-                seed=13,
-            ),
+            simulation=_realistic_betagal(model="gltph", box_size=64, seed=13, **_MEMBRANE),
             refine=RefineOptions(
                 symmetry="C3",
                 particle_diameter_angstrom=150.0,
