@@ -220,6 +220,43 @@ def test_cli_with_config_file(tmp_path):
     assert exists.exit_code == 1 and "not empty" in exists.output
 
 
+def test_cli_options_and_file_keys_are_the_field_names(tmp_path):
+    """Every option is the field's name (--box-size; the short --box too), a file uses the same
+    keys, and a value typed on the command line wins over the file even when it equals the
+    default; a key of another vocabulary is refused in one line naming the file and the key."""
+    from cryoprior.cli.simulate import simulate
+
+    app = typer.Typer()
+    app.command()(simulate)
+    runner = CliRunner()
+    config = tmp_path / "sim.toml"
+    config.write_text(
+        "box_size = 16\nvoxel_size_angstrom = 15.0\nn_particles = 3\nseed = 5\nnoise_sd = 1.0\n"
+        'backend = "eager"\n'
+    )
+    result = runner.invoke(app, [str(tmp_path / "out"), "--config", str(config),
+                                 "--seed", "0", "--n-particles", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "out" / "simulation.json").read_text())["config"]
+    assert (record["seed"], record["n_particles"], record["box_size"]) == (0, 2, 16)
+    long_flags = runner.invoke(app, [str(tmp_path / "long"), "--box-size", "16",
+                                     "--voxel-size-angstrom", "15", "--n-particles", "2",
+                                     "--noise-sd", "1", "--backend", "eager"])  # fmt: skip
+    short_flags = runner.invoke(app, [str(tmp_path / "short"), "--box", "16",
+                                      "--voxel-size", "15", "--particles", "2",
+                                      "--noise-sd", "1", "--backend", "eager"])  # fmt: skip
+    assert long_flags.exit_code == 0 and short_flags.exit_code == 0, long_flags.output
+    for name in ("particles.star", "Particles/particles_0001.mrcs"):
+        assert (tmp_path / "long" / name).read_bytes() == (tmp_path / "short" / name).read_bytes()
+    old = tmp_path / "old.toml"
+    old.write_text("box = 16\nvoxel_size_angstrom = 15.0\n")
+    refused = runner.invoke(app, [str(tmp_path / "old"), "--config", str(old)])
+    lines = [line for line in refused.output.splitlines() if line.strip()]
+    assert refused.exit_code == 2 and len(lines) == 1, refused.output
+    assert str(old) in lines[0] and "unknown simulation parameter(s): box (box_size" in lines[0]
+    assert not (tmp_path / "old").exists()
+
+
 @pytest.mark.relion
 def test_relion_reconstruct_gives_back_the_map(tmp_path):
     if shutil.which("relion_reconstruct") is None:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import sys
-from typing import Any
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
 def setup_logging(verbose: int = 0, *, default_level: int = logging.WARNING) -> None:
@@ -59,3 +68,85 @@ def print_validation(console, report, *, title: str, json_path, figures) -> None
     console.print(table)
     console.print(f"metrics: {json_path}")
     console.print("figures: " + ", ".join(str(f) for f in figures))
+
+
+# --- configuration: command line > file > default ------------------------------------------
+
+
+def given_on_command_line(ctx: typer.Context) -> dict[str, Any]:
+    """Return the parameters given on the command line, by parameter name.
+
+    Left out: those at their default (and any set from the environment), so that a value a
+    configuration file gives is not overridden by a default the user never typed.
+    """
+    # by name: typer's context has its own ParameterSource (a vendored click), not click's
+    return {
+        name: value
+        for name, value in ctx.params.items()
+        if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+    }
+
+
+def with_precedence(
+    command_line: Mapping[str, Any],
+    file: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return every key's value from the command line, else the file, else the defaults."""
+    return {**(defaults or {}), **file, **command_line}
+
+
+def option_flag(name: str) -> str:
+    """``box_size`` -> ``--box-size``: the command-line flag of a parameter or field."""
+    return "--" + name.replace("_", "-")
+
+
+def fields_as_options(
+    cls: type,
+    *,
+    help_texts: Mapping[str, str],
+    aliases: Mapping[str, str] | None = None,
+    off_flags: Mapping[str, str] | None = None,
+) -> Callable[[_Command], _Command]:
+    """Give a typer command one option per field of the dataclass ``cls``, named as the field.
+
+    The command takes the fields as ``**kwargs``; its signature (what typer reads) gets, after
+    its own parameters, a keyword parameter per field: flag :func:`option_flag` of the name
+    (``aliases``: a shorter flag accepted as well, listed first), a boolean as
+    ``--name/--no-name`` (``off_flags``: another off switch), default None (not given), the
+    type of the field without None, the help text ``help_texts[name]``.
+    """
+    aliases = aliases or {}
+    off_flags = off_flags or {}
+    hints = typing.get_type_hints(cls)
+    options = []
+    for field in dataclasses.fields(cls):
+        kind = _without_none(hints[field.name])
+        flag = option_flag(field.name)
+        if kind is bool:
+            decls = [f"{flag}/{off_flags.get(field.name, '--no-' + flag[2:])}"]
+        else:
+            decls = [aliases[field.name], flag] if field.name in aliases else [flag]
+        annotation = Annotated[kind | None, typer.Option(*decls, help=help_texts[field.name])]
+        options.append(
+            inspect.Parameter(
+                field.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+            )
+        )
+
+    def decorate(command: _Command) -> _Command:
+        own = inspect.signature(command, eval_str=True).parameters.values()
+        kept = [p for p in own if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        command.__signature__ = inspect.Signature([*kept, *options])  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+def _without_none(hint: Any) -> Any:
+    """``int | None`` -> ``int``; a type without None as it is."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        rest = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return hint

@@ -8,152 +8,94 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["options_to_config", "simulate"]
+from cryoprior.cli._common import fields_as_options, with_precedence
+from cryoprior.simulate.config import SimulationConfig, config_from_dict
 
-# CLI option (parameter name) -> SimulationConfig field
-_FIELDS = {
-    "model": "model",
-    "map_path": "map_path",
-    "box": "box_size",
-    "voxel_size": "voxel_size_angstrom",
-    "b_factor": "b_factor_angstrom2",
-    "oversampling": "density_oversampling",
-    "remove_waters": "remove_waters",
-    "belt_width": "belt_width_angstrom",
-    "belt_relative_density": "belt_relative_density",
-    "belt_roughness": "belt_roughness_angstrom",
-    "orientations": "orientations",
-    "particles": "n_particles",
-    "angular_step": "angular_step_degrees",
-    "angles_star": "angles_star",
-    "cone_factor": "cone_overrepresentation",
-    "cone_tilt_min": "cone_tilt_min_degrees",
-    "cone_tilt_max": "cone_tilt_max_degrees",
-    "shift_sd": "shift_sd_angstrom",
-    "ctf": "ctf",
-    "defocus_min": "defocus_min_angstrom",
-    "defocus_max": "defocus_max_angstrom",
-    "astigmatism": "astigmatism_angstrom",
-    "voltage": "voltage_kv",
-    "cs": "spherical_aberration_mm",
-    "amplitude_contrast": "amplitude_contrast",
-    "lowpass": "lowpass_resolution_angstrom",
-    "lowpass_width": "lowpass_width_frequency",
-    "noise_sd": "noise_sd",
-    "snr": "snr",
-    "pure_noise": "n_pure_noise",
-    "pure_noise_only": "pure_noise_only",
-    "reference_lowpass": "reference_lowpass_angstrom",
-    "seed": "seed",
-    "batch_size": "batch_size",
-    "particles_per_stack": "particles_per_stack",
-    "padding": "padding_factor",
-    "device": "device",
-    "backend": "backend",
+__all__ = ["simulate"]
+
+# Every SimulationConfig field is an option named as the field (box_size: --box-size; the same
+# key in a --config file); these are the help texts, the shorter flags of earlier versions
+# (accepted too, and named in messages) and the off switches of two booleans.
+_HELP = {
+    "model": "shipped model (beta-galactosidase, proteasome, gltph) or a PDB/mmCIF file",
+    "map_path": "project this MRC map instead of a model",
+    "box_size": "box size in pixels (default: fits)",
+    "voxel_size_angstrom": "pixel size, A (default 1)",
+    "b_factor_angstrom2": "give every atom this B-factor, A^2 (default: model's)",
+    "density_oversampling": "density grid oversampling (2)",
+    "remove_waters": "drop waters",
+    "belt_width_angstrom": "wrap a detergent-micelle-like belt this wide (A) around the model's "
+    "transmembrane band, found from its residues (0: none)",
+    "belt_relative_density": "the belt's density relative to the protein's (0.4)",
+    "belt_roughness_angstrom": "random modulation of the belt's outline, A (3)",
+    "orientations": "uniform | grid | star (default uniform)",
+    "n_particles": "number of uniform random views (1000)",
+    "angular_step_degrees": "grid step, degrees (1.5 -> 18,338 views)",
+    "angles_star": "STAR file with the poses",
+    "cone_overrepresentation": "over-representation of the tilt cone (1 = none)",
+    "cone_tilt_min_degrees": "tilt cone start, degrees",
+    "cone_tilt_max_degrees": "tilt cone end, degrees (40)",
+    "shift_sd_angstrom": "SD of random origins, A",
+    "ctf": "apply a CTF",
+    "defocus_min_angstrom": "defocus range start, A",
+    "defocus_max_angstrom": "defocus range end, A",
+    "astigmatism_angstrom": "defocus U - V, A",
+    "voltage_kv": "kV (300)",
+    "spherical_aberration_mm": "spherical aberration, mm (2.7)",
+    "amplitude_contrast": "(0.1)",
+    "lowpass_resolution_angstrom": "low-pass the projections at this resolution, A",
+    "lowpass_width_frequency": "raised-cosine width, frequency normalised to 0.5",
+    "noise_sd": "Gaussian noise SD (image units)",
+    "snr": "target SNR instead of --noise-sd",
+    "n_pure_noise": "number of pure-noise particles to mix in",
+    "pure_noise_only": "every particle pure noise",
+    "reference_lowpass_angstrom": "initial reference resolution, A (20)",
+    "seed": "random seed (0)",
+    "batch_size": "particles per batch (auto)",
+    "particles_per_stack": "particles per .mrcs file (10000)",
+    "padding_factor": "projector padding factor (2)",
+    "device": "auto | cpu | cuda | cuda:N",
+    "backend": "projector: auto | eager | compiled",
 }
+_SHORT_FLAGS = {
+    "map_path": "--map",
+    "box_size": "--box",
+    "voxel_size_angstrom": "--voxel-size",
+    "b_factor_angstrom2": "--b-factor",
+    "density_oversampling": "--oversampling",
+    "belt_width_angstrom": "--belt-width",
+    "belt_roughness_angstrom": "--belt-roughness",
+    "n_particles": "--particles",
+    "angular_step_degrees": "--angular-step",
+    "cone_overrepresentation": "--cone-factor",
+    "cone_tilt_min_degrees": "--cone-tilt-min",
+    "cone_tilt_max_degrees": "--cone-tilt-max",
+    "shift_sd_angstrom": "--shift-sd",
+    "defocus_min_angstrom": "--defocus-min",
+    "defocus_max_angstrom": "--defocus-max",
+    "astigmatism_angstrom": "--astigmatism",
+    "voltage_kv": "--voltage",
+    "spherical_aberration_mm": "--cs",
+    "lowpass_resolution_angstrom": "--lowpass",
+    "lowpass_width_frequency": "--lowpass-width",
+    "n_pure_noise": "--pure-noise",
+    "reference_lowpass_angstrom": "--reference-lowpass",
+    "padding_factor": "--padding",
+}
+_OFF_FLAGS = {"remove_waters": "--keep-waters", "pure_noise_only": "--with-signal"}
 
 
-def options_to_config(options: dict[str, Any], config_file: Path | None = None):
-    """Build a SimulationConfig from a config file and the command-line options.
-
-    The config file is TOML/JSON with field names as keys; the command-line options that were
-    given (not None) override it.
-    """
-    from cryoprior.simulate.dataset import config_from_dict, load_config
-
-    base = dataclasses.asdict(load_config(config_file)) if config_file is not None else {}
-    for option, value in options.items():
-        if value is not None:
-            base[_FIELDS[option]] = str(value) if isinstance(value, Path) else value
-    return config_from_dict(base)
-
-
+@fields_as_options(SimulationConfig, help_texts=_HELP, aliases=_SHORT_FLAGS, off_flags=_OFF_FLAGS)
 def simulate(
+    ctx: typer.Context,
     output_dir: Annotated[Path, typer.Argument(help="dataset folder to create")],
     config: Annotated[
         Path | None,
-        typer.Option(help="TOML/JSON file of parameters (field names; options given here win)"),
-    ] = None,
-    model: Annotated[
-        str | None,
         typer.Option(
-            help="shipped model (beta-galactosidase, proteasome, gltph) or a PDB/mmCIF file"
+            help="TOML/JSON file of parameters, keys as the field names (box_size = 64; a "
+            "simulation.json too); options given here win"
         ),
     ] = None,
-    map_path: Annotated[
-        Path | None, typer.Option("--map", help="project this MRC map instead of a model")
-    ] = None,
-    box: Annotated[int | None, typer.Option(help="box size in pixels (default: fits)")] = None,
-    voxel_size: Annotated[float | None, typer.Option(help="pixel size, A (default 1)")] = None,
-    b_factor: Annotated[
-        float | None, typer.Option(help="give every atom this B-factor, A^2 (default: model's)")
-    ] = None,
-    oversampling: Annotated[int | None, typer.Option(help="density grid oversampling (2)")] = None,
-    remove_waters: Annotated[
-        bool | None, typer.Option("--remove-waters/--keep-waters", help="drop waters")
-    ] = None,
-    belt_width: Annotated[
-        float | None,
-        typer.Option(
-            help="wrap a detergent-micelle-like belt this wide (A) around the model's "
-            "transmembrane band, found from its residues (0: none)"
-        ),
-    ] = None,
-    belt_relative_density: Annotated[
-        float | None, typer.Option(help="the belt's density relative to the protein's (0.4)")
-    ] = None,
-    belt_roughness: Annotated[
-        float | None, typer.Option(help="random modulation of the belt's outline, A (3)")
-    ] = None,
-    orientations: Annotated[
-        str | None, typer.Option(help="uniform | grid | star (default uniform)")
-    ] = None,
-    particles: Annotated[
-        int | None, typer.Option(help="number of uniform random views (1000)")
-    ] = None,
-    angular_step: Annotated[
-        float | None, typer.Option(help="grid step, degrees (1.5 -> 18,338 views)")
-    ] = None,
-    angles_star: Annotated[Path | None, typer.Option(help="STAR file with the poses")] = None,
-    cone_factor: Annotated[
-        float | None, typer.Option(help="over-representation of the tilt cone (1 = none)")
-    ] = None,
-    cone_tilt_min: Annotated[float | None, typer.Option(help="tilt cone start, degrees")] = None,
-    cone_tilt_max: Annotated[float | None, typer.Option(help="tilt cone end, degrees (40)")] = None,
-    shift_sd: Annotated[float | None, typer.Option(help="SD of random origins, A")] = None,
-    ctf: Annotated[bool | None, typer.Option("--ctf/--no-ctf", help="apply a CTF")] = None,
-    defocus_min: Annotated[float | None, typer.Option(help="defocus range start, A")] = None,
-    defocus_max: Annotated[float | None, typer.Option(help="defocus range end, A")] = None,
-    astigmatism: Annotated[float | None, typer.Option(help="defocus U - V, A")] = None,
-    voltage: Annotated[float | None, typer.Option(help="kV (300)")] = None,
-    cs: Annotated[float | None, typer.Option(help="spherical aberration, mm (2.7)")] = None,
-    amplitude_contrast: Annotated[float | None, typer.Option(help="(0.1)")] = None,
-    lowpass: Annotated[
-        float | None, typer.Option(help="low-pass the projections at this resolution, A")
-    ] = None,
-    lowpass_width: Annotated[
-        float | None, typer.Option(help="raised-cosine width, frequency normalised to 0.5")
-    ] = None,
-    noise_sd: Annotated[float | None, typer.Option(help="Gaussian noise SD (image units)")] = None,
-    snr: Annotated[float | None, typer.Option(help="target SNR instead of --noise-sd")] = None,
-    pure_noise: Annotated[
-        int | None, typer.Option(help="number of pure-noise particles to mix in")
-    ] = None,
-    pure_noise_only: Annotated[
-        bool | None,
-        typer.Option("--pure-noise-only/--with-signal", help="every particle pure noise"),
-    ] = None,
-    reference_lowpass: Annotated[
-        float | None, typer.Option(help="initial reference resolution, A (20)")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="random seed (0)")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="particles per batch (auto)")] = None,
-    particles_per_stack: Annotated[
-        int | None, typer.Option(help="particles per .mrcs file (10000)")
-    ] = None,
-    padding: Annotated[float | None, typer.Option(help="projector padding factor (2)")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
-    backend: Annotated[str | None, typer.Option(help="projector: auto | eager | compiled")] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="replace a dataset already in OUTPUT_DIR")
     ] = False,
@@ -165,12 +107,17 @@ def simulate(
         ),
     ] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
+    **fields: Any,
 ) -> None:
     """Simulate a particle dataset from an atomic model or a map, with its ground truth.
 
     Images are made in RELION's conventions (as relion_project). Writes OUTPUT_DIR/particles.star (no poses), Particles/*.mrcs, ground_truth.star (true
     poses), true_map.mrc, initial_reference.mrc and simulation.json (every parameter and the
     seed). Run RELION inside OUTPUT_DIR.
+
+    Every parameter is an option named as its field in simulation.json (--box-size, also
+    --box); a --config file gives any of them with the same names, and the command line wins
+    over the file, the file over the defaults.
 
     Before writing anything, the estimated peak memory and disk use are compared with what is
     free, and a dataset that does not fit is refused (--force skips this check). A failed or
@@ -188,17 +135,16 @@ def simulate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
     from rich.table import Table
 
-    from cryoprior.cli._common import setup_logging
+    from cryoprior.cli._common import given_on_command_line, setup_logging
     from cryoprior.errors import InputFileError
     from cryoprior.simulate.dataset import simulate_dataset
 
     setup_logging(verbose)
     console = Console(stderr=True)
-    options = {name: value for name, value in locals().items() if name in _FIELDS}
     try:
-        cfg = options_to_config(options, config)
+        cfg = _config(given_on_command_line(ctx), config)
     except (InputFileError, ValueError, TypeError) as exc:
-        _error(console, _with_options(str(exc), options))
+        _error(console, _with_flags(str(exc)))
         raise typer.Exit(2) from None
 
     columns = (
@@ -221,7 +167,7 @@ def simulate(
                 cfg, output_dir, overwrite=overwrite, progress=progress, force=force
             )
     except (InputFileError, FileExistsError, FileNotFoundError, ValueError) as exc:
-        _error(console, _with_options(str(exc), options))
+        _error(console, _with_flags(str(exc)))
         raise typer.Exit(1) from None
     except OSError as exc:  # cannot write: read-only folder, disk full, ...
         where = exc.filename if exc.filename else output_dir
@@ -265,18 +211,32 @@ def _error(console, message: str, label: str = "error") -> None:
     console.print(f"[red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def _with_options(message: str, options: dict[str, Any]) -> str:
-    """Add the command-line option to each configuration field a message names.
+def _config(given: dict[str, Any], config_file: Path | None) -> SimulationConfig:
+    """Return the configuration: the command line's fields, else the file's, else the defaults.
+
+    The file (TOML/JSON, keys as the fields) is read and checked on its own first, so that an
+    unknown key or a bad value is named with the file.
+    """
+    from cryoprior.simulate.dataset import load_config
+
+    command_line = {
+        name: str(value) if isinstance(value, Path) else value
+        for name, value in given.items()
+        if name in _HELP
+    }
+    file = dataclasses.asdict(load_config(config_file)) if config_file is not None else {}
+    return config_from_dict(with_precedence(command_line, file))
+
+
+def _with_flags(message: str) -> str:
+    """Add the short flag to each configuration field a message names.
 
     'voxel_size_angstrom must ...' -> 'voxel_size_angstrom (--voxel-size) must ...'.
     """
     import re
 
-    for option, field in _FIELDS.items():
-        if field == option:  # the same word: nothing to add (and it may be part of a path)
-            continue
-        flag = "--map" if option == "map_path" else "--" + option.replace("_", "-")
-        message = re.sub(rf"(?<![\w/.-]){field}(?![\w/.-]| \()", f"{field} ({flag})", message)
+    for field, flag in _SHORT_FLAGS.items():
+        message = re.sub(rf"(?<![\w/.-]){field}(?![\w/.?-]| \()", f"{field} ({flag})", message)
     return message
 
 

@@ -200,8 +200,19 @@ def config_from_dict(values: dict[str, Any]) -> SimulationConfig:
     """
     if "config" in values and isinstance(values["config"], dict):
         values = values["config"]
-    known = {f.name for f in dataclasses.fields(SimulationConfig)}
-    unknown = sorted(set(values) - known)
+    known = [f.name for f in dataclasses.fields(SimulationConfig)]
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"unknown simulation parameter(s): {', '.join(unknown)}")
+        named = ", ".join(_with_suggestion(key, known) for key in unknown)
+        raise ValueError(f"unknown simulation parameter(s): {named} (keys are the field names)")
     return SimulationConfig(**values)
+
+
+def _with_suggestion(key: str, known: list[str]) -> str:
+    """``'box'`` -> ``'box (box_size?)'``: a field the key starts or resembles, if any."""
+    import difflib
+
+    close = [name for name in known if name.startswith(key + "_")]
+    close += difflib.get_close_matches(key, known, n=2, cutoff=0.8)
+    close = list(dict.fromkeys(close))[:2]
+    return f"{key} ({' or '.join(close)}?)" if close else key
