@@ -242,3 +242,12 @@ def test_realistic_suite_has_what_issue_15_asks():
 
     assert set(SUITE_SCALES) == set(("full", "demo", "mini", "realistic"))
     assert [c.name for c in suite("demo")] == ["betagal-isotropic"]
+
+
+def test_the_demo_scale_describes_no_control_it_did_not_run():
+    from cryoprior.refine.config import SCALE, SUITE_SCALES
+
+    demo = SUITE_SCALES["demo"]
+    for absent in ("cut-off", "noise sweep", "pure-noise"):
+        assert absent in SCALE and absent not in demo
+    assert demo.startswith("Box 48 at 4.4 A/voxel") and demo.endswith("upsamples the half-map.")
