@@ -60,6 +60,7 @@ class CaseRepeats:
     Attributes
     ----------
     runs: mode -> the ``result.json`` of each finished repeat (repeat order).
+    repeat_numbers: mode -> the repeat (0-based) of each of ``runs``' results.
     postprocess: variant -> the post-processing arm's ``result.json`` per finished repeat.
     pose_differences: mode -> ``pose_difference.json``'s summary per repeat that has one.
     expected: mode -> the number of repeats the suite asks for.
@@ -67,6 +68,7 @@ class CaseRepeats:
 
     def __init__(self) -> None:
         self.runs: dict[str, list[dict]] = {}
+        self.repeat_numbers: dict[str, list[int]] = {}
         self.postprocess: dict[str, list[dict]] = {}
         self.pose_differences: dict[str, list[dict]] = {}
         self.expected: dict[str, int] = {}
@@ -79,12 +81,13 @@ def load_case_repeats(root: str | Path, entry: Mapping[str, Any]) -> CaseRepeats
     out = CaseRepeats()
     for mode, rels in folders.items():
         out.expected[mode] = len(rels)
-        for rel in rels:
+        for number, rel in enumerate(rels):
             run_dir = root / rel
             result = read_json(run_dir / "result.json")
             if result is None:
                 continue
             out.runs.setdefault(mode, []).append(result)
+            out.repeat_numbers.setdefault(mode, []).append(number)
             diff = read_json(run_dir / "pose_difference.json")
             if diff is not None:
                 out.pose_differences.setdefault(mode, []).append(diff["summary"])
