@@ -17,7 +17,7 @@ import pytest
 from cryoprior.refine.cases import ExperimentCase, RunResult, dataset_key
 from cryoprior.refine.dispatch import ClusterSettings, run_with_submitit
 from cryoprior.refine.run import RESULT_VERSION, run_key
-from cryoprior.simulate.dataset import SimulationConfig
+from cryoprior.simulate.config import SimulationConfig
 
 pytest.importorskip("submitit")
 

@@ -24,7 +24,7 @@ from cryoprior.refine.config import SUITES, suite
 from cryoprior.refine.relion import read_progress
 from cryoprior.refine.run import case_controls, prior_weights, run_key, write_manifest
 from cryoprior.report.build import build_report
-from cryoprior.simulate.dataset import SimulationConfig
+from cryoprior.simulate.config import SimulationConfig
 from cryoprior.validate.summary import ValidationInputs, ValidationSettings, validate_maps
 
 # lines as relion_refine_mpi 3.1.3 prints them (copied from a run.out of this project's runs)

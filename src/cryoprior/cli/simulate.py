@@ -83,19 +83,17 @@ _SHORT_FLAGS = {
     "padding_factor": "--padding",
 }
 _OFF_FLAGS = {"remove_waters": "--keep-waters", "pure_noise_only": "--with-signal"}
+_CONFIG_HELP = (
+    "TOML/JSON file of parameters, keys as the field names (box_size = 64; a simulation.json "
+    "too); options given here win"
+)
 
 
 @fields_as_options(SimulationConfig, help_texts=_HELP, aliases=_SHORT_FLAGS, off_flags=_OFF_FLAGS)
 def simulate(
     ctx: typer.Context,
     output_dir: Annotated[Path, typer.Argument(help="dataset folder to create")],
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            help="TOML/JSON file of parameters, keys as the field names (box_size = 64; a "
-            "simulation.json too); options given here win"
-        ),
-    ] = None,
+    config: Annotated[Path | None, typer.Option(help=_CONFIG_HELP)] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="replace a dataset already in OUTPUT_DIR")
     ] = False,
@@ -111,9 +109,10 @@ def simulate(
 ) -> None:
     """Simulate a particle dataset from an atomic model or a map, with its ground truth.
 
-    Images are made in RELION's conventions (as relion_project). Writes OUTPUT_DIR/particles.star (no poses), Particles/*.mrcs, ground_truth.star (true
-    poses), true_map.mrc, initial_reference.mrc and simulation.json (every parameter and the
-    seed). Run RELION inside OUTPUT_DIR.
+    Images are made in RELION's conventions (as relion_project). Writes
+    OUTPUT_DIR/particles.star (no poses), Particles/*.mrcs, ground_truth.star (true poses),
+    true_map.mrc, initial_reference.mrc and simulation.json (every parameter and the seed).
+    Run RELION inside OUTPUT_DIR.
 
     Every parameter is an option named as its field in simulation.json (--box-size, also
     --box); a --config file gives any of them with the same names, and the command line wins

@@ -3,8 +3,10 @@
 Modules: ``phantom`` (atom-like test maps), ``models`` (the shipped paper models), ``density``
 (reading an atomic model; its map is ``cryoprior.io.model_map``), ``poses`` (orientation sets
 and shifts), ``project`` (Fourier-slice projection as ``relion_project``), ``ctf`` (RELION's
-CTF), ``noise``, ``images`` (image formation), ``dataset`` (the dataset folder RELION reads,
-with the ground truth). Nothing is imported from torch or gemmi until these names are used.
+CTF), ``noise``, ``images`` (image formation), ``config`` (a dataset's parameters),
+``particles`` (its particles on arrays), ``dataset`` (the shell: the dataset folder RELION
+reads, with the ground truth). Nothing is imported from torch or gemmi until these names are
+used.
 """
 
 from cryoprior.simulate.noise import add_white_noise, gaussian_noise_stack, noise_sd_for_snr
@@ -24,7 +26,7 @@ _LAZY = {
     "ctf_2d": "ctf",
     "ImageFormation": "images",
     "render_particles": "images",
-    "SimulationConfig": "dataset",
+    "SimulationConfig": "config",
     "SimulationResult": "dataset",
     "load_config": "dataset",
     "simulate_dataset": "dataset",

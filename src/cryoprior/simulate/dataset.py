@@ -88,7 +88,11 @@ from cryoprior.simulate.resources import (
     format_bytes,
 )
 
-__all__ = ["SimulationResult", "load_config", "simulate_dataset"]
+__all__ = [
+    "SimulationResult",
+    "load_config",
+    "simulate_dataset",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -598,7 +602,7 @@ def _stack_layout(out: Path, n_total: int, per_stack: int) -> tuple[list[Path], 
 
 
 def _prefetched(render: Callable[[int], np.ndarray], starts: range) -> Iterator[np.ndarray]:
-    """Yield ``render(start)`` in order, the next one rendered (in a thread) while this is written."""
+    """Yield ``render(start)`` in order, rendering the next one (in a thread) during the write."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(render, starts[0])
         for following in [*starts[1:], None]:
