@@ -251,3 +251,17 @@ def test_the_demo_scale_describes_no_control_it_did_not_run():
     for absent in ("cut-off", "noise sweep", "pure-noise"):
         assert absent in SCALE and absent not in demo
     assert demo.startswith("Box 48 at 4.4 A/voxel") and demo.endswith("upsamples the half-map.")
+
+
+def test_postprocess_arm_of_a_cutoff_case_is_judged_by_the_control(tmp_path):
+    case = _tiny_case(modes=("relion",), cutoff_angstrom=20.0)
+    _fake_relion_run(tmp_path, case, "relion")
+    results = run_postprocess(case, tmp_path, enhance=lambda m: m)
+    for variant in ("prior", "prior-noguard"):
+        control = results[variant]["controls"]["cutoff"]
+        # box 16 at 4 A (64 A): 20 A is shell 3.2, one shell finer 64 / 4.2 = 15.24 A; the
+        # noisy random halves have FSCs far coarser or finer, the rule is applied as for runs
+        assert control["one_shell_finer_angstrom"] == pytest.approx(64 / 4.2)
+        values = control["values"]
+        assert values["relion_final_angstrom"] is None  # not the arm's own
+        assert control["passed"] == all(v is None or v >= 64 / 4.2 for v in values.values())

@@ -36,6 +36,7 @@ from cryoprior.refine.run import (
     RESULT_VERSION,
     _summary,
     _validate_run,
+    case_controls,
     ensure_dataset,
     prior_weights,
     run_key,
@@ -130,7 +131,8 @@ def run_postprocess(
 
     Each result (``postprocess/<variant>/result.json``) holds ``variant``, ``source_run`` (the
     RELION run's key), ``prior_weights``, ``summary`` (the runs' table numbers, from the
-    validation of the processed half-maps), ``info`` (guard) and ``seconds``.
+    validation of the processed half-maps), ``controls`` (the case's controls on the arm's
+    FSCs), ``info`` (guard) and ``seconds``.
     """
     if case.pure_noise or "relion" not in case.modes:
         return {}
@@ -180,6 +182,7 @@ def run_postprocess(
             return dataclasses.replace(inputs, half_map_1=p1, half_map_2=p2, full_map=None)
 
         validation = _validate_run(case, dataset_dir, job_dir, out_dir, maps=processed)
+        summary = _summary(validation)
         data = {
             "version": RESULT_VERSION,
             "case": case.name,
@@ -189,7 +192,9 @@ def run_postprocess(
             "source_run": key,
             "prior_weights": weights,
             "validation_window_voxels": case.validation_window_voxels,
-            "summary": _summary(validation),
+            "summary": summary,
+            # RELION's final resolution is plain RELION's, not the arm's: judged on the FSCs
+            "controls": case_controls(case, {}, summary),
             "info": info,
             "seconds": enhance_seconds,
         }
