@@ -324,12 +324,17 @@ def run_case(case, prior, settings, levels, variants=False) -> list[dict]:
         ]
         h1, h2 = blurred + noises[0], blurred + noises[1]
         half_fsc = fourier_shell_correlation(h1, h2)
+        # the current resolution a refinement would have: the half-map FSC = 1/7 point
+        current = resolution_at_threshold(
+            half_fsc, threshold=1.0 / 7.0, box_size=n, voxel_size_angstrom=voxel
+        )
         t0 = time.perf_counter()
         out = enhance_map(
             h1,
             voxel_size_angstrom=voxel,
             prior=prior,
             particle_diameter_angstrom=diameter,
+            resolution_angstrom=current,
             settings=settings,
         )
         seconds = time.perf_counter() - t0
@@ -341,12 +346,13 @@ def run_case(case, prior, settings, levels, variants=False) -> list[dict]:
         v2_seconds = time.perf_counter() - t1
         v2_wiener, report_v2_wiener = apply_guard(out.map, wiener, fsc=half_fsc, settings=GUARD_V2)
 
-        def run_prior(volume):
+        def run_prior(volume, current=current):
             return enhance_map(
                 volume,
                 voxel_size_angstrom=voxel,
                 prior=prior,
                 particle_diameter_angstrom=diameter,
+                resolution_angstrom=current,
                 settings=settings,
             ).map
 
@@ -381,6 +387,7 @@ def run_case(case, prior, settings, levels, variants=False) -> list[dict]:
             "pure_noise_rms_ratio_guard_v2": region_rms(noise_v2, radius) / region_rms(v2, radius),
             "prior_seconds": seconds,
             "model_box": out.info["model_box"],
+            "current_resolution_angstrom": current,
         }
         if variants:
             row["guard_variants"] = {
@@ -683,6 +690,18 @@ def main() -> None:
     parser.add_argument(
         "--tile-size", type=int, default=InferenceSettings().tile_size, help="largest tile edge"
     )
+    parser.add_argument(
+        "--voxels-per-resolution",
+        type=float,
+        default=None,
+        help="resolution-adaptive inference: the network's voxel is max(1.5 A, d / this), "
+        "d the half-maps' FSC = 1/7 resolution (default: always the model's voxel)",
+    )
+    parser.add_argument(
+        "--normalisation",
+        default=InferenceSettings().normalisation,
+        help="group-norm statistics: tile | map | particle (InferenceSettings.normalisation)",
+    )
     parser.add_argument("--out", default=str(RESULTS / "prior_eval"))
     parser.add_argument(
         "--markdown-only", action="store_true", help="rewrite the .md from the .json"
@@ -696,7 +715,11 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     prior = load_prior(args.weights)
-    settings = InferenceSettings(tile_size=args.tile_size)
+    settings = InferenceSettings(
+        tile_size=args.tile_size,
+        voxels_per_resolution=args.voxels_per_resolution,
+        normalisation=args.normalisation,
+    )
     levels = LEVELS[1:2] if args.quick else LEVELS
     if args.levels:
         levels = [lv for lv in LEVELS if lv["name"] in args.levels]
@@ -716,7 +739,12 @@ def main() -> None:
         "threads": args.threads,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.python_version()}",
         "rows": rows,
-        "settings": {"tile_size": settings.tile_size, "overlap": settings.overlap},
+        "settings": {
+            "tile_size": settings.tile_size,
+            "overlap": settings.overlap,
+            "voxels_per_resolution": settings.voxels_per_resolution,
+            "normalisation": settings.normalisation,
+        },
         "timing": {}
         if args.quick or args.levels or args.cases or args.guard_variants
         else timings(prior, settings, (64, 128, 256)),

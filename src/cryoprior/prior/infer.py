@@ -1,13 +1,17 @@
 """Applying the prior to a map: resampling, normalisation, overlapping tiles, blending.
 
 1. Fourier-resample the (N, N, N) map to the network's voxel size (box m = round(N * voxel /
-   model voxel); the achieved voxel size differs from the model's by < 1/m).
+   network voxel); the achieved voxel size differs from the asked one by < 1/m). The network
+   voxel is the model's (1.5 A for the shipped weights) or, resolution-adaptive, coarser:
+   max(model voxel, d / ``voxels_per_resolution``) for a map at resolution d (never a box
+   under ``MIN_NETWORK_BOX``).
 2. Normalise as in training: mean 0, SD 1 (signal plus noise) in the particle region - the
    sphere of the particle diameter when known, else of radius 0.45 m.
 3. Run the map whole when it fits in one tile of at most ``tile_size`` (64 by default); otherwise
    cut the fewest overlapping cubic tiles per axis that fit (evenly spread, ``overlap`` voxels
    shared), skip tiles that are exactly empty, run them through the network in batches (CPU or
-   GPU, ``torch.inference_mode``), blend with raised-cosine weights that sum to one.
+   GPU, ``torch.inference_mode``), blend with raised-cosine weights that sum to one. Group
+   normalisation statistics per tile, or (``normalisation``) fixed for the whole map.
 4. Back to the input's greyscale: multiply by the SD, shift so the mean in the particle region
    equals the input's (the network predicts the clean map in input units, so no fitted scale
    can blow up noise), and Fourier-resample to N. Frequencies beyond the model's Nyquist are
@@ -20,6 +24,7 @@ machine and thread count.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -32,9 +37,16 @@ import torch
 
 from cryoprior.fourier.masks import soft_sphere
 from cryoprior.fourier.resample import fourier_crop, fourier_pad, resampled_size
-from cryoprior.prior.network import PriorNet, PriorNetConfig
+from cryoprior.prior.network import (
+    NormStatistics,
+    PriorNet,
+    PriorNetConfig,
+    normalisation_statistics,
+)
 
 __all__ = [
+    "MIN_NETWORK_BOX",
+    "NORMALISATIONS",
     "EnhanceResult",
     "InferenceSettings",
     "LoadedPrior",
@@ -42,6 +54,7 @@ __all__ = [
     "blend_window",
     "enhance_map",
     "load_prior",
+    "network_voxel_size",
     "plan_tiles",
     "tile_starts",
     "weights_path",
@@ -51,6 +64,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = "default"
 _ALIASES = {"default": "cryoprior-prior-v2"}
+
+#: Where the network's group normalisation takes its statistics (InferenceSettings.normalisation).
+NORMALISATIONS = ("tile", "map", "particle")
+#: Resolution-adaptive inference never makes the network's box smaller than this.
+MIN_NETWORK_BOX = 32
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,18 @@ class InferenceSettings:
     keep_beyond_model_nyquist: put the input's frequencies beyond the model's Nyquist back
         (off by default: the enhanced map is band-limited to the model's Nyquist; the
         regularizer turns it on so that the guard, not the network, decides about them).
+    voxels_per_resolution: resolution-adaptive voxel size. When :func:`enhance_map` is given
+        the map's current resolution d (Angstrom), the network runs at the voxel size
+        max(model voxel, d / voxels_per_resolution), never finer than the model's own voxel
+        (d / 2 would be Nyquist at d exactly; see docs/prior_inference.md for the value the
+        benchmarks support). None: always the model's voxel size.
+    normalisation: where the network's group normalisation takes its statistics:
+        "tile": from whatever it is given (each tile, or the whole map when it fits one
+        tile) - the output then depends on how the map is cut; "map": from the whole map
+        (all voxels of the box); "particle": from the whole map's particle region (the
+        sphere used to normalise the input). With "map" and "particle", a map too large for
+        one tile is first run whole once to record the statistics, and the tiles reuse them
+        (so tiled and whole-map outputs agree up to the tiles' borders).
     """
 
     tile_size: int = 64
@@ -78,6 +108,21 @@ class InferenceSettings:
     batch_size: int = 4
     device: str | None = None
     keep_beyond_model_nyquist: bool = False
+    voxels_per_resolution: float | None = None
+    normalisation: str = "tile"
+
+    def __post_init__(self):
+        """Refuse an unknown normalisation or a non-positive voxels_per_resolution."""
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"unknown normalisation {self.normalisation!r}; "
+                f"choose one of {', '.join(NORMALISATIONS)}"
+            )
+        if self.voxels_per_resolution is not None and not self.voxels_per_resolution >= 2:
+            raise ValueError(
+                "voxels_per_resolution must be >= 2 (2 samples the resolution at Nyquist), "
+                f"not {self.voxels_per_resolution}"
+            )
 
 
 @dataclass(frozen=True)
@@ -208,19 +253,30 @@ def _device(settings: InferenceSettings) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _forward(net, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+    pred, mask_logits = net(batch)
+    masks = None if mask_logits is None else torch.sigmoid(mask_logits[:, 0]).double().cpu().numpy()
+    return pred[:, 0].double().cpu().numpy(), masks
+
+
 def _run_tiles(
-    x: np.ndarray, prior: LoadedPrior, settings: InferenceSettings, empty: np.ndarray
+    x: np.ndarray,
+    prior: LoadedPrior,
+    settings: InferenceSettings,
+    empty: np.ndarray,
+    region: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Run the network over an (m, m, m) normalised map; return the map, mask and tiles run.
 
     Tiles where ``empty`` (m, m, m) bool is True everywhere are not run (output 0).
+    ``region`` (m, m, m) bool: the particle region ("particle" normalisation).
     """
     net = prior.network
     div = net.config.divisor
     m = x.shape[0]
     overlap = min(settings.overlap, settings.tile_size // 2)
     tile, starts = plan_tiles(m, tile_size=settings.tile_size, overlap=overlap, divisor=div)
-    size = max(m, tile)
+    size = max(-(-m // div) * div, tile)  # the whole map must fit the network too
     padded = np.zeros((size,) * 3, dtype=np.float32)
     padded[:m, :m, :m] = x
     occupied = np.zeros((size,) * 3, dtype=bool)
@@ -238,24 +294,64 @@ def _run_tiles(
         wsum[sl] += window
         if occupied[sl].any():
             todo.append(sl)
-    with torch.inference_mode():
+    statistics = None
+    if settings.normalisation != "tile":
+        weights = None
+        if settings.normalisation == "particle":
+            full = np.zeros((size,) * 3, dtype=np.float32)
+            full[:m, :m, :m] = region
+            weights = torch.from_numpy(full)[None, None].to(device)
+        statistics = NormStatistics(region=weights)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.inference_mode())
+        if statistics is not None:
+            stack.enter_context(normalisation_statistics(net, statistics))
+            if len(todo) > 1:  # record the whole map's statistics first, tiles reuse them
+                _forward(net, torch.from_numpy(padded[None, None]).to(device))
+                statistics.recording = False
         for i in range(0, len(todo), max(1, settings.batch_size)):
             group = todo[i : i + settings.batch_size]
+            if statistics is not None and statistics.recording and len(group) > 1:
+                raise AssertionError("statistics are recorded on the whole map only")
             batch = torch.from_numpy(np.stack([padded[sl] for sl in group])[:, None]).to(device)
-            pred, mask_logits = net(batch)
-            pred = pred[:, 0].double().cpu().numpy()
-            masks = (
-                None
-                if mask_logits is None
-                else torch.sigmoid(mask_logits[:, 0]).double().cpu().numpy()
-            )
+            if statistics is not None:
+                statistics.position = 0
+            pred, masks = _forward(net, batch)
             for j, sl in enumerate(group):
                 acc[sl] += pred[j] * window
                 if acc_mask is not None and masks is not None:
                     acc_mask[sl] += masks[j] * window
-    out = (acc / wsum)[:m, :m, :m]
-    mask = None if acc_mask is None else (acc_mask / wsum)[:m, :m, :m]
+    inner = (slice(0, m),) * 3  # the tiles cover the map; the padding beyond is not run
+    out = acc[inner] / wsum[inner]
+    mask = None if acc_mask is None else acc_mask[inner] / wsum[inner]
     return out, mask, len(todo)
+
+
+def network_voxel_size(
+    model_voxel_size_angstrom: float,
+    *,
+    resolution_angstrom: float | None,
+    voxels_per_resolution: float | None,
+) -> float:
+    """Return the voxel size (Angstrom) the network runs at: max(model voxel, d / k).
+
+    d: the map's current resolution, k: voxels per resolution length
+    (InferenceSettings.voxels_per_resolution); either None (or d not finite and positive)
+    gives the model's voxel size. Never finer than the model's voxel.
+
+    >>> network_voxel_size(1.5, resolution_angstrom=9.0, voxels_per_resolution=3)
+    3.0
+    >>> network_voxel_size(1.5, resolution_angstrom=3.0, voxels_per_resolution=3)
+    1.5
+    """
+    if (
+        voxels_per_resolution is None
+        or resolution_angstrom is None
+        or not np.isfinite(resolution_angstrom)
+        or resolution_angstrom <= 0
+    ):
+        return float(model_voxel_size_angstrom)
+    return float(max(model_voxel_size_angstrom, resolution_angstrom / voxels_per_resolution))
 
 
 def _resize(volume: np.ndarray, size: int) -> np.ndarray:
@@ -271,6 +367,7 @@ def enhance_map(
     voxel_size_angstrom: float,
     prior: LoadedPrior | None = None,
     particle_diameter_angstrom: float | None = None,
+    resolution_angstrom: float | None = None,
     settings: InferenceSettings = InferenceSettings(),
 ) -> EnhanceResult:
     """Apply the prior to one map (see the module docstring).
@@ -281,6 +378,9 @@ def enhance_map(
     voxel_size_angstrom: its voxel size.
     prior: from :func:`load_prior` (default: the shipped 'default' weights).
     particle_diameter_angstrom: sets the normalisation region (default 0.9 of the box).
+    resolution_angstrom: the map's current resolution (e.g. where its half-map FSC falls to
+        1/7); with ``settings.voxels_per_resolution`` it sets the network's voxel size
+        (:func:`network_voxel_size`). None: the model's voxel size.
     settings: InferenceSettings.
 
     Returns an EnhanceResult; the input is not modified.
@@ -295,10 +395,15 @@ def enhance_map(
         raise ValueError("voxel_size_angstrom must be positive")
     prior = prior if prior is not None else load_prior()
     n = vol.shape[0]
+    target = network_voxel_size(
+        prior.voxel_size_angstrom,
+        resolution_angstrom=resolution_angstrom,
+        voxels_per_resolution=settings.voxels_per_resolution,
+    )
+    # a coarse resolution never shrinks the map below MIN_NETWORK_BOX voxels
+    target = min(target, max(prior.voxel_size_angstrom, n * voxel_size_angstrom / MIN_NETWORK_BOX))
     m, achieved = resampled_size(
-        n,
-        voxel_size_angstrom=voxel_size_angstrom,
-        new_voxel_size_angstrom=prior.voxel_size_angstrom,
+        n, voxel_size_angstrom=voxel_size_angstrom, new_voxel_size_angstrom=target
     )
     m = max(m, 2)
     small = _resize(vol, m)
@@ -313,7 +418,7 @@ def enhance_map(
         raise ValueError("the map is constant in the particle region")
     x = ((small - mean) / sd).astype(np.float32)
     empty = np.abs(small) <= 1e-7 * np.abs(small).max()
-    pred, mask, tiles = _run_tiles(x, prior, settings, empty)
+    pred, mask, tiles = _run_tiles(x, prior, settings, empty, region)
     pred = pred * sd
     pred += mean - float(pred[region].mean())
     out = _resize(pred, n)
@@ -324,6 +429,8 @@ def enhance_map(
         "model_box": m,
         "model_voxel_size_angstrom": achieved,
         "tiles": tiles,
+        "resolution_angstrom": resolution_angstrom,
+        "normalisation": settings.normalisation,
         "normalisation_mean": mean,
         "normalisation_sd": sd,
         "seconds": time.monotonic() - t0,

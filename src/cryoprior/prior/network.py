@@ -3,16 +3,31 @@
 Input: (B, 1, D, H, W) noise-normalised half-map at the model's voxel size (see
 :mod:`cryoprior.prior.infer`). Output: (B, 1, D, H, W) the enhanced map in the same units, and
 optionally (B, 1, D, H, W) mask logits. D, H, W must be multiples of ``2 ** (levels - 1)``.
+
+Group normalisation normally takes its statistics from the input it sees (per sample), so a
+map cut into tiles is normalised per tile. :func:`normalisation_statistics` lets inference fix
+them instead: one pass over the whole map records every norm layer's per-group mean and
+variance (optionally over a region only, e.g. the particle), and later passes - tiles of the
+same map - reuse them, so the output does not depend on how the map is cut.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import contextlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PriorNet", "PriorNetConfig", "build_network"]
+__all__ = [
+    "NormStatistics",
+    "PriorNet",
+    "PriorNetConfig",
+    "build_network",
+    "normalisation_statistics",
+]
 
 
 @dataclass(frozen=True)
@@ -52,10 +67,88 @@ class PriorNetConfig:
         return 2 ** (len(self.channels) - 1)
 
 
+@dataclass
+class NormStatistics:
+    """Per-group statistics of every norm layer of one pass (mutable: filled while recording).
+
+    region: (1, 1, D, H, W) float weights in [0, 1] at the network's input size, the voxels
+        the statistics are taken over when recording (None: all voxels).
+    stats: per norm layer, in call order, (mean, var), each (groups,).
+    """
+
+    region: torch.Tensor | None = None
+    stats: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    recording: bool = True
+    position: int = 0
+
+    def region_at(self, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """Return the region averaged down to a layer's (D, H, W) (the U-Net halves sizes)."""
+        if self.region is None:
+            return None
+        factor = self.region.shape[-1] // shape[-1]
+        return self.region if factor == 1 else F.avg_pool3d(self.region, factor)
+
+
+class _GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm (same parameters, same result) that can record or replay statistics."""
+
+    statistics: NormStatistics | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        st = self.statistics
+        if st is None:
+            return super().forward(x)
+        b, c = x.shape[:2]
+        g = self.num_groups
+        xg = x.reshape(b, g, -1)
+        if st.recording:
+            if b != 1:
+                raise ValueError("normalisation statistics are recorded on one map at a time")
+            region = st.region_at(tuple(x.shape[2:]))
+            if region is None:
+                mean = xg.mean(dim=-1)[0]
+                var = xg.var(dim=-1, unbiased=False)[0]
+            else:
+                w = region.reshape(1, 1, 1, -1).expand(1, g, c // g, -1).reshape(1, g, -1)
+                wsum = w.sum(dim=-1)[0]
+                mean = (xg * w).sum(dim=-1)[0] / wsum
+                var = (((xg - mean[None, :, None]) ** 2) * w).sum(dim=-1)[0] / wsum
+            st.stats.append((mean, var))
+        else:
+            mean, var = st.stats[st.position]
+            st.position += 1
+        y = (xg - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + self.eps)
+        y = y.reshape(x.shape)
+        if self.affine:
+            shape = (1, c) + (1,) * (x.ndim - 2)
+            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return y
+
+
+@contextlib.contextmanager
+def normalisation_statistics(
+    network: nn.Module, statistics: NormStatistics
+) -> Iterator[NormStatistics]:
+    """Within the block, the network's norm layers record into / replay from ``statistics``.
+
+    Recording (``statistics.recording``) needs batches of one map; before each replaying
+    forward pass set ``statistics.position = 0``. A network without such layers (a stand-in)
+    is unaffected.
+    """
+    norms = [m for m in network.modules() if isinstance(m, _GroupNorm)]
+    for m in norms:
+        m.statistics = statistics
+    try:
+        yield statistics
+    finally:
+        for m in norms:
+            m.statistics = None
+
+
 def _norm(channels: int, groups: int) -> nn.Module:
     if groups <= 0:
         return nn.Identity()
-    return nn.GroupNorm(min(groups, channels), channels)
+    return _GroupNorm(min(groups, channels), channels)
 
 
 class _ResBlock(nn.Module):
