@@ -62,6 +62,7 @@ class CaseRepeats:
     runs: mode -> the ``result.json`` of each finished repeat (repeat order).
     repeat_numbers: mode -> the repeat (0-based) of each of ``runs``' results.
     postprocess: variant -> the post-processing arm's ``result.json`` per finished repeat.
+    postprocess_numbers: variant -> the repeat (0-based) of each of ``postprocess``' results.
     pose_differences: mode -> ``pose_difference.json``'s summary per repeat that has one.
     expected: mode -> the number of repeats the suite asks for.
     """
@@ -70,6 +71,7 @@ class CaseRepeats:
         self.runs: dict[str, list[dict]] = {}
         self.repeat_numbers: dict[str, list[int]] = {}
         self.postprocess: dict[str, list[dict]] = {}
+        self.postprocess_numbers: dict[str, list[int]] = {}
         self.pose_differences: dict[str, list[dict]] = {}
         self.expected: dict[str, int] = {}
 
@@ -97,6 +99,7 @@ def load_case_repeats(root: str | Path, entry: Mapping[str, Any]) -> CaseRepeats
                 arm = read_json(run_dir / "postprocess" / variant / "result.json")
                 if arm is not None:
                     out.postprocess.setdefault(variant, []).append(arm)
+                    out.postprocess_numbers.setdefault(variant, []).append(number)
     return out
 
 
