@@ -195,3 +195,16 @@ def test_particles_sharing_none_with_the_truth_are_warned_about(tmp_path, halves
     assert same.exit_code == 0 and "share no particle" not in same.output
     data = json.loads((tmp_path / "same" / "validation.json").read_text())
     assert data["pose_errors"]["n_particles"] == 8 and data["warnings"] == []
+
+
+def test_a_poses_star_without_image_names_is_refused_in_one_line(tmp_path, halves):
+    truth = _particles_star(tmp_path / "truth.star", [f"{i:06d}@a.mrcs" for i in range(1, 9)])
+    nameless = tmp_path / "nameless.star"
+    blocks = starfile.read(truth, always_dict=True)
+    blocks["particles"] = blocks["particles"].drop(columns="rlnImageName")
+    starfile.write(blocks, nameless)
+    line = _one_error_line(
+        _run("--half1", halves[0], "--half2", halves[1], "--particles", nameless,
+             "--truth-star", truth, "--out", tmp_path / "out", "--local-window", 8)
+    )  # fmt: skip
+    assert "nameless.star: no _rlnImageName column" in line
