@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import tomllib
@@ -81,6 +82,13 @@ def extrec(
             help="hand RELION a SIDESPLITTER-wrapper style FSC (raises its resolution estimate; off by default)",
         ),
     ] = False,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="auto | cpu | cuda | cuda:N: where a learned regularizer (prior) runs; auto: "
+            "a GPU when torch sees one, else the CPU"
+        ),
+    ] = "auto",
     log_file: Annotated[
         Path | None, typer.Option(help="JSON-lines log (default: beside RELION's output)")
     ] = None,
@@ -161,6 +169,7 @@ _KEYS: dict[str, tuple[type, ...]] = {
     "guard-edge-shells": (int, float),
     "guard-method": (str,),
     "write-fsc-star": (bool,),
+    "device": (str,),
     "log-file": (str,),
 }
 
@@ -179,6 +188,7 @@ _DEFAULTS: dict[str, object] = {
     "guard-edge-shells": 3.0,
     "guard-method": "trailing",
     "write-fsc-star": False,
+    "device": "auto",
     "log-file": None,
 }
 
@@ -218,6 +228,33 @@ def get_table(file_options: dict[str, object]) -> dict[str, Any]:
     return dict(table) if isinstance(table, dict) else {}
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+
+
+def _device_option(device: str, regularizer: str, reg_options: dict[str, Any]) -> None:
+    """Put ``--device`` into the regularizer's options (unless auto); ValueError when bad.
+
+    Checked by its form only: this process never imports torch. A GPU that is not there
+    makes the regularizer fail in its own process, and RELION gets the plain map.
+    """
+    from cryoprior.regularizers.registry import BUILTIN_REGULARIZERS
+
+    device = device.strip().lower()
+    if not _DEVICE.fullmatch(device):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    if device == "auto":
+        return
+    if regularizer in BUILTIN_REGULARIZERS and regularizer != "prior":
+        raise ValueError(
+            f"--device applies to a learned regularizer (prior, or module:factory taking a "
+            f"device option), not {regularizer!r}"
+        )
+    given = reg_options.get("device")
+    if given not in (None, "", "auto") and str(given) != device:
+        raise ValueError(f"--device {device} and --option device={given} disagree")
+    reg_options["device"] = device
+
+
 def build_config(given: dict[str, object], config_path: Path | None):
     """ExtrecConfig from the options given on the command line, then the file, then defaults.
 
@@ -249,6 +286,7 @@ def build_config(given: dict[str, object], config_path: Path | None):
         value = float(get(key))
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"--{key} must be a number of seconds >= 0, not {value:g}")
+    _device_option(str(get("device")), str(get("regularizer")), reg_options)
     mask = get("mask")
     log_file = get("log-file")
     return ExtrecConfig(
