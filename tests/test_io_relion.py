@@ -561,6 +561,16 @@ def _drop_column(block: str, label: str):
          "_rlnImageSize"),
         (read_particles_star, PARTICLES, _set("particles", "rlnOpticsGroup", 7),
          "optics groups [7]"),
+        # the job reader shares the casting helpers (was int(), which truncated 32.5 to 32)
+        (read_external_reconstruct_job, JOB_31,
+         _set("external_reconstruct_general", "rlnOriginalImageSize", 32.5),
+         "_rlnOriginalImageSize in data_external_reconstruct_general is not a valid integer"),
+        (read_external_reconstruct_job, JOB_31,
+         _drop("external_reconstruct_general", "rlnExtReconsWeight"),
+         "missing label _rlnExtReconsWeight"),
+        (read_external_reconstruct_job, JOB_31,
+         _drop_column("external_reconstruct_tau2", "rlnReferenceTau2"),
+         "missing column _rlnReferenceTau2 in data_external_reconstruct_tau2"),
     ],
 )  # fmt: skip
 def test_malformed_labels(tmp_path, reader, source, edit, expected):
