@@ -517,9 +517,12 @@ def benchmark(
         raise typer.Exit(2)
     if list_cases:
         for c in suite(suite_name):
-            console.print(
+            console.print(  # not markup: the modes' [...] is text (it was swallowed)
                 f"{c.name}: {c.title} [{', '.join(c.modes)}]"
-                + (f" x{c.repeats} repeats" if c.repeats > 1 else "")
+                + (f" x{c.repeats} repeats" if c.repeats > 1 else ""),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
             )
         return
     if executor not in ("sequential", "submitit"):

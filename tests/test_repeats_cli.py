@@ -1,0 +1,32 @@
+"""``cryoprior benchmark`` with repeats, without RELION: the realistic suite's listing shows
+its repeats, and a number of repeats below 1 is refused before anything runs."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from cryoprior.cli.app import app
+from cryoprior.refine.config import suite
+
+
+def test_list_shows_the_realistic_suite_with_its_repeats(tmp_path):
+    result = CliRunner().invoke(
+        app, ["benchmark", "--suite", "realistic", "--root", str(tmp_path), "--list"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("rl-")]
+    assert len(lines) == len(suite("realistic")) == 10
+    repeated = [line.split(":")[0] for line in lines if line.endswith("x3 repeats")]
+    assert repeated == ["rl-betagal-isotropic", "rl-proteasome-anisotropic", "rl-gltph-belt"]
+    # the modes are listed as text (rich took "[relion, ...]" for markup and dropped it)
+    assert all("[relion, sidesplitter, prior, prior-noguard]" in line for line in lines)
+    assert not (tmp_path / "benchmark.json").exists()  # listing runs nothing
+
+
+def test_repeats_below_one_are_refused(tmp_path):
+    result = CliRunner().invoke(
+        app, ["benchmark", "--suite", "mini", "--root", str(tmp_path), "--repeats", "0"]
+    )
+    assert result.exit_code != 0
+    assert "--repeats must be >= 1" in result.output
+    assert not (tmp_path / "runs").exists()
