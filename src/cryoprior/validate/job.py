@@ -157,7 +157,7 @@ def load_validation_inputs(
     atoms = read_atomic_model(model) if model is not None else None
     model_grid = load(model_map)
     if atoms is not None and model_grid is None:
-        model_grid = model_to_map(model, box_size=h1.shape[-1], voxel_size_angstrom=voxel)
+        model_grid = model_to_map(atoms, box_size=h1.shape[-1], voxel_size_angstrom=voxel)
     refined_poses = poses(particles_path)
     true_poses = poses(truth_star)
     if refined_poses is not None and true_poses is not None:
