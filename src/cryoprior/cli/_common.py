@@ -127,7 +127,8 @@ def fields_as_options(
             decls = [f"{flag}/{off_flags.get(field.name, '--no-' + flag[2:])}"]
         else:
             decls = [aliases[field.name], flag] if field.name in aliases else [flag]
-        annotation = Annotated[kind | None, typer.Option(*decls, help=help_texts[field.name])]
+        option = typer.Option(*decls, help=help_texts[field.name])
+        annotation = typing.cast(Any, Annotated)[kind | None, option]  # built at run time
         options.append(
             inspect.Parameter(
                 field.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation

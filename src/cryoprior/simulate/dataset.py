@@ -215,32 +215,7 @@ def simulate_dataset(
     n_total = count_particles(config, star_poses) + config.n_pure_noise
     if n_total == 0:
         raise ValueError("the configuration gives no particles")
-    estimate = estimate_resources(
-        n_particles=n_total,
-        box_size=plan.box_size,
-        batch_size=config.batch_size or auto_batch_size(plan.box_size),
-        particles_per_stack=config.particles_per_stack,
-        padding_factor=config.padding_factor,
-        model_oversampling=config.density_oversampling if plan.structure is not None else None,
-    )
-    logger.info(
-        "estimated peak memory %s, disk %s",
-        format_bytes(estimate.memory_bytes),
-        format_bytes(estimate.disk_bytes),
-    )
-    if not force:
-        old_stacks = (
-            sum(p.stat().st_size for p in (out / STACK_DIR).glob("particles_*.mrcs"))
-            if overwrite and (out / STACK_DIR).is_dir()
-            else 0
-        )
-        check_resources(
-            estimate,
-            resources(out),
-            output_dir=out,
-            reclaimed_disk_bytes=old_stacks,
-            what=plan.box_note,
-        )
+    _check_it_fits(config, plan, n_total, out, overwrite=overwrite, force=force, free=resources)
     if "stray atoms?" in plan.box_note:  # it fits, but is probably not what was meant
         logger.warning("%s: %s", plan.path, plan.box_note)
     _prepare_output_dir(out, overwrite=overwrite)
@@ -377,6 +352,45 @@ def _check_output_dir(out: Path, *, overwrite: bool) -> None:
         raise FileExistsError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: folder is not empty (use overwrite to replace a dataset)")
+
+
+def _check_it_fits(
+    config: SimulationConfig,
+    plan: _SourcePlan,
+    n_total: int,
+    out: Path,
+    *,
+    overwrite: bool,
+    force: bool,
+    free: Callable[[Path], AvailableResources],
+) -> None:
+    """Log the estimated peak memory and disk use; refuse a dataset that does not fit.
+
+    ``force`` skips the refusal; an overwritten dataset's stacks count as free disk.
+    """
+    estimate = estimate_resources(
+        n_particles=n_total,
+        box_size=plan.box_size,
+        batch_size=config.batch_size or auto_batch_size(plan.box_size),
+        particles_per_stack=config.particles_per_stack,
+        padding_factor=config.padding_factor,
+        model_oversampling=config.density_oversampling if plan.structure is not None else None,
+    )
+    logger.info(
+        "estimated peak memory %s, disk %s",
+        format_bytes(estimate.memory_bytes),
+        format_bytes(estimate.disk_bytes),
+    )
+    if force:
+        return
+    old_stacks = (
+        sum(p.stat().st_size for p in (out / STACK_DIR).glob("particles_*.mrcs"))
+        if overwrite and (out / STACK_DIR).is_dir()
+        else 0
+    )
+    check_resources(
+        estimate, free(out), output_dir=out, reclaimed_disk_bytes=old_stacks, what=plan.box_note
+    )
 
 
 def _prepare_output_dir(out: Path, *, overwrite: bool) -> None:
