@@ -214,7 +214,7 @@ def _gemmi_model(
         residue.add_atom(atom)
     chain = gemmi.Chain("A")
     chain.add_residue(residue)
-    result = gemmi.Model("1")
+    result = gemmi.Model(1)
     result.add_chain(chain)
     return result
 
