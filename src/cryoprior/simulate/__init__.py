@@ -5,14 +5,16 @@ Modules: ``phantom`` (atom-like test maps), ``models`` (the shipped paper models
 and shifts), ``project`` (Fourier-slice projection as ``relion_project``), ``ctf`` (RELION's
 CTF), ``noise``, ``images`` (image formation), ``config`` (a dataset's parameters),
 ``particles`` (its particles on arrays), ``dataset`` (the shell: the dataset folder RELION
-reads, with the ground truth). Nothing is imported from torch or gemmi until these names are
-used.
+reads, with the ground truth). Importing the package imports nothing (not even numpy) until
+one of these names is used.
 """
 
-from cryoprior.simulate.noise import add_white_noise, gaussian_noise_stack, noise_sd_for_snr
-from cryoprior.simulate.phantom import atom_like_phantom, gaussian_lowpass
-
 _LAZY = {
+    "add_white_noise": "noise",
+    "gaussian_noise_stack": "noise",
+    "noise_sd_for_snr": "noise",
+    "atom_like_phantom": "phantom",
+    "gaussian_lowpass": "phantom",
     "SHIPPED_MODELS": "models",
     "shipped_model_path": "models",
     "read_model": "density",
@@ -32,14 +34,7 @@ _LAZY = {
     "simulate_dataset": "dataset",
 }
 
-__all__ = [
-    "atom_like_phantom",
-    "gaussian_lowpass",
-    "add_white_noise",
-    "gaussian_noise_stack",
-    "noise_sd_for_snr",
-    *_LAZY,
-]
+__all__ = [*_LAZY]
 
 
 def __getattr__(name: str):
