@@ -59,6 +59,19 @@ def test_map_write_leaves_no_temp_file_and_replaces(tmp_path):
     assert read_map(path).shape == (2, 2, 2)
 
 
+def test_map_write_with_fixed_label_is_reproducible(tmp_path):
+    volume = np.random.default_rng(4).normal(size=(6, 6, 6)).astype(np.float32)
+    a = write_map_atomic(tmp_path / "a.mrc", volume, voxel_size_angstrom=2.0, label="fixed")
+    b = write_map_atomic(tmp_path / "b.mrc", volume, voxel_size_angstrom=2.0, label="fixed")
+    assert a.read_bytes() == b.read_bytes()
+    with mrcfile.open(a) as mrc:
+        assert int(mrc.header.nlabl) == 1 and mrc.header.label[0].decode() == "fixed"
+        np.testing.assert_array_equal(mrc.data, volume)
+    write_map_atomic(tmp_path / "c.mrc", volume)  # mrcfile's own label: time-stamped
+    with mrcfile.open(tmp_path / "c.mrc") as mrc:
+        assert mrc.header.label[0].decode().strip() != "fixed"
+
+
 def test_map_write_failure_keeps_destination(tmp_path, monkeypatch):
     path = tmp_path / "map.mrc"
     write_map_atomic(path, np.ones((4, 4, 4)))
@@ -157,6 +170,21 @@ def test_star_round_trip(tmp_path):
     pd.testing.assert_frame_equal(back["table"], _blocks()["table"], check_dtype=False)
     assert star_version(path) is None  # starfile writes no RELION version comment
     assert [p.name for p in tmp_path.iterdir()] == ["blocks.star"]
+
+
+def test_star_with_relion_version_line_is_reproducible(tmp_path):
+    # RELION 3.1.3's files start "\n# version 30001\n\n" (as tests/data/relion_job_tiny's STAR
+    # files, written by relion_refine_mpi); starfile's own comment carries a time stamp
+    first = write_star_atomic(tmp_path / "a.star", _blocks(), relion_version=30001)
+    second = write_star_atomic(tmp_path / "b.star", _blocks(), relion_version=30001)
+    assert first.read_bytes() == second.read_bytes()
+    text = first.read_text()
+    assert text.startswith("\n# version 30001\n\ndata_general") and "Created by" not in text
+    assert star_version(first) == 30001
+    back = read_star(first)
+    assert back["general"] == _blocks()["general"]
+    pd.testing.assert_frame_equal(back["table"], _blocks()["table"], check_dtype=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.star", "b.star"]
 
 
 def test_star_no_overwrite(tmp_path):

@@ -19,7 +19,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cryoprior.io.atomic_model import AtomicModel, atomic_model_from_structure, read_atomic_model
+from cryoprior.io.atomic_model import (
+    AtomicModel,
+    atomic_model_from_structure,
+    read_atomic_model,
+    read_structure,
+)
 from cryoprior.io.model_map import model_to_map
 from cryoprior.simulate.belt import (
     MembraneBand,
@@ -29,7 +34,6 @@ from cryoprior.simulate.belt import (
     protein_envelope,
     transmembrane_band,
 )
-from cryoprior.simulate.density import read_model
 from cryoprior.simulate.models import resolve_model_path, shipped_model_path
 
 OPM_HALF_THICKNESS_ANGSTROM = 13.4  # the original pdb2nwl-opm.pdb: "1/2 of bilayer thickness"
@@ -261,7 +265,9 @@ def test_belt_turns_with_the_model():
     angle = np.radians(35.0)
     kx = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     rotation = np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
-    structure = read_model(shipped_model_path("gltph"))
+    structure = read_structure(
+        shipped_model_path("gltph"), remove_hydrogens=False, remove_waters=False
+    )
     turned = structure.clone()
     turned[0].transform_pos_and_adp(
         gemmi.Transform(gemmi.Mat33(rotation.tolist()), gemmi.Vec3(0, 0, 0))

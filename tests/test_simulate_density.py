@@ -1,5 +1,6 @@
 """Tests of the simulator's model map (cryoprior.io.model_map, band-limited and centred, as the
-simulator calls it), its model reading (cryoprior.simulate.density) and the shipped models.
+simulator calls it), its reading of a model (cryoprior.io.atomic_model.read_atomic_model with the
+simulator's options), its summary (cryoprior.simulate.density) and the shipped models.
 
 Closed forms: gemmi's atoms are sums of Gaussians whose Fourier transforms carry
 exp(-B s^2 / 4), so the map made with every B-factor set to B2 equals the map made with B1
@@ -22,17 +23,32 @@ import pytest
 
 from cryoprior.errors import InputFileError
 from cryoprior.fourier.filters import apply_filter, bfactor_filter
-from cryoprior.io.atomic_model import atomic_model_from_structure
+from cryoprior.io.atomic_model import (
+    atomic_model_from_structure,
+    centre_of_mass_angstrom,
+    read_atomic_model,
+    read_structure,
+)
 from cryoprior.io.model_map import model_to_map
-from cryoprior.simulate.density import read_model, structure_summary
+from cryoprior.simulate.density import structure_summary
 from cryoprior.simulate.models import SHIPPED_MODELS, resolve_model_path, shipped_model_path
 
 PROVENANCE = Path(shipped_model_path("5a1a")).parent / "PROVENANCE.md"
 
 
+def read_model(path, *, remove_waters: bool = False):
+    """Read a model as the simulator does: hydrogens kept, waters unless asked."""
+    return read_atomic_model(path, remove_hydrogens=False, remove_waters=remove_waters)
+
+
+def read_gemmi(path):
+    """The same atoms as a gemmi structure (to transform them with gemmi)."""
+    return read_structure(path, remove_hydrogens=False, remove_waters=False)
+
+
 @pytest.fixture(scope="module")
 def betagal():
-    return read_model(shipped_model_path("beta-galactosidase"))
+    return read_gemmi(shipped_model_path("beta-galactosidase"))
 
 
 def _truth_map(structure, **kwargs) -> np.ndarray:
@@ -69,8 +85,8 @@ def test_shipped_models_match_their_provenance():
         shipped_model_path("lysozyme")
 
 
-def test_read_model_counts_and_errors(tmp_path, betagal):
-    info = structure_summary(betagal)
+def test_read_model_counts_and_errors(tmp_path):
+    info = structure_summary(read_model(shipped_model_path("beta-galactosidase")))
     assert info.n_atoms == 33696 and info.n_chains == 4
     proteasome = read_model(shipped_model_path("proteasome"))
     assert structure_summary(proteasome).n_atoms == 46382
@@ -93,6 +109,42 @@ def test_read_model_counts_and_errors(tmp_path, betagal):
         resolve_model_path(tmp_path / "nothing.pdb")
 
 
+@pytest.mark.parametrize("name", ["beta-galactosidase", "proteasome", "gltph"])
+@pytest.mark.parametrize("remove_waters", [False, True])
+def test_summary_centre_is_gemmis_to_the_last_bit(name, remove_waters):
+    # The simulator's centre of mass (simulation.json, the belt's origin) was gemmi's
+    # Model.calculate_center_of_mass on the structure; the model read through the io reader
+    # must give the same floats, or simulated datasets change.
+    path = shipped_model_path(name)
+    model = read_model(path, remove_waters=remove_waters)
+    structure = read_structure(path, remove_hydrogens=False, remove_waters=remove_waters)
+    expected = structure[0].calculate_center_of_mass().tolist()
+    assert centre_of_mass_angstrom(model).tolist() == expected
+    info = structure_summary(model)
+    assert info.centre_of_mass_angstrom == tuple(expected)
+    assert info.n_chains == len(structure[0]) and info.n_atoms == structure[0].count_atom_sites()
+    # farthest atom: chain/residue number/atom name, as gemmi names them
+    far = max(
+        ((chain, res, atom) for chain in structure[0] for res in chain for atom in res),
+        key=lambda cra: cra[2].pos.dist(gemmi.Position(*expected)),
+    )
+    chain, res, atom = far
+    assert info.farthest_atom == f"{chain.name}/{res.name} {res.seqid.num}/{atom.name}"
+
+
+def test_simulator_keeps_hydrogens(tmp_path):
+    # Two atoms of a residue, one of them a hydrogen: the simulator images both (the prior's
+    # reader, with its defaults, drops the hydrogen).
+    line = "ATOM  {:>5d} {:<4s} ALA A   1    {:8.3f}{:8.3f}{:8.3f}  1.00 20.00           {:>2s}\n"
+    path = tmp_path / "h.pdb"
+    path.write_text(
+        line.format(1, " CA", 1.0, 2.0, 3.0, "C") + line.format(2, " HA", 1.0, 2.0, 4.09, "H")
+    )
+    assert read_model(path).n_atoms == 2
+    assert read_model(path).atom_names == ("CA", "HA")
+    assert read_atomic_model(path).n_atoms == 1
+
+
 def test_map_is_centred_symmetric_and_model_unchanged(betagal):
     before = betagal[0][0][0][0].pos.tolist()
     raw = _truth_map(betagal, box_size=48, voxel_size_angstrom=5.0)
@@ -108,7 +160,7 @@ def test_map_is_centred_symmetric_and_model_unchanged(betagal):
 
 
 def test_proteasome_has_d7_about_relion_axes():
-    structure = read_model(shipped_model_path("proteasome"))
+    structure = read_gemmi(shipped_model_path("proteasome"))
     volume = _truth_map(structure, box_size=56, voxel_size_angstrom=4.0)
     assert _cc(volume, _flip(volume, (0, 1))) > 0.9999  # two-fold about x
     com = np.array(structure[0].calculate_center_of_mass().tolist())

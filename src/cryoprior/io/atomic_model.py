@@ -15,7 +15,12 @@ import numpy as np
 
 from cryoprior.errors import InputFileError
 
-__all__ = ["AtomicModel", "atomic_model_from_structure", "read_atomic_model"]
+__all__ = [
+    "AtomicModel",
+    "atomic_model_from_structure",
+    "centre_of_mass_angstrom",
+    "read_atomic_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +48,12 @@ class AtomicModel:
     anisou_angstrom2 : numpy.ndarray or None
         (n_atoms, 6) float64 anisotropic displacements (U11, U22, U33, U12, U13, U23) in
         Angstrom^2, zeros for an isotropic atom; None when every atom is isotropic.
+    atom_names : tuple of str or None
+        (n_atoms,) atom names (``"CA"``); None when not known.
+    residue_chain_index : numpy.ndarray or None
+        (n_residues,) int64 index of each residue's chain, chains in file order (gemmi's
+        chains: one chain name may be several chains, e.g. a polymer and its waters); None
+        when not known (then the atoms count as one chain).
     """
 
     positions_angstrom: np.ndarray
@@ -53,11 +64,26 @@ class AtomicModel:
     name: str = ""
     occupancies: np.ndarray | None = None
     anisou_angstrom2: np.ndarray | None = None
+    atom_names: tuple[str, ...] | None = None
+    residue_chain_index: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
         """Number of atoms."""
         return int(self.positions_angstrom.shape[0])
+
+    @property
+    def n_chains(self) -> int:
+        """Number of chains (1 when ``residue_chain_index`` is not known)."""
+        if self.residue_chain_index is None or self.residue_chain_index.size == 0:
+            return 1
+        return int(self.residue_chain_index.max()) + 1
+
+    def atom_label(self, index: int) -> str:
+        """Return ``"chain/residue-name number/atom-name"`` of atom ``index`` (``A/ALA 2/CA``)."""
+        chain, number, residue = self.residue_labels[int(self.residue_index[index])].rsplit(":", 2)
+        atom = self.atom_names[index] if self.atom_names is not None else self.elements[index]
+        return f"{chain}/{residue} {number}/{atom}"
 
     @property
     def radius_angstrom(self) -> float:
@@ -74,14 +100,16 @@ class AtomicModel:
 def atomic_model_from_structure(structure, *, name: str = "") -> AtomicModel:
     """Build an :class:`AtomicModel` from the first model of a ``gemmi.Structure`` (unmodified)."""
     positions, elements, bfac, residue_index, labels = [], [], [], [], []
-    occupancies, anisou = [], []
-    for chain in structure[0]:
+    occupancies, anisou, names, residue_chain = [], [], [], []
+    for chain_number, chain in enumerate(structure[0]):
         for residue in chain:
             label = f"{chain.name}:{residue.seqid.num}{residue.seqid.icode.strip()}:{residue.name}"
             labels.append(label)
+            residue_chain.append(chain_number)
             for atom in residue:
                 positions.append((atom.pos.x, atom.pos.y, atom.pos.z))
                 elements.append(atom.element.name)
+                names.append(atom.name)
                 bfac.append(atom.b_iso)
                 occupancies.append(atom.occ)
                 anisou.append(atom.aniso.elements_pdb() if atom.aniso.nonzero() else (0.0,) * 6)
@@ -96,7 +124,51 @@ def atomic_model_from_structure(structure, *, name: str = "") -> AtomicModel:
         name=name,
         occupancies=np.asarray(occupancies, dtype=np.float64),
         anisou_angstrom2=anisotropic if anisotropic.any() else None,
+        atom_names=tuple(names),
+        residue_chain_index=np.asarray(residue_chain, dtype=np.int64),
     )
+
+
+def centre_of_mass_angstrom(model: AtomicModel) -> np.ndarray:
+    """Return the (x, y, z) centre of mass, atoms weighted by element mass times occupancy.
+
+    The sums are gemmi's (``Model.calculate_center_of_mass``), to the last bit: each residue's
+    atoms in order, then each chain's residues, then the chains, times ``1 / mass``. Residues
+    are the runs of equal ``residue_index``; without ``residue_chain_index`` the residues form
+    one chain (the same centre, rounded differently from gemmi's on the original chains).
+
+    Returns
+    -------
+    (3,) float64.
+    """
+    import gemmi
+
+    weights = np.array([gemmi.Element(symbol).weight for symbol in model.elements])
+    if model.occupancies is not None:
+        weights = weights * model.occupancies
+    moments = model.positions_angstrom * weights[:, None]
+    starts = np.flatnonzero(np.diff(model.residue_index, prepend=-1))
+    stops = [*starts[1:].tolist(), model.n_atoms]
+    residue_moments = [
+        np.cumsum(moments[a:b], axis=0)[-1] for a, b in zip(starts, stops, strict=True)
+    ]
+    residue_masses = [
+        float(np.cumsum(weights[a:b])[-1]) for a, b in zip(starts, stops, strict=True)
+    ]
+    chains = (
+        model.residue_chain_index[model.residue_index[starts]]
+        if model.residue_chain_index is not None
+        else np.zeros(len(starts), dtype=np.int64)
+    )
+    total, mass = np.zeros(3), 0.0
+    for chain in dict.fromkeys(chains.tolist()):
+        chain_moment, chain_mass = np.zeros(3), 0.0
+        for k in np.flatnonzero(chains == chain).tolist():
+            chain_moment = chain_moment + residue_moments[k]
+            chain_mass += residue_masses[k]
+        total = total + chain_moment
+        mass += chain_mass
+    return total * (1.0 / mass)
 
 
 def read_structure(
@@ -146,8 +218,10 @@ def read_atomic_model(
 ) -> AtomicModel:
     """Read a PDB or mmCIF model (gzip allowed) with gemmi.
 
-    Hydrogens and waters are dropped by default, ligands kept unless ``remove_ligands`` (which
-    also drops waters).
+    Only the first model is kept. Hydrogens and waters are dropped by default (the prior's
+    training and validation's model maps), ligands kept unless ``remove_ligands`` (which also
+    drops waters). The simulator keeps hydrogens, and waters unless its configuration's
+    ``remove_waters``: its images are of every atom in the file.
 
     Raises
     ------
@@ -164,6 +238,11 @@ def read_atomic_model(
     model = atomic_model_from_structure(structure, name=path.name)
     if model.n_atoms == 0:
         raise InputFileError(path, "the model has no atoms")
-    if not np.isfinite(model.positions_angstrom).all():
-        raise InputFileError(path, "the model has non-finite atom coordinates")
+    bad = np.flatnonzero(~np.isfinite(model.positions_angstrom).all(axis=1))
+    if bad.size:
+        raise InputFileError(
+            path,
+            f"{bad.size} atom(s) have non-finite (NaN or infinite) coordinates, the first "
+            f"{model.atom_label(int(bad[0]))}",
+        )
     return model

@@ -16,6 +16,7 @@ import numpy as np
 from cryoprior.errors import InputFileError
 from cryoprior.io._atomic import atomic_path
 from cryoprior.io._warnings import log_caught_warnings
+from cryoprior.io.stacks import set_label
 
 __all__ = ["read_map", "read_map_header_voxel_size", "write_map_atomic"]
 
@@ -83,15 +84,21 @@ def read_map_header_voxel_size(path: str | Path) -> float:
 
 
 def write_map_atomic(
-    path: str | Path, volume: np.ndarray, *, voxel_size_angstrom: float | None = None
+    path: str | Path,
+    volume: np.ndarray,
+    *,
+    voxel_size_angstrom: float | None = None,
+    label: str | None = None,
 ) -> Path:
     """Write ``volume`` as float32 MRC to ``path`` atomically (temporary file + rename).
 
     Parameters
     ----------
-    path: destination.
+    path: destination (its folder must exist).
     volume: (z, y, x) or (y, x) real array; not modified.
     voxel_size_angstrom: recorded in the header when given.
+    label: the header's one label, in place of mrcfile's time-stamped one, so the same map
+        always gives the same bytes (None keeps mrcfile's).
     """
     path = Path(path)
     data = np.ascontiguousarray(volume, dtype=np.float32)
@@ -101,4 +108,6 @@ def write_map_atomic(
             if voxel_size_angstrom is not None:
                 mrc.voxel_size = float(voxel_size_angstrom)
             mrc.update_header_stats()
+            if label is not None:
+                set_label(mrc.header, label)
     return path

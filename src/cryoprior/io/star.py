@@ -87,15 +87,40 @@ def require_block(
 
 
 def write_star_atomic(
-    path: str | Path, blocks: dict[str, pd.DataFrame | dict[str, Any]], *, overwrite: bool = True
+    path: str | Path,
+    blocks: dict[str, pd.DataFrame | dict[str, Any]],
+    *,
+    overwrite: bool = True,
+    relion_version: int | None = None,
 ) -> Path:
-    """Write blocks (as ``read_star`` returns them) to ``path`` atomically."""
+    """Write blocks (as ``read_star`` returns them) to ``path`` atomically.
+
+    Parameters
+    ----------
+    path: destination (its folder must exist).
+    blocks: block name (without ``data_``) to a DataFrame (loop) or a dict (simple block).
+    overwrite: replace an existing file (FileExistsError otherwise).
+    relion_version: when given (30001 for RELION 3.1), the file starts with RELION's
+        ``# version NNNNN`` line instead of starfile's time-stamped comment, so the same
+        blocks always give the same bytes. Floats are written as ``%.6f`` either way.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(path)
     with atomic_path(path, suffix=".star") as tmp:
-        starfile.write(blocks, tmp, overwrite=True)
+        if relion_version is None:
+            starfile.write(blocks, tmp, overwrite=True)
+        else:
+            tmp.write_text(_relion_star_text(blocks, int(relion_version)))
     return path
+
+
+def _relion_star_text(blocks: dict[str, pd.DataFrame | dict[str, Any]], version: int) -> str:
+    """Return starfile's text of ``blocks``, RELION's version line in place of its time stamp."""
+    lines = starfile.to_string(blocks, float_format="%.6f").splitlines()
+    while lines and (lines[0].startswith("# Created by") or not lines[0].strip()):
+        lines.pop(0)
+    return f"\n# version {version}\n\n" + "\n".join(lines) + "\n"
 
 
 #: Values RELION writes for an empty string label.

@@ -1,8 +1,8 @@
 """Simulation of test objects and single-particle datasets from atomic models.
 
 Modules: ``phantom`` (atom-like test maps), ``models`` (the shipped paper models), ``density``
-(reading an atomic model; its map is ``cryoprior.io.model_map``), ``poses`` (orientation sets
-and shifts), ``project`` (Fourier-slice projection as ``relion_project``), ``ctf`` (RELION's
+(an atomic model's summary; the model is read by ``cryoprior.io.atomic_model``, its map made
+by ``cryoprior.io.model_map``), ``poses`` (orientation sets and shifts), ``project`` (Fourier-slice projection as ``relion_project``), ``ctf`` (RELION's
 CTF), ``noise``, ``images`` (image formation), ``config`` (a dataset's parameters),
 ``particles`` (its particles on arrays), ``dataset`` (the shell: the dataset folder RELION
 reads, with the ground truth). Importing the package imports nothing (not even numpy) until
@@ -17,7 +17,6 @@ _LAZY = {
     "gaussian_lowpass": "phantom",
     "SHIPPED_MODELS": "models",
     "shipped_model_path": "models",
-    "read_model": "density",
     "uniform_poses": "poses",
     "grid_poses": "poses",
     "over_represent_cone": "poses",

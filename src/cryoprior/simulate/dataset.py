@@ -48,20 +48,20 @@ from typing import Any
 import mrcfile
 import numpy as np
 import pandas as pd
-import starfile
 import torch
 
 from cryoprior.errors import InputFileError
 from cryoprior.fourier.filters import apply_filter, raised_cosine_lowpass
 from cryoprior.io._atomic import write_text_atomic
-from cryoprior.io.atomic_model import atomic_model_from_structure
+from cryoprior.io.atomic_model import AtomicModel, read_atomic_model
 from cryoprior.io.model_map import model_to_map
-from cryoprior.io.mrc import read_map, read_map_header_voxel_size
+from cryoprior.io.mrc import read_map, read_map_header_voxel_size, write_map_atomic
 from cryoprior.io.relion import poses_from_star
-from cryoprior.io.stacks import naming_os_errors, set_label, write_stacks
+from cryoprior.io.stacks import naming_os_errors, write_stacks
+from cryoprior.io.star import write_star_atomic
 from cryoprior.simulate.config import SimulationConfig, config_from_dict
 from cryoprior.simulate.ctf import CTFOptics
-from cryoprior.simulate.density import read_model, structure_summary
+from cryoprior.simulate.density import StructureSummary, structure_summary
 from cryoprior.simulate.images import ImageFormation, lowpass_zero_beyond_angstrom
 from cryoprior.simulate.models import resolve_model_path
 from cryoprior.simulate.particles import (
@@ -374,7 +374,7 @@ def _check_it_fits(
         batch_size=config.batch_size or auto_batch_size(plan.box_size),
         particles_per_stack=config.particles_per_stack,
         padding_factor=config.padding_factor,
-        model_oversampling=config.density_oversampling if plan.structure is not None else None,
+        model_oversampling=config.density_oversampling if plan.model is not None else None,
     )
     logger.info(
         "estimated peak memory %s, disk %s",
@@ -437,7 +437,7 @@ def _resolve_device(name: str) -> torch.device:
 class _SourcePlan:
     """The source's geometry, known before any map is made.
 
-    path: the map or model file; structure, info, shipped: the model (None for a map);
+    path: the map or model file; model, info, shipped: the model (None for a map);
     box_size, voxel_size_angstrom: of the maps and images; box_note: where an automatic box
     comes from (for a refusal message), else "".
     """
@@ -445,8 +445,8 @@ class _SourcePlan:
     path: Path
     box_size: int
     voxel_size_angstrom: float
-    structure: Any = None
-    info: Any = None
+    model: AtomicModel | None = None
+    info: StructureSummary | None = None
     shipped: Any = None
     box_note: str = ""
 
@@ -466,8 +466,9 @@ def _plan_source(config: SimulationConfig) -> _SourcePlan:
         return _SourcePlan(path=path, box_size=shape[0], voxel_size_angstrom=float(voxel))
 
     path, shipped = resolve_model_path(config.model)
-    structure = read_model(path, remove_waters=config.remove_waters)
-    info = structure_summary(structure)
+    # every atom in the file is imaged: hydrogens kept, waters unless remove_waters
+    model = read_atomic_model(path, remove_hydrogens=False, remove_waters=config.remove_waters)
+    info = structure_summary(model)
     voxel = float(config.voxel_size_angstrom or 1.0)
     box = config.box_size
     note = ""
@@ -484,7 +485,7 @@ def _plan_source(config: SimulationConfig) -> _SourcePlan:
         path=path,
         box_size=int(box),
         voxel_size_angstrom=voxel,
-        structure=structure,
+        model=model,
         info=info,
         shipped=shipped,
         box_note=note,
@@ -513,7 +514,7 @@ def _true_map(
 
     Also the protein alone when a membrane belt was added (else None).
     """
-    if plan.structure is None:
+    if plan.model is None or plan.info is None:
         path = plan.path
         volume = read_map(path, dtype=np.float32)
         if volume.shape != (plan.box_size,) * 3:
@@ -528,11 +529,11 @@ def _true_map(
         }
         return volume, plan.voxel_size_angstrom, source, None
 
-    path, shipped, structure, info = plan.path, plan.shipped, plan.structure, plan.info
+    path, shipped, model, info = plan.path, plan.shipped, plan.model, plan.info
     voxel = plan.voxel_size_angstrom
     box = plan.box_size
     volume = model_to_map(
-        atomic_model_from_structure(structure),
+        model,
         box_size=box,
         voxel_size_angstrom=voxel,
         centre=True,
@@ -558,7 +559,7 @@ def _true_map(
         volume, belt = membrane_belt(
             protein,
             config,
-            structure=structure,
+            model=model,
             centre_of_mass_angstrom=info.centre_of_mass_angstrom,
             voxel_size_angstrom=voxel,
         )
@@ -568,21 +569,9 @@ def _true_map(
 
 
 def _write_map(path: Path, volume: np.ndarray, voxel: float) -> None:
-    """Write a float32 map atomically with a fixed label."""
+    """Write a float32 map atomically with the fixed label (an OSError names ``path``)."""
     with naming_os_errors(path):
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.mrc", dir=path.parent)
-    os.close(fd)
-    try:
-        with naming_os_errors(path), mrcfile.new(tmp_name, overwrite=True) as mrc:
-            mrc.set_data(np.ascontiguousarray(volume, dtype=np.float32))
-            mrc.voxel_size = voxel
-            mrc.update_header_stats()
-            set_label(mrc.header, _MRC_LABEL)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+        write_map_atomic(path, volume, voxel_size_angstrom=voxel, label=_MRC_LABEL)
 
 
 def _write_maps(
@@ -642,16 +631,10 @@ def _write_record(path: Path, config: SimulationConfig, derived: dict[str, Any])
         write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def _write_star(path: Path, blocks: dict[str, pd.DataFrame]) -> None:
-    """Write STAR through starfile, with RELION's version line instead of starfile's time stamp.
-
-    The same dataset thus gives the same bytes.
-    """
-    lines = starfile.to_string(blocks, float_format="%.6f").splitlines()
-    while lines and (lines[0].startswith("# Created by") or not lines[0].strip()):
-        lines.pop(0)
+def _write_star(path: Path, blocks: dict[str, pd.DataFrame | dict[str, Any]]) -> None:
+    """Write RELION 3.1 STAR atomically, with its version line (the same dataset, the same bytes)."""
     with naming_os_errors(path):
-        write_text_atomic(path, "\n# version 30001\n\n" + "\n".join(lines) + "\n")
+        write_star_atomic(path, blocks, relion_version=30001)
 
 
 def _sha256(path: Path) -> str:

@@ -1,65 +1,23 @@
-"""The simulator's reading of an atomic model: the first model of a file, and its summary.
+"""The simulator's summary of an atomic model: atom count, centre, extent and B-factors.
 
-The map of a model is :func:`cryoprior.io.model_map.model_to_map` (the simulator's ground truth
-uses ``band_limited=True``); this module reads the model the way the simulator does (hydrogens
-and waters kept unless asked) and summarises its extent and B-factors.
+The model is read by :func:`cryoprior.io.atomic_model.read_atomic_model` (the simulator keeps
+hydrogens, and waters unless asked: ``remove_hydrogens=False``) and its map is
+:func:`cryoprior.io.model_map.model_to_map` (the simulator's ground truth uses
+``band_limited=True``).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from cryoprior.errors import InputFileError
-from cryoprior.io.atomic_model import read_structure
+from cryoprior.io.atomic_model import AtomicModel, centre_of_mass_angstrom
 
-__all__ = ["StructureSummary", "read_model", "structure_summary"]
+__all__ = ["StructureSummary", "structure_summary"]
 
 logger = logging.getLogger(__name__)
-
-
-def read_model(path: str | Path, *, remove_waters: bool = False, remove_hydrogens: bool = False):
-    """Read a PDB or mmCIF model (gzip too) with gemmi; only the first model is kept.
-
-    Parameters
-    ----------
-    path: the coordinate file (``.pdb``, ``.ent``, ``.cif``, ``.mmcif``, optionally ``.gz``).
-    remove_waters: drop water molecules.
-    remove_hydrogens: drop hydrogen atoms.
-
-    Returns
-    -------
-    gemmi.Structure with one model (a new object).
-
-    Raises
-    ------
-    InputFileError: missing or unreadable file, no atoms, or atoms with non-finite
-        coordinates.
-    """
-    path = Path(path)
-    structure = read_structure(path, remove_hydrogens=remove_hydrogens, remove_waters=remove_waters)
-    while len(structure) > 1:
-        del structure[len(structure) - 1]
-    if _atom_count(structure[0]) == 0:
-        raise InputFileError(path, "the model has no atoms")
-    bad = [
-        (chain.name, residue, atom)
-        for chain in structure[0]
-        for residue in chain
-        for atom in residue
-        if not np.isfinite(atom.pos.tolist()).all()
-    ]
-    if bad:
-        chain, residue, atom = bad[0]
-        raise InputFileError(
-            path,
-            f"{len(bad)} atom(s) have non-finite (NaN or infinite) coordinates, the first "
-            f"{chain}/{residue.name} {residue.seqid.num}{residue.seqid.icode.strip()}/{atom.name}",
-        )
-    return structure
 
 
 @dataclass(frozen=True)
@@ -88,35 +46,20 @@ class StructureSummary:
     radius_99_angstrom: float = 0.0
 
 
-def structure_summary(structure) -> StructureSummary:
-    """Atom count, centre, extent and B-factors of a gemmi structure's first model."""
-    model = structure[0]
-    xyz = _coordinates(model)
-    b = np.array([atom.b_iso for chain in model for res in chain for atom in res])
-    com = np.array(model.calculate_center_of_mass().tolist())
+def structure_summary(model: AtomicModel) -> StructureSummary:
+    """Atom count, centre (as gemmi computes it), extent and B-factors of a model."""
+    xyz = model.positions_angstrom
+    b = model.b_factors_angstrom2
+    com = centre_of_mass_angstrom(model)
     radii = np.sqrt(((xyz - com) ** 2).sum(axis=1))
     far = int(np.argmax(radii))
-    labels = [
-        f"{chain.name}/{res.name} {res.seqid.num}/{atom.name}"
-        for chain in model
-        for res in chain
-        for atom in res
-    ]
     return StructureSummary(
-        n_atoms=len(xyz),
-        n_chains=len(model),
+        n_atoms=model.n_atoms,
+        n_chains=model.n_chains,
         centre_of_mass_angstrom=(float(com[0]), float(com[1]), float(com[2])),
         max_radius_angstrom=float(radii[far]),
         min_b_factor_angstrom2=float(b.min()),
         mean_b_factor_angstrom2=float(b.mean()),
-        farthest_atom=labels[far],
+        farthest_atom=model.atom_label(far),
         radius_99_angstrom=float(np.percentile(radii, 99)),
     )
-
-
-def _coordinates(model) -> np.ndarray:
-    return np.array([atom.pos.tolist() for chain in model for res in chain for atom in res])
-
-
-def _atom_count(model) -> int:
-    return sum(len(res) for chain in model for res in chain)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cryoprior.io.atomic_model import AtomicModel
 from cryoprior.poses import Poses
 from cryoprior.simulate.config import SimulationConfig
 from cryoprior.simulate.ctf import CTFOptics
@@ -181,7 +182,7 @@ def membrane_belt(
     protein: np.ndarray,
     config: SimulationConfig,
     *,
-    structure: Any,
+    model: AtomicModel,
     centre_of_mass_angstrom: tuple[float, float, float],
     voxel_size_angstrom: float,
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -189,12 +190,11 @@ def membrane_belt(
 
     ``protein``: (N, N, N) with the model's centre of mass at voxel N//2, as
     ``model_to_map(centre=True)``. Returns the map with the belt and a record of the band and
-    the belt (without the protein map's file name).
+    the belt (without the protein map's file name). ``model``: the atomic model of the map.
     """
-    from cryoprior.io.atomic_model import atomic_model_from_structure
     from cryoprior.simulate.belt import add_membrane_belt, transmembrane_band
 
-    band = transmembrane_band(atomic_model_from_structure(structure))
+    band = transmembrane_band(model)
     com = np.asarray(centre_of_mass_angstrom, dtype=np.float64)
     origin = com - (protein.shape[0] // 2) * voxel_size_angstrom
     volume = add_membrane_belt(
