@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import mrcfile
 import numpy as np
+
+from cryoprior.io._atomic import atomic_path
 
 __all__ = ["naming_os_errors", "reserve_file_space", "set_label", "write_stacks"]
 
@@ -77,7 +78,8 @@ def write_stacks(
     One stack at a time through a memory map; each stack is renamed into place when complete.
     The whole file is reserved (``posix_fallocate``) before the map is written, so a full disk
     is an OSError (ENOSPC, naming the stack) here rather than a SIGBUS while writing the map;
-    on any error or interruption the temporary file is removed.
+    on any error or interruption the temporary file is removed (:func:`atomic_path`, which
+    also syncs each stack to disk before the rename).
     """
     total = int(sum(sizes))
     done = 0
@@ -85,44 +87,33 @@ def write_stacks(
     pending = np.zeros((0, n, n), dtype=np.float32)
     block_iter = iter(blocks)
     for path, size in zip(paths, sizes, strict=True):
-        with naming_os_errors(path):
-            fd, tmp_name = tempfile.mkstemp(
-                prefix=f".{path.name}.", suffix=".tmp.mrcs", dir=path.parent
-            )
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            with (
-                naming_os_errors(path),
-                mrcfile.new_mmap(tmp, shape=(size, n, n), mrc_mode=2, overwrite=True) as mrc,
-            ):
-                reserve = os.open(tmp, os.O_RDWR)
-                try:
-                    reserve_file_space(reserve, os.fstat(reserve).st_size)
-                finally:
-                    os.close(reserve)
-                mrc.set_image_stack()
-                mrc.voxel_size = voxel_size_angstrom
-                set_label(mrc.header, label)
-                stats = _Stats()
-                position = 0
-                while position < size:
-                    if not len(pending):
-                        pending = next(block_iter)
-                    k = min(size - position, len(pending))
-                    chunk, pending = pending[:k], pending[k:]
-                    mrc.data[position : position + k] = chunk
-                    stats.add(chunk)
-                    position += k
-                    done += k
-                    if progress is not None:
-                        progress(done, total)
-                stats.write(mrc.header)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with (
+            naming_os_errors(path),
+            atomic_path(path, suffix=".mrcs") as tmp,
+            mrcfile.new_mmap(tmp, shape=(size, n, n), mrc_mode=2, overwrite=True) as mrc,
+        ):
+            reserve = os.open(tmp, os.O_RDWR)
+            try:
+                reserve_file_space(reserve, os.fstat(reserve).st_size)
+            finally:
+                os.close(reserve)
+            mrc.set_image_stack()
+            mrc.voxel_size = voxel_size_angstrom
+            set_label(mrc.header, label)
+            stats = _Stats()
+            position = 0
+            while position < size:
+                if not len(pending):
+                    pending = next(block_iter)
+                k = min(size - position, len(pending))
+                chunk, pending = pending[:k], pending[k:]
+                mrc.data[position : position + k] = chunk
+                stats.add(chunk)
+                position += k
+                done += k
+                if progress is not None:
+                    progress(done, total)
+            stats.write(mrc.header)
 
 
 class _Stats:
