@@ -12,7 +12,7 @@ import pytest
 import cryoprior.io.mrc as io_mrc
 from cryoprior.errors import InputFileError
 from cryoprior.io import read_map, read_star, write_map_atomic, write_star_atomic
-from cryoprior.io.mrc import read_map_header_voxel_size
+from cryoprior.io.mrc import read_map_header_shape, read_map_header_voxel_size
 from cryoprior.io.star import require_block, star_version
 
 
@@ -39,6 +39,7 @@ def test_map_round_trip(tmp_path, shape):
     np.testing.assert_array_equal(back, volume.astype(np.float32))
     assert read_map(path, dtype=None).dtype == np.float32
     assert read_map_header_voxel_size(path) == pytest.approx(1.25)
+    assert read_map_header_shape(path) == shape
     with mrcfile.open(path) as mrc:  # a valid MRC file for mrcfile itself
         assert mrc.header.mode == 2
         assert float(mrc.header.dmax) == pytest.approx(float(volume.astype(np.float32).max()))
@@ -122,6 +123,17 @@ def test_intact_map_logs_nothing(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="cryoprior.io"):
         read_map(path)
     assert not caplog.records
+
+
+def test_read_map_header_shape_errors_name_the_file(tmp_path):
+    with pytest.raises(InputFileError, match=r"missing\.mrc: file does not exist"):
+        read_map_header_shape(tmp_path / "missing.mrc")
+    with pytest.raises(InputFileError, match="is a folder"):
+        read_map_header_shape(tmp_path)
+    garbage = tmp_path / "garbage.mrc"
+    garbage.write_bytes(b"not an MRC file" * 10)
+    with pytest.raises(InputFileError, match=r"garbage\.mrc: not a readable MRC file"):
+        read_map_header_shape(garbage)
 
 
 def test_read_map_missing(tmp_path):

@@ -18,7 +18,7 @@ from cryoprior.io._atomic import atomic_path
 from cryoprior.io._warnings import log_caught_warnings
 from cryoprior.io.stacks import set_label
 
-__all__ = ["read_map", "read_map_header_voxel_size", "write_map_atomic"]
+__all__ = ["read_map", "read_map_header_shape", "read_map_header_voxel_size", "write_map_atomic"]
 
 
 def read_map(path: str | Path, *, dtype: np.dtype | type | None = np.float32) -> np.ndarray:
@@ -71,16 +71,33 @@ def _require_regular_file(path: Path) -> None:
 
 def read_map_header_voxel_size(path: str | Path) -> float:
     """Voxel size (Angstrom, x axis) recorded in an MRC header; 0 when unset."""
+    return _read_header(Path(path))[1]
+
+
+def read_map_header_shape(path: str | Path) -> tuple[int, ...]:
+    """Shape of an MRC file's data from its header alone: (z, y, x), or (y, x) when z is 1.
+
+    Raises InputFileError for a missing, non-regular or unreadable file.
+    """
     path = Path(path)
+    _require_regular_file(path)
+    shape = _read_header(path)[0]
+    return shape[1:] if shape[0] == 1 else shape
+
+
+def _read_header(path: Path) -> tuple[tuple[int, int, int], float]:
+    """(nz, ny, nx) and the x voxel size of an MRC header; mrcfile's warnings logged."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
+                header = mrc.header
+                shape = (int(header.nz), int(header.ny), int(header.nx))
                 voxel_size = float(mrc.voxel_size.x)
-    except Exception as exc:
+    except Exception as exc:  # mrcfile raises ValueError/OSError/etc. for bad files
         raise InputFileError(path, f"not a readable MRC file ({exc})") from exc
     log_caught_warnings(path, caught)
-    return voxel_size
+    return shape, voxel_size
 
 
 def write_map_atomic(

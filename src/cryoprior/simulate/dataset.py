@@ -37,7 +37,6 @@ import math
 import os
 import tempfile
 import tomllib
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,7 +44,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import mrcfile
 import numpy as np
 import pandas as pd
 import torch
@@ -55,7 +53,12 @@ from cryoprior.fourier.filters import apply_filter, raised_cosine_lowpass
 from cryoprior.io._atomic import write_text_atomic
 from cryoprior.io.atomic_model import AtomicModel, read_atomic_model
 from cryoprior.io.model_map import model_to_map
-from cryoprior.io.mrc import read_map, read_map_header_voxel_size, write_map_atomic
+from cryoprior.io.mrc import (
+    read_map,
+    read_map_header_shape,
+    read_map_header_voxel_size,
+    write_map_atomic,
+)
 from cryoprior.io.relion import poses_from_star
 from cryoprior.io.stacks import naming_os_errors, write_stacks
 from cryoprior.io.star import write_star_atomic
@@ -455,7 +458,7 @@ def _plan_source(config: SimulationConfig) -> _SourcePlan:
     """Read the model (or the map's header) and work out the box and voxel size."""
     if config.map_path is not None:
         path = Path(config.map_path)
-        shape = _map_shape(path)
+        shape = read_map_header_shape(path)
         if len(shape) != 3 or len(set(shape)) != 1:
             raise InputFileError(path, f"the map must be cubic, not of shape {shape}")
         if config.box_size is not None and config.box_size != shape[0]:
@@ -490,21 +493,6 @@ def _plan_source(config: SimulationConfig) -> _SourcePlan:
         shipped=shipped,
         box_note=note,
     )
-
-
-def _map_shape(path: Path) -> tuple[int, ...]:
-    """(nz, ny, nx) of an MRC file from its header (no data read); InputFileError if not."""
-    if not path.is_file():
-        raise InputFileError(path, "file does not exist")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
-                header = mrc.header
-                shape = (int(header.nz), int(header.ny), int(header.nx))
-    except Exception as exc:  # mrcfile raises ValueError/OSError/etc. for bad files
-        raise InputFileError(path, f"not a readable MRC file ({exc})") from exc
-    return shape[1:] if shape[0] == 1 else shape
 
 
 def _true_map(
