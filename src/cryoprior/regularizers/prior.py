@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 #: The network's voxel is max(model voxel, d / this), d the current FSC = 1/7 resolution
 #: (measured on benchmarks/prior_eval.py's held-out maps: docs/prior_inference.md).
-DEFAULT_VOXELS_PER_RESOLUTION = 3.0
+DEFAULT_VOXELS_PER_RESOLUTION = 4.0
 #: Largest tile edge at the network's voxel: maps up to it run whole, in one pass.
 DEFAULT_TILE_SIZE = 256
 #: torch threads per half-map process (two run at once on the same cores).
