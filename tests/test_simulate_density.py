@@ -25,7 +25,6 @@ from cryoprior.errors import InputFileError
 from cryoprior.fourier.filters import apply_filter, bfactor_filter
 from cryoprior.io.atomic_model import (
     atomic_model_from_structure,
-    centre_of_mass_angstrom,
     read_atomic_model,
     read_structure,
 )
@@ -119,7 +118,7 @@ def test_summary_centre_is_gemmis_to_the_last_bit(name, remove_waters):
     model = read_model(path, remove_waters=remove_waters)
     structure = read_structure(path, remove_hydrogens=False, remove_waters=remove_waters)
     expected = structure[0].calculate_center_of_mass().tolist()
-    assert centre_of_mass_angstrom(model).tolist() == expected
+    assert model.centre_of_mass_angstrom().tolist() == expected
     info = structure_summary(model)
     assert info.centre_of_mass_angstrom == tuple(expected)
     assert info.n_chains == len(structure[0]) and info.n_atoms == structure[0].count_atom_sites()

@@ -15,12 +15,7 @@ import numpy as np
 
 from cryoprior.errors import InputFileError
 
-__all__ = [
-    "AtomicModel",
-    "atomic_model_from_structure",
-    "centre_of_mass_angstrom",
-    "read_atomic_model",
-]
+__all__ = ["AtomicModel", "atomic_model_from_structure", "read_atomic_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +86,47 @@ class AtomicModel:
         centred = self.positions_angstrom - self.positions_angstrom.mean(axis=0)
         return float(np.sqrt((centred**2).sum(axis=1)).max())
 
+    def centre_of_mass_angstrom(self) -> np.ndarray:
+        """Return the (x, y, z) centre of mass, atoms weighted by element mass times occupancy.
+
+        The sums are gemmi's (``Model.calculate_center_of_mass``), to the last bit: each residue's
+        atoms in order, then each chain's residues, then the chains, times ``1 / mass``. Residues
+        are the runs of equal ``residue_index``; without ``residue_chain_index`` the residues form
+        one chain (the same centre, rounded differently from gemmi's on the original chains).
+
+        Returns
+        -------
+        (3,) float64.
+        """
+        import gemmi
+
+        weights = np.array([gemmi.Element(symbol).weight for symbol in self.elements])
+        if self.occupancies is not None:
+            weights = weights * self.occupancies
+        moments = self.positions_angstrom * weights[:, None]
+        starts = np.flatnonzero(np.diff(self.residue_index, prepend=-1))
+        stops = [*starts[1:].tolist(), self.n_atoms]
+        residue_moments = [
+            np.cumsum(moments[a:b], axis=0)[-1] for a, b in zip(starts, stops, strict=True)
+        ]
+        residue_masses = [
+            float(np.cumsum(weights[a:b])[-1]) for a, b in zip(starts, stops, strict=True)
+        ]
+        chains = (
+            self.residue_chain_index[self.residue_index[starts]]
+            if self.residue_chain_index is not None
+            else np.zeros(len(starts), dtype=np.int64)
+        )
+        total, mass = np.zeros(3), 0.0
+        for chain in dict.fromkeys(chains.tolist()):
+            chain_moment, chain_mass = np.zeros(3), 0.0
+            for k in np.flatnonzero(chains == chain).tolist():
+                chain_moment = chain_moment + residue_moments[k]
+                chain_mass += residue_masses[k]
+            total = total + chain_moment
+            mass += chain_mass
+        return total * (1.0 / mass)
+
     def centred(self) -> AtomicModel:
         """Return the same model translated so that the atoms' centroid is at the origin."""
         centre = self.positions_angstrom.mean(axis=0)
@@ -127,48 +163,6 @@ def atomic_model_from_structure(structure, *, name: str = "") -> AtomicModel:
         atom_names=tuple(names),
         residue_chain_index=np.asarray(residue_chain, dtype=np.int64),
     )
-
-
-def centre_of_mass_angstrom(model: AtomicModel) -> np.ndarray:
-    """Return the (x, y, z) centre of mass, atoms weighted by element mass times occupancy.
-
-    The sums are gemmi's (``Model.calculate_center_of_mass``), to the last bit: each residue's
-    atoms in order, then each chain's residues, then the chains, times ``1 / mass``. Residues
-    are the runs of equal ``residue_index``; without ``residue_chain_index`` the residues form
-    one chain (the same centre, rounded differently from gemmi's on the original chains).
-
-    Returns
-    -------
-    (3,) float64.
-    """
-    import gemmi
-
-    weights = np.array([gemmi.Element(symbol).weight for symbol in model.elements])
-    if model.occupancies is not None:
-        weights = weights * model.occupancies
-    moments = model.positions_angstrom * weights[:, None]
-    starts = np.flatnonzero(np.diff(model.residue_index, prepend=-1))
-    stops = [*starts[1:].tolist(), model.n_atoms]
-    residue_moments = [
-        np.cumsum(moments[a:b], axis=0)[-1] for a, b in zip(starts, stops, strict=True)
-    ]
-    residue_masses = [
-        float(np.cumsum(weights[a:b])[-1]) for a, b in zip(starts, stops, strict=True)
-    ]
-    chains = (
-        model.residue_chain_index[model.residue_index[starts]]
-        if model.residue_chain_index is not None
-        else np.zeros(len(starts), dtype=np.int64)
-    )
-    total, mass = np.zeros(3), 0.0
-    for chain in dict.fromkeys(chains.tolist()):
-        chain_moment, chain_mass = np.zeros(3), 0.0
-        for k in np.flatnonzero(chains == chain).tolist():
-            chain_moment = chain_moment + residue_moments[k]
-            chain_mass += residue_masses[k]
-        total = total + chain_moment
-        mass += chain_mass
-    return total * (1.0 / mass)
 
 
 def read_structure(

@@ -8,16 +8,13 @@ hydrogens, and waters unless asked: ``remove_hydrogens=False``) and its map is
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-from cryoprior.io.atomic_model import AtomicModel, centre_of_mass_angstrom
+from cryoprior.io.atomic_model import AtomicModel
 
 __all__ = ["StructureSummary", "structure_summary"]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ def structure_summary(model: AtomicModel) -> StructureSummary:
     """Atom count, centre (as gemmi computes it), extent and B-factors of a model."""
     xyz = model.positions_angstrom
     b = model.b_factors_angstrom2
-    com = centre_of_mass_angstrom(model)
+    com = model.centre_of_mass_angstrom()
     radii = np.sqrt(((xyz - com) ** 2).sum(axis=1))
     far = int(np.argmax(radii))
     return StructureSummary(
