@@ -82,7 +82,9 @@ class InferenceSettings:
         on. Larger tiles are faster (whole maps compute no overlap twice; memory grows with the
         tile's volume, about 2 GB at 160) and scored the same on the held-out maps of
         ``benchmarks/prior_eval.py``, but inside refinement whole 141^3 maps gave worse poses
-        (``benchmarks/prior_in_refinement.py``).
+        in one run (``benchmarks/prior_in_refinement.py``), before the normalisation below
+        existed. The regularizer uses 256 with ``normalisation="particle"``
+        (docs/prior_inference.md).
     overlap: voxels shared by neighbouring tiles (blended).
     batch_size: tiles per forward pass.
     device: "cpu", "cuda", "cuda:1", ...; None: a GPU when one is present, else the CPU.
