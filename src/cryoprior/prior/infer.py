@@ -33,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import scipy.fft
 import torch
 
 from cryoprior.fourier.masks import soft_sphere
@@ -103,6 +104,8 @@ class InferenceSettings:
         sphere used to normalise the input). With "map" and "particle", a map too large for
         one tile is first run whole once to record the statistics, and the tiles reuse them
         (so tiled and whole-map outputs agree up to the tiles' borders).
+    return_mask: resample the predicted mask to the input's box (off: EnhanceResult.mask is
+        None, one full-size Fourier transform less; the regularizer does not use it).
     """
 
     tile_size: int = 64
@@ -112,6 +115,7 @@ class InferenceSettings:
     keep_beyond_model_nyquist: bool = False
     voxels_per_resolution: float | None = None
     normalisation: str = "tile"
+    return_mask: bool = True
 
     def __post_init__(self):
         """Refuse an unknown normalisation or a non-positive voxels_per_resolution."""
@@ -360,7 +364,11 @@ def _resize(volume: np.ndarray, size: int) -> np.ndarray:
     n = volume.shape[0]
     if size == n:
         return np.array(volume, dtype=np.float64, copy=True)
-    return fourier_crop(volume, new_size=size) if size < n else fourier_pad(volume, new_size=size)
+    # scipy's FFTs use as many threads as torch was given (1 per half-map in the hook)
+    with scipy.fft.set_workers(max(1, torch.get_num_threads())):
+        if size < n:
+            return fourier_crop(volume, new_size=size)
+        return fourier_pad(volume, new_size=size)
 
 
 def enhance_map(
@@ -423,10 +431,14 @@ def enhance_map(
     pred, mask, tiles = _run_tiles(x, prior, settings, empty, region)
     pred = pred * sd
     pred += mean - float(pred[region].mean())
-    out = _resize(pred, n)
     if settings.keep_beyond_model_nyquist and m < n:
-        out += vol - _resize(small, n)
-    mask_n = None if mask is None else np.clip(_resize(mask, n), 0.0, 1.0)
+        # resize(pred) + vol - resize(small) in one transform (the resampling is linear)
+        out = vol + _resize(pred - small, n)
+    else:
+        out = _resize(pred, n)
+    mask_n = None
+    if mask is not None and settings.return_mask:
+        mask_n = np.clip(_resize(mask, n), 0.0, 1.0)
     info = {
         "model_box": m,
         "model_voxel_size_angstrom": achieved,

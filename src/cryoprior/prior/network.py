@@ -100,29 +100,32 @@ class _GroupNorm(nn.GroupNorm):
             return super().forward(x)
         b, c = x.shape[:2]
         g = self.num_groups
-        xg = x.reshape(b, g, -1)
         if st.recording:
             if b != 1:
                 raise ValueError("normalisation statistics are recorded on one map at a time")
+            flat = x.reshape(c, -1)
             region = st.region_at(tuple(x.shape[2:]))
             if region is None:
-                mean = xg.mean(dim=-1)[0]
-                var = xg.var(dim=-1, unbiased=False)[0]
+                w = torch.ones(flat.shape[1], dtype=x.dtype, device=x.device)
             else:
-                w = region.reshape(1, 1, 1, -1).expand(1, g, c // g, -1).reshape(1, g, -1)
-                wsum = w.sum(dim=-1)[0]
-                mean = (xg * w).sum(dim=-1)[0] / wsum
-                var = (((xg - mean[None, :, None]) ** 2) * w).sum(dim=-1)[0] / wsum
+                w = region.reshape(-1).to(x.dtype)
+            # per-channel weighted sums as matrix-vector products (no (C, V) temporaries but
+            # the square), then pooled per group
+            count = w.sum() * (c // g)
+            mean = (flat @ w).reshape(g, -1).sum(dim=1) / count
+            square = (flat.square() @ w).reshape(g, -1).sum(dim=1) / count
+            var = (square - mean.square()).clamp_min(0.0)
             st.stats.append((mean, var))
         else:
             mean, var = st.stats[st.position]
             st.position += 1
-        y = (xg - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + self.eps)
-        y = y.reshape(x.shape)
-        if self.affine:
-            shape = (1, c) + (1,) * (x.ndim - 2)
-            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
-        return y
+        # y = (x - mean_g) / sqrt(var_g + eps) * weight_c + bias_c = x * scale_c + shift_c
+        inv = torch.rsqrt(var + self.eps).repeat_interleave(c // g)
+        mean_c = mean.repeat_interleave(c // g)
+        scale = inv * self.weight if self.affine else inv
+        shift = (self.bias if self.affine else 0.0) - mean_c * scale
+        shape = (1, c) + (1,) * (x.ndim - 2)
+        return torch.addcmul(shift.reshape(shape), x, scale.reshape(shape))
 
 
 @contextlib.contextmanager

@@ -138,6 +138,7 @@ class PriorRegularizer:
             keep_beyond_model_nyquist=bool(keep_beyond_model_nyquist),
             voxels_per_resolution=_optional_float(voxels_per_resolution),
             normalisation="particle" if normalisation is None else str(normalisation),
+            return_mask=False,
         )
 
     def regularize(self, half_map: np.ndarray, *, context: RegularizationContext) -> np.ndarray:
