@@ -12,7 +12,7 @@ import pytest
 import cryoprior.io.mrc as io_mrc
 from cryoprior.errors import InputFileError
 from cryoprior.io import read_map, read_star, write_map_atomic, write_star_atomic
-from cryoprior.io.mrc import read_map_header_shape, read_map_header_voxel_size
+from cryoprior.io.mrc import read_map_header
 from cryoprior.io.star import require_block, star_version
 
 
@@ -38,8 +38,8 @@ def test_map_round_trip(tmp_path, shape):
     assert back.dtype == np.float32 and back.shape == shape
     np.testing.assert_array_equal(back, volume.astype(np.float32))
     assert read_map(path, dtype=None).dtype == np.float32
-    assert read_map_header_voxel_size(path) == pytest.approx(1.25)
-    assert read_map_header_shape(path) == shape
+    assert read_map_header(path).voxel_size_angstrom == pytest.approx(1.25)
+    assert read_map_header(path).shape[3 - len(shape) :] == shape
     with mrcfile.open(path) as mrc:  # a valid MRC file for mrcfile itself
         assert mrc.header.mode == 2
         assert float(mrc.header.dmax) == pytest.approx(float(volume.astype(np.float32).max()))
@@ -109,7 +109,7 @@ def test_damaged_header_is_read_and_logged_not_silenced(tmp_path, caplog):
         handle.write(b"XXXX")
     with caplog.at_level("WARNING", logger="cryoprior.io"):
         back = read_map(path)
-        voxel = read_map_header_voxel_size(path)
+        voxel = read_map_header(path).voxel_size_angstrom
     np.testing.assert_array_equal(back, np.ones((4, 4, 4), np.float32))
     assert voxel == pytest.approx(2.0)
     lines = [r.getMessage() for r in caplog.records if r.name == "cryoprior.io"]
@@ -127,13 +127,13 @@ def test_intact_map_logs_nothing(tmp_path, caplog):
 
 def test_read_map_header_shape_errors_name_the_file(tmp_path):
     with pytest.raises(InputFileError, match=r"missing\.mrc: file does not exist"):
-        read_map_header_shape(tmp_path / "missing.mrc")
+        read_map_header(tmp_path / "missing.mrc")
     with pytest.raises(InputFileError, match="is a folder"):
-        read_map_header_shape(tmp_path)
+        read_map_header(tmp_path)
     garbage = tmp_path / "garbage.mrc"
     garbage.write_bytes(b"not an MRC file" * 10)
     with pytest.raises(InputFileError, match=r"garbage\.mrc: not a readable MRC file"):
-        read_map_header_shape(garbage)
+        read_map_header(garbage)
 
 
 def test_read_map_missing(tmp_path):

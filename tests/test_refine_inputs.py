@@ -19,6 +19,7 @@ import pytest
 import starfile
 
 from cryoprior.errors import InputFileError
+from cryoprior.io.mrc import read_map_header
 from cryoprior.io.relion import read_particles_star
 from cryoprior.refine.cases import RefineOptions
 from cryoprior.refine.inputs import (
@@ -27,7 +28,6 @@ from cryoprior.refine.inputs import (
     check_map_against_particles,
     default_particle_diameter_angstrom,
     particle_data,
-    read_map_header,
     rescaled_reference,
 )
 from cryoprior.refine.job import (

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import mrcfile
@@ -18,7 +19,7 @@ from cryoprior.io._atomic import atomic_path
 from cryoprior.io._warnings import log_caught_warnings
 from cryoprior.io.stacks import set_label
 
-__all__ = ["read_map", "read_map_header_shape", "read_map_header_voxel_size", "write_map_atomic"]
+__all__ = ["MapHeader", "read_map", "read_map_header", "write_map_atomic"]
 
 
 def read_map(path: str | Path, *, dtype: np.dtype | type | None = np.float32) -> np.ndarray:
@@ -69,20 +70,31 @@ def _require_regular_file(path: Path) -> None:
         raise InputFileError(path, "not a regular file (a FIFO, socket or device)")
 
 
-def read_map_header_voxel_size(path: str | Path) -> float:
-    """Voxel size (Angstrom, x axis) recorded in an MRC header; 0 when unset."""
-    return _read_header(Path(path))[1]
+@dataclass(frozen=True)
+class MapHeader:
+    """Shape and voxel size of an MRC map, from its header alone.
+
+    Attributes
+    ----------
+    path: the file.
+    shape: (nz, ny, nx) as the header gives them (nz is 1 for an image).
+    voxel_size_angstrom: the header's x voxel size (0 when unset).
+    """
+
+    path: Path
+    shape: tuple[int, int, int]
+    voxel_size_angstrom: float
 
 
-def read_map_header_shape(path: str | Path) -> tuple[int, ...]:
-    """Shape of an MRC file's data from its header alone: (z, y, x), or (y, x) when z is 1.
+def read_map_header(path: str | Path) -> MapHeader:
+    """Read an MRC file's header (not its data); mrcfile's warnings are logged.
 
     Raises InputFileError for a missing, non-regular or unreadable file.
     """
     path = Path(path)
     _require_regular_file(path)
-    shape = _read_header(path)[0]
-    return shape[1:] if shape[0] == 1 else shape
+    shape, voxel_size = _read_header(path)
+    return MapHeader(path=path, shape=shape, voxel_size_angstrom=voxel_size)
 
 
 def _read_header(path: Path) -> tuple[tuple[int, int, int], float]:

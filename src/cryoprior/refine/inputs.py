@@ -14,22 +14,20 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 
 from cryoprior.errors import InputFileError
+from cryoprior.io.mrc import MapHeader, read_map_header
 from cryoprior.io.relion import ParticlesTable
 
 __all__ = [
     "CTF_COLUMNS",
-    "MapHeader",
     "ParticleData",
     "RefineInputError",
     "check_image_files",
     "check_map_against_particles",
     "default_particle_diameter_angstrom",
     "particle_data",
-    "read_map_header",
     "rescaled_reference",
 ]
 
@@ -172,46 +170,14 @@ def check_image_files(table: ParticlesTable, workdir: str | Path, *, max_stacks:
                 "are relative to the RELION project folder: run cryoprior refine there)",
             )
         try:
-            with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
-                n_images = int(mrc.header.nz)
-        except Exception as exc:  # mrcfile raises ValueError/OSError for bad files
-            raise InputFileError(star, f"image stack {stack} is not an MRC file ({exc})") from exc
+            n_images = read_map_header(path).shape[0]
+        except InputFileError as exc:
+            raise InputFileError(star, f"image stack {stack}: {exc.problem}") from None
         if wanted[stack] > n_images:
             raise InputFileError(
                 star, f"image {wanted[stack]} of {stack} is asked for, but it holds {n_images}"
             )
     return len(stacks)
-
-
-@dataclass(frozen=True)
-class MapHeader:
-    """Shape and voxel size of an MRC map, from its header.
-
-    Attributes
-    ----------
-    path: the file.
-    shape: (nz, ny, nx).
-    voxel_size_angstrom: the header's x voxel size (0 when unset).
-    """
-
-    path: Path
-    shape: tuple[int, int, int]
-    voxel_size_angstrom: float
-
-
-def read_map_header(path: str | Path) -> MapHeader:
-    """Shape and voxel size of an MRC map; InputFileError for a missing or unreadable file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "file does not exist")
-    try:
-        with mrcfile.open(path, mode="r", permissive=True, header_only=True) as mrc:
-            h = mrc.header
-            shape = (int(h.nz), int(h.ny), int(h.nx))
-            voxel = float(mrc.voxel_size.x)
-    except Exception as exc:  # mrcfile raises ValueError/OSError for bad files
-        raise InputFileError(path, f"not a readable MRC file ({exc})") from exc
-    return MapHeader(path=path, shape=shape, voxel_size_angstrom=voxel)
 
 
 def check_map_against_particles(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from cryoprior.errors import InputFileError
+from cryoprior.io.mrc import read_map_header
 from cryoprior.io.relion import (
     finished_run_map,
     read_particles_star,
@@ -36,7 +37,6 @@ from cryoprior.refine.inputs import (
     check_map_against_particles,
     default_particle_diameter_angstrom,
     particle_data,
-    read_map_header,
 )
 from cryoprior.refine.relion import AutoRefineSettings, RelionVersion, option_names
 from cryoprior.validate.symmetry import validate_symmetry_name

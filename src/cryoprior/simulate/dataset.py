@@ -55,8 +55,7 @@ from cryoprior.io.atomic_model import AtomicModel, read_atomic_model
 from cryoprior.io.model_map import model_to_map
 from cryoprior.io.mrc import (
     read_map,
-    read_map_header_shape,
-    read_map_header_voxel_size,
+    read_map_header,
     write_map_atomic,
 )
 from cryoprior.io.relion import poses_from_star
@@ -458,12 +457,13 @@ def _plan_source(config: SimulationConfig) -> _SourcePlan:
     """Read the model (or the map's header) and work out the box and voxel size."""
     if config.map_path is not None:
         path = Path(config.map_path)
-        shape = read_map_header_shape(path)
+        header = read_map_header(path)
+        shape = header.shape[1:] if header.shape[0] == 1 else header.shape
         if len(shape) != 3 or len(set(shape)) != 1:
             raise InputFileError(path, f"the map must be cubic, not of shape {shape}")
         if config.box_size is not None and config.box_size != shape[0]:
             raise InputFileError(path, f"box {shape[0]} differs from box_size {config.box_size}")
-        voxel = config.voxel_size_angstrom or read_map_header_voxel_size(path)
+        voxel = config.voxel_size_angstrom or header.voxel_size_angstrom
         if not voxel or not math.isfinite(voxel) or voxel <= 0:
             raise InputFileError(path, "no voxel size in the header: give voxel_size_angstrom")
         return _SourcePlan(path=path, box_size=shape[0], voxel_size_angstrom=float(voxel))

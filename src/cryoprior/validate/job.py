@@ -17,7 +17,7 @@ import numpy as np
 from cryoprior.errors import InputFileError
 from cryoprior.io.atomic_model import read_atomic_model
 from cryoprior.io.model_map import model_to_map
-from cryoprior.io.mrc import read_map, read_map_header_voxel_size
+from cryoprior.io.mrc import read_map, read_map_header
 from cryoprior.io.relion import (
     find_relion_job_files,
     poses_from_star,
@@ -212,7 +212,7 @@ def _common_header_voxel_size(paths: list[Path]) -> float | None:
     for path in paths:
         if not path.is_file():
             raise InputFileError(path, "file does not exist")
-        size = read_map_header_voxel_size(path)
+        size = read_map_header(path).voxel_size_angstrom
         if not size or not math.isfinite(size) or size <= 0:
             continue
         if reference is None:
