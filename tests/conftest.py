@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from cryoprior.refine.run import extrec_executable
 
 TESTS_DIR = Path(__file__).parent
 
 RELION_PROGRAMS = ("mpirun", "relion_refine_mpi", "relion_project", "relion_external_reconstruct")
 HAVE_RELION = all(shutil.which(p) for p in RELION_PROGRAMS)
 requires_relion = pytest.mark.skipif(not HAVE_RELION, reason="RELION 3.1 / OpenMPI not on PATH")
-
-
-def extrec_executable() -> str:
-    """cryoprior-extrec installed beside this Python (the venv), else on PATH."""
-    beside = Path(sys.executable).parent / "cryoprior-extrec"
-    return (
-        str(beside) if beside.exists() else (shutil.which("cryoprior-extrec") or "cryoprior-extrec")
-    )
 
 
 def hook_env() -> dict[str, str]:
