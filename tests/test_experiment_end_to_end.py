@@ -133,6 +133,28 @@ def test_report_written_and_rebuilt_from_cache(mini_benchmark, tmp_path):
     assert (tmp_path / "again" / "report.md").read_text().count("| RELION |") == 1
 
 
+def test_report_as_a_browser_shows_it(mini_benchmark, tmp_path):
+    """The HTML report opened in Debian's headless Chromium (skipped without it): the text a
+    reader sees has no Markdown left over (``**bold**`` was once shown literally), every figure
+    the page shows exists, and the page renders to a non-blank screenshot."""
+    from browser import png_pixels, render
+
+    root, *_ = mini_benchmark
+    page = root / "report" / "report.html"
+    dom = render(page, tmp_path / "report.png")
+    visible = re.sub(r"<(script|style)\b.*?</\1>|<[^>]+>", " ", dom, flags=re.S)
+    assert "**" not in visible and "](" not in visible
+    assert "RELION" in visible and "prior + guard" in visible
+    images = re.findall(r'<img[^>]*\bsrc="([^"]+)"', dom)
+    assert len(images) >= 4, images
+    for src in images:
+        assert (page.parent / src).is_file(), src
+    pixels = png_pixels(tmp_path / "report.png")
+    assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1000
+    ink = (pixels[..., :3] < 128).any(axis=-1).mean()
+    assert 0.005 < ink < 0.6, ink  # text and figures drawn, not a blank or black page
+
+
 def test_rerun_uses_the_cache(mini_benchmark):
     root, _, first_seconds, _ = mini_benchmark
     (case,) = suite("mini")
