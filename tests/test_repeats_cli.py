@@ -30,3 +30,27 @@ def test_repeats_below_one_are_refused(tmp_path):
     assert result.exit_code != 0
     assert "--repeats must be >= 1" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_report_shows_the_realistic_suites_calibration_notes(tmp_path, monkeypatch):
+    from cryoprior.refine.run import write_manifest
+
+    monkeypatch.chdir(tmp_path)  # the repository's benchmarks/results, made here
+    notes = tmp_path / "benchmarks" / "results"
+    notes.mkdir(parents=True)
+    (notes / "calibration_a.md").write_text("# Calibration a\n\nran 4.3 min\n")
+    for name in ("realistic", "full"):
+        root = tmp_path / name
+        write_manifest(root, suite("mini"), suite=name)
+        result = CliRunner().invoke(app, ["report", str(root)])
+        assert result.exit_code == 0, result.output
+        md = (root / "report" / "report.md").read_text()
+        # only the realistic suite's report shows the notes (a report says what its runs did)
+        assert ("### Calibration a" in md) == (name == "realistic")
+    other = tmp_path / "note.md"
+    other.write_text("# Given note\n")
+    result = CliRunner().invoke(
+        app, ["report", str(tmp_path / "full"), "--calibration", str(other)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "### Given note" in (tmp_path / "full" / "report" / "report.md").read_text()

@@ -158,3 +158,87 @@ def test_calibration_is_read_from_the_notes(tmp_path):
     assert "<pre>cryoprior refine a</pre>" in doc.html("t")
     nothing = Document()
     assert calibration_section(nothing, [tmp_path / "missing.md"]) == [] and not nothing.blocks
+
+
+def test_build_report_with_repeats_arm_scale_and_calibration(tmp_path):
+    """A whole report from fabricated run folders with repeats (maps validated for real)."""
+    import numpy as np
+
+    from cryoprior.io.mrc import write_map_atomic
+    from cryoprior.refine.cases import ExperimentCase, dataset_key, repeat_cases
+    from cryoprior.refine.run import case_controls, run_key, write_manifest
+    from cryoprior.report.build import build_report
+    from cryoprior.simulate.config import SimulationConfig
+    from cryoprior.validate.summary import ValidationInputs, ValidationSettings, validate_maps
+
+    rng = np.random.default_rng(0)
+    sim = SimulationConfig(box_size=16, voxel_size_angstrom=2.5, lowpass_resolution_angstrom=10)
+    case = ExperimentCase(
+        "cut10", "cut-off 10 A", "cutoff", sim, modes=("relion", "sidesplitter"),
+        cutoff_angstrom=10.0, repeats=2,
+    )  # fmt: skip
+    truth = rng.normal(size=(16, 16, 16))
+    dataset = tmp_path / "datasets" / dataset_key(sim)
+    dataset.mkdir(parents=True)
+    write_map_atomic(dataset / "true_map.mrc", truth, voxel_size_angstrom=2.5)
+    validation = validate_maps(
+        ValidationInputs(truth + rng.normal(size=truth.shape), truth, 2.5, truth_map=truth),
+        ValidationSettings(local_window_voxels=8),
+    ).to_dict()
+    # RELION's FSC 0.5 vs truth 12.0 and 12.4 (mean 12.2, SD 0.28); SIDESPLITTER 10.5, 10.7
+    # (-1.6: better). Repeat 2 of SIDESPLITTER reports 7.0 A: finer than 40 A / (40 / 10 + 1) = 8 A
+    # (the cut-off one shell finer, box 16 at 2.5 A): FAIL.
+    numbers = {"relion": [(12.0, 11.0), (12.4, 11.0)], "sidesplitter": [(10.5, 10.2), (10.7, 7.0)]}
+    for r, repeat in enumerate(repeat_cases(case)):
+        for mode in case.modes:
+            run_dir = tmp_path / "runs" / run_key(repeat, mode)
+            (run_dir / "validation").mkdir(parents=True)
+            (run_dir / "validation" / "validation.json").write_text(json.dumps(validation))
+            truth05, final = numbers[mode][r]
+            refine = {"final_resolution_angstrom": final, "wall_seconds": 120.0}
+            summary = {"truth_fsc_05_angstrom": truth05, "fsc_0143_angstrom": 10.5}
+            _write(
+                run_dir / "result.json",
+                {
+                    "dataset": dataset.name,
+                    "refine": refine,
+                    "summary": summary,
+                    "controls": case_controls(repeat, refine, summary),
+                },
+            )
+    # the unguarded arm on the first RELION repeat: FSC 0.143 vs truth 7.0 A, past the cut-off
+    arm = {"truth_fsc_0143_angstrom": 7.0, "truth_fsc_05_angstrom": 11.0}
+    _write(
+        tmp_path
+        / "runs"
+        / run_key(case, "relion")
+        / "postprocess"
+        / "prior-noguard"
+        / "result.json",
+        {"summary": arm, "controls": case_controls(case, {}, arm)},
+    )
+    write_manifest(tmp_path, [case], suite="test", scale="tiny")
+    note = tmp_path / "calibration_tiny.md"
+    note.write_text("# Tiny calibration\n\n| run | wall |\n|---|---|\n| 1 | 2 min |\n")
+    md = build_report(tmp_path, tmp_path / "report", calibration=[note]).read_text()
+    assert "### Repeats: mean +- SD" in md
+    assert "12.20 +- 0.28 (n=2)" in md and "10.60 +- 0.14 (n=2)" in md
+    # RELION final: 11.0 twice (SD 0), SIDESPLITTER 10.2 and 7.0: beyond 0, also called
+    assert "SIDESPLITTER: better on RELION final (A), vs truth FSC 0.5 (A)." in md
+    # the controls are judged on every repeat and arm: 5 rows, two fail
+    rows = [line for line in md.splitlines() if line.startswith("| cut10")]
+    assert len(rows) == 5
+    assert [r.split(" | ")[:2] for r in rows if r.endswith("**FAIL** |")] == [
+        ["| cut10 (repeat 2)", "SIDESPLITTER"],
+        ["| cut10 (repeat 1)", "RELION, then prior once, no guard"],
+    ]
+    assert "control (cut-off 10 A)" in md  # the scale table shows the control, not judged
+    assert "## Calibration runs" in md and "### Tiny calibration" in md
+    assert "| 1 | 2 min |" in md
+    # only the modes that ran are described
+    assert "(`prior`," not in md and "(`sidesplitter`," in md
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    entry = results["cases"][0]["repeats"]
+    assert entry["statistics"]["relion"]["truth_fsc_05_angstrom"]["n"] == 2
+    assert results["calibration"] == ["calibration_tiny.md"]
+    assert results["scale"][0]["control"] is True

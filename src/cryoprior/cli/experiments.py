@@ -449,6 +449,25 @@ def _run_suite_or_exit(
     return failures
 
 
+def _calibration_notes(suite_name: str | None, given: list[Path] | None) -> list[Path]:
+    """Return the calibration notes a report shows: the given files, else the suite's.
+
+    Only the realistic suite has them: ``benchmarks/results/calibration_*.md`` under the
+    current folder (the repository), when there.
+    """
+    if given:
+        return list(given)
+    if suite_name != "realistic":
+        return []
+    return sorted(Path("benchmarks/results").glob("calibration_*.md"))
+
+
+CALIBRATION_HELP = (
+    "calibration note (Markdown) to show in the report (repeatable; default for the realistic "
+    "suite: benchmarks/results/calibration_*.md)"
+)
+
+
 def _num(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -481,6 +500,7 @@ def benchmark(
         int | None,
         typer.Option(help="run at most this many repeats of each case (default: the suite's)"),
     ] = None,
+    calibration: Annotated[list[Path] | None, typer.Option(help=CALIBRATION_HELP)] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
     """Run the paper's simulated experiments (every case in every mode), then write the report.
@@ -541,7 +561,12 @@ def benchmark(
     if repeats is not None and repeats < 1:
         raise typer.BadParameter(f"--repeats must be >= 1, not {repeats}")
     failures = _run_suite_or_exit(console, suite_name, root, case, mode, settings, repeats)
-    path = build_report(root, report_dir or root / "report", title=f"cryoprior {suite_name}")
+    path = build_report(
+        root,
+        report_dir or root / "report",
+        title=f"cryoprior {suite_name}",
+        calibration=_calibration_notes(suite_name, calibration),
+    )
     console.print(f"report: {path} and {path.with_suffix('.html')}")
     if failures:
         raise typer.Exit(1)
@@ -551,6 +576,7 @@ def report(
     root: Annotated[Path, typer.Argument(help="experiment folder written by `benchmark`")],
     out: Annotated[Path | None, typer.Option(help="report folder (default: ROOT/report)")] = None,
     title: Annotated[str, typer.Option(help="report title")] = "cryoprior benchmark",
+    calibration: Annotated[list[Path] | None, typer.Option(help=CALIBRATION_HELP)] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
     """Rebuild the report (Markdown, HTML, results.json, figures) from cached runs.
@@ -564,8 +590,16 @@ def report(
 
     setup_logging(verbose)
     console = Console()
+    from cryoprior.io.json import read_json
+
+    suite_name = (read_json(root / "benchmark.json") or {}).get("suite")
     try:
-        path = build_report(root, out or root / "report", title=title)
+        path = build_report(
+            root,
+            out or root / "report",
+            title=title,
+            calibration=_calibration_notes(suite_name, calibration),
+        )
     except FileNotFoundError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None

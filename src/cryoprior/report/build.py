@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,14 @@ from cryoprior.report.comparison import (
     plot_series,
 )
 from cryoprior.report.document import Document
+from cryoprior.report.repeats import (
+    POSTPROCESS_LABELS,
+    CaseRepeats,
+    calibration_section,
+    load_case_repeats,
+    repeats_section,
+    scale_section,
+)
 from cryoprior.validate.controls import CUTOFF_RULE, PURE_NOISE_RULE
 
 __all__ = ["TABLE_COLUMNS", "ReportRun", "build_report", "comparison_rows", "load_experiment"]
@@ -174,14 +183,21 @@ def _noise_factor(case: dict, base_snr: float) -> float:
 
 
 def build_report(
-    root: str | Path, out_dir: str | Path, *, title: str = "cryoprior benchmark"
+    root: str | Path,
+    out_dir: str | Path,
+    *,
+    title: str = "cryoprior benchmark",
+    calibration: Sequence[str | Path] = (),
 ) -> Path:
     """Write the report of the experiment in ``root`` to ``out_dir``; returns report.md.
 
     Cases without finished runs are listed as missing. Figures are written under
     ``out_dir/figures`` with paths relative to the report. The report is a sequence of
-    sections, each a function of the runs: introduction, one section per case, the noise
-    sweep, the cut-off and pure-noise controls - each only when its runs exist.
+    sections, each a function of the runs: introduction, one section per case (with its
+    repeats, verdict, post-processing arm and pose differences when the runs have them), the
+    scale of the cases, the noise sweep, the cut-off and pure-noise controls (on every repeat)
+    and the calibration notes (``calibration``: Markdown files) - each only when it has
+    something to show.
     """
     root, out = Path(root), Path(out_dir)
     manifest, cases = load_experiment(root)
@@ -193,17 +209,26 @@ def build_report(
     doc.heading(1, title)
     _introduction(doc, manifest, cases, root, modes_info)
     results_json: dict[str, Any] = {"suite": manifest.get("suite"), "cases": []}
-    noise_cases, cutoff_rows, pure_rows = [], [], []
-    for case, runs in cases:
+    noise_cases, cutoff_rows, pure_rows, scale_cases = [], [], [], []
+    for manifest_entry, (case, runs) in zip(manifest["cases"], cases, strict=True):
+        repeats = load_case_repeats(root, manifest_entry)
         entry = _case_section(doc, case, runs, root=root, out=out, labels=labels)
         if entry is None:
             continue
+        if _has_repeats(repeats):
+            entry["repeats"] = repeats_section(doc, repeats, labels)
         results_json["cases"].append(entry)
+        scale_cases.append((case, repeats))
         if case["group"] == "noise":
             noise_cases.append((case, runs))
-        cut, pure = _control_rows(case["name"], runs, labels)
+        cut, pure = _control_rows(
+            case["name"],
+            _repeat_runs(runs, repeats),
+            {**labels, **{f"post:{v}": label for v, label in POSTPROCESS_LABELS.items()}},
+        )
         cutoff_rows += cut
         pure_rows += pure
+    results_json["scale"] = scale_section(doc, scale_cases)
     if noise_cases:
         _noise_sweep_section(doc, noise_cases, labels=labels, out=out)
     if cutoff_rows:
@@ -227,11 +252,43 @@ def build_report(
              "regularized calls", "CC with truth", "result"],
             pure_rows,
         )  # fmt: skip
+    results_json["calibration"] = calibration_section(doc, calibration)
     md_path = out / "report.md"
     write_text_atomic(md_path, doc.markdown())
     write_text_atomic(out / "report.html", doc.html(title))
     write_text_atomic(out / "results.json", json.dumps(results_json, indent=1, allow_nan=True))
     return md_path
+
+
+def _has_repeats(repeats: CaseRepeats) -> bool:
+    """Whether a case's runs have more than the first report table shows."""
+    return (
+        any(n > 1 for n in repeats.expected.values())
+        or bool(repeats.postprocess)
+        or bool(repeats.pose_differences)
+    )
+
+
+def _repeat_runs(runs: dict[str, ReportRun], repeats: CaseRepeats) -> list[tuple[str, str, dict]]:
+    """(mode, repeat label, result) of every finished repeat and post-processing arm.
+
+    The first repeat's runs as loaded; the arms as ``post:<variant>``.
+    """
+    out = [(m, "", r.result) for m, r in runs.items()]
+    for mode, results in repeats.runs.items():
+        numbers = repeats.repeat_numbers[mode]
+        out += [
+            (mode, f" (repeat {n + 1})", result)
+            for n, result in zip(numbers, results, strict=True)
+            if n > 0
+        ]
+    for variant, results in repeats.postprocess.items():
+        numbers = repeats.postprocess_numbers[variant]
+        out += [
+            (f"post:{variant}", f" (repeat {n + 1})", result)
+            for n, result in zip(numbers, results, strict=True)
+        ]
+    return out
 
 
 def _introduction(doc: Document, manifest: dict, cases, root: Path, modes_info: dict) -> None:
@@ -242,13 +299,15 @@ def _introduction(doc: Document, manifest: dict, cases, root: Path, modes_info: 
     if manifest.get("scale"):
         doc.heading(2, "Scale, and how it differs from the paper")
         doc.para(manifest["scale"])
-    if modes_info:
+    ran = {m for _case, runs in cases for m in runs}
+    shown = {m: info for m, info in modes_info.items() if m in ran} if ran else modes_info
+    if shown:
         doc.heading(2, "Modes")
         doc.bullets(
             [
                 f"**{info.get('label', m)}** (`{m}`, hook `cryoprior-extrec "
                 f"{' '.join(info.get('hook_arguments', []))}`): {info.get('description', '')}"
-                for m, info in modes_info.items()
+                for m, info in shown.items()
             ]
         )
         weights = _prior_weights_used(cases, modes_info)
@@ -425,17 +484,18 @@ def _paper_comparison(
 
 
 def _control_rows(
-    name: str, runs: dict[str, ReportRun], labels: dict[str, str]
+    name: str, runs: list[tuple[str, str, dict]], labels: dict[str, str]
 ) -> tuple[list[list[str]], list[list[str]]]:
+    """Control rows of every run: (mode, repeat label appended to the case name, result)."""
     cutoff_rows, pure_rows = [], []
-    for m, r in runs.items():
-        controls = r.result.get("controls", {})
+    for m, repeat, result in runs:
+        controls = result.get("controls", {})
         if "cutoff" in controls:
             c = controls["cutoff"]
             v = c["values"]
             cutoff_rows.append(
                 [
-                    name,
+                    name + repeat,
                     labels.get(m, m),
                     _fmt(c["cutoff_angstrom"], 1),
                     _fmt(v.get("relion_final_angstrom")),
@@ -448,7 +508,7 @@ def _control_rows(
             c = controls["pure_noise"]
             pure_rows.append(
                 [
-                    name,
+                    name + repeat,
                     labels.get(m, m),
                     _fmt(c.get("ini_high_angstrom"), 1),
                     _fmt(c.get("relion_final_angstrom")),
