@@ -130,7 +130,31 @@ def test_report_written_and_rebuilt_from_cache(mini_benchmark, tmp_path):
     # rebuild elsewhere from the cached runs only
     result = CliRunner().invoke(app, ["report", str(root), "--out", str(tmp_path / "again")])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "again" / "report.md").read_text().count("| RELION |") == 1
+    again = (tmp_path / "again" / "report.md").read_text()
+    # once in the comparison table, once in the table over repeats (one repeat here)
+    assert again.count("| RELION |") == 2
+    assert "RELION, then prior + guard once" in again and "no repeats, no call" in again
+
+
+def test_post_processing_arm_and_pose_differences(mini_benchmark):
+    """The derived results of the runs: the prior applied once to plain RELION's final
+    half-maps (guarded and not), validated against the truth, and every mode's poses against
+    plain RELION's."""
+    root, output, *_ = mini_benchmark
+    (case,) = suite("mini")
+    relion_dir = root / "runs" / run_key(case, "relion")
+    for variant, guarded in (("prior", True), ("prior-noguard", False)):
+        data = json.loads((relion_dir / "postprocess" / variant / "result.json").read_text())
+        assert data["guarded"] is guarded and data["source_run"] == relion_dir.name
+        assert data["summary"]["truth_correlation"] is not None
+        assert data["summary"]["truth_fsc_05_angstrom"] is not None
+        assert (relion_dir / "postprocess" / variant / "half1.mrc").is_file()
+    assert "post-processing arm" in output
+    for mode in ("sidesplitter", "prior", "prior-noguard"):
+        path = root / "runs" / run_key(case, mode) / "pose_difference.json"
+        diff = json.loads(path.read_text())["summary"]
+        assert diff["n_particles"] == 300
+        assert 0 <= diff["angular_error_degrees"]["mean"] < 180
 
 
 def test_report_as_a_browser_shows_it(mini_benchmark, tmp_path):
