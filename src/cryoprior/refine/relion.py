@@ -561,11 +561,11 @@ def relion_error_message(text: str) -> str | None:
 
 
 def refine_failure_message(output_root: str | Path) -> str:
-    """Why a run failed, in one line naming the file: RELION's own error from ``run.err``.
+    """Why a run failed, in one line naming the file: RELION's own error from its error log.
 
     ``output_root``: the run's ``--o`` (``Refine3D/job/run``). RELION's message
     (:func:`relion_error_message`, without Open MPI's boilerplate), else the last meaningful
-    line of ``run.err``, else where to look.
+    line of the error log (:func:`cryoprior.io.relion.run_err_path`), else where to look.
     """
     err = run_err_path(output_root)
     text = err.read_text(errors="replace") if err.exists() else ""
