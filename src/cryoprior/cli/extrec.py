@@ -118,13 +118,10 @@ def extrec(
         print(f"cryoprior-extrec: error: {one_line(message, limit=2000)}", file=sys.stderr)
         return typer.Exit(code)
 
-    given = {
-        key: value
-        for key, value in ctx.params.items()
-        if getattr(ctx.get_parameter_source(key), "name", None) == "COMMANDLINE"
-    }
+    from cryoprior.cli._common import given_on_command_line
+
     try:
-        cfg = build_config(given, config)
+        cfg = build_config(given_on_command_line(ctx), config)
     except InputFileError as exc:
         raise fail(exc, 2) from None
     except (TypeError, ValueError) as exc:  # bad options: usage error, before any work
@@ -264,7 +261,7 @@ def build_config(given: dict[str, object], config_path: Path | None):
     """
     import math
 
-    from cryoprior.cli._common import parse_key_values
+    from cryoprior.cli._common import parse_key_values, with_precedence
     from cryoprior.extrec.run import ExtrecConfig
     from cryoprior.extrec.schedule import parse_schedule
     from cryoprior.reconstruct.relion_map import ReconstructionOptions
@@ -273,12 +270,10 @@ def build_config(given: dict[str, object], config_path: Path | None):
     file_options = read_config_file(config_path) if config_path is not None else {}
     command_line = {k.replace("_", "-"): v for k, v in given.items()}
 
+    options = with_precedence(command_line, file_options, _DEFAULTS)
+
     def get(key: str) -> Any:
-        if key in command_line:
-            return command_line[key]
-        if key in file_options:
-            return file_options[key]
-        return _DEFAULTS[key]
+        return options[key]
 
     reg_options: dict[str, Any] = dict(get_table(file_options))
     reg_options.update(parse_key_values(command_line.get("option")))  # type: ignore[arg-type]
