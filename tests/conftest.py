@@ -93,3 +93,16 @@ def stock_run_padding(request, demo_dataset, tmp_path_factory):
     )
     assert result.returncode == 0, (workdir / f"Refine3D/{name}/run.err").read_text()[-2000:]
     return pad, workdir, result
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """Untrained weights of a tiny prior network (channels 4 and 8), saved as a checkpoint."""
+    from cryoprior.prior.network import PriorNetConfig, build_network
+    from cryoprior.prior.train import TrainConfig, save_checkpoint
+
+    tiny = PriorNetConfig(channels=(4, 8), groups=2)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    return save_checkpoint(
+        path, build_network(tiny, seed=0), TrainConfig(network=tiny), {"steps": 0}
+    )

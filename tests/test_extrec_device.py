@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from cryoprior.cli.extrec import app, build_config
-from cryoprior.prior.network import PriorNetConfig, build_network
-from cryoprior.prior.train import TrainConfig, save_checkpoint
 from cryoprior.regularizers.base import RegularizationContext
 from cryoprior.regularizers.registry import get_regularizer
-
-TINY = PriorNetConfig(channels=(4, 8), groups=2)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    return save_checkpoint(
-        path, build_network(TINY, seed=0), TrainConfig(network=TINY), {"steps": 0}
-    )
 
 
 def test_device_reaches_the_settings_and_cpu_runs(tiny_weights):

@@ -11,22 +11,11 @@ import typer
 from typer.testing import CliRunner
 
 from cryoprior.prior.infer import available_weights, load_prior
-from cryoprior.prior.network import PriorNetConfig, build_network
-from cryoprior.prior.train import TrainConfig, save_checkpoint
 from cryoprior.regularizers.base import RegularizationContext
 from cryoprior.regularizers.prior import PriorRegularizer
 from cryoprior.regularizers.registry import available_regularizers, get_regularizer
 
 DATA = Path(__file__).parent / "data" / "prior"
-TINY = PriorNetConfig(channels=(4, 8), groups=2)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    return save_checkpoint(
-        path, build_network(TINY, seed=0), TrainConfig(network=TINY), {"steps": 0}
-    )
 
 
 def test_registered_and_guarded(tiny_weights):
