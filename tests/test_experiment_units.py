@@ -83,6 +83,16 @@ def test_cache_keys_follow_what_determines_a_result():
         case, title="x", refine=dataclasses.replace(case.refine, timeout_seconds=1.0)
     )
     assert run_key(longer, "relion") == run_key(case, "relion")
+    # --ctf_corrected_ref changes the command only with the CTF on: the key follows that
+    uncorrected = dataclasses.replace(
+        case, refine=dataclasses.replace(case.refine, ctf_corrected_reference=False)
+    )
+    assert run_key(uncorrected, "relion") == run_key(case, "relion")
+    with_ctf = dataclasses.replace(case, refine=dataclasses.replace(case.refine, ctf=True))
+    with_ctf_uncorrected = dataclasses.replace(
+        with_ctf, refine=dataclasses.replace(with_ctf.refine, ctf_corrected_reference=False)
+    )
+    assert run_key(with_ctf, "relion") != run_key(with_ctf_uncorrected, "relion")
 
 
 def test_prior_runs_are_keyed_by_the_weights_content(tmp_path):

@@ -307,6 +307,9 @@ def test_plan_defaults_follow_relion_gui_and_the_data(tmp_path):
     cmd = build_refine_command(s)
     assert cmd[cmd.index("--healpix_order") + 1] == "2"
     assert "--ctf" in cmd and "--norm" in cmd and "--scale" in cmd
+    # the GUI's "Has reference been CTF-corrected? Yes": without it RELION 3.1 ignores the
+    # images' CTFs in the first iteration (benchmarks/results/calibration_realistic.md)
+    assert "--ctf_corrected_ref" in cmd
     assert "--solvent_mask" not in cmd
     assert any("CTF correction on" in note for note in p.notes)
 
@@ -322,6 +325,12 @@ def test_plan_without_ctf_columns_and_explicit_choices(tmp_path):
     assert "--ctf_intact_first_peak" in build_refine_command(s)
     with pytest.raises(RefineInputError, match="needs CTF correction"):
         plan(tmp_path / "c", ctf=False, ctf_intact_first_peak=True)
+    uncorrected = plan(tmp_path / "c", reference_ctf_corrected=False)
+    assert "--ctf" in build_refine_command(uncorrected.settings)
+    assert "--ctf_corrected_ref" not in build_refine_command(uncorrected.settings)
+    assert any("CTF-affected" in note for note in uncorrected.notes)
+    no_ctf = plan(tmp_path / "c", ctf=False).settings
+    assert "--ctf_corrected_ref" not in build_refine_command(no_ctf)
 
 
 def test_fast_preset_is_the_benchmarks_sampling(tmp_path):

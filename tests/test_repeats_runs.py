@@ -219,6 +219,7 @@ def test_realistic_suite_has_what_issue_15_asks():
         by_group.setdefault(c.group, []).append(c)
         sim = c.simulation
         assert sim.ctf and c.refine.ctf  # simulated with CTFs and corrected by RELION
+        assert c.refine.ctf_corrected_reference  # the initial maps are CTF-free
         assert (sim.voltage_kv, sim.spherical_aberration_mm, sim.amplitude_contrast) == (
             300.0,
             2.7,

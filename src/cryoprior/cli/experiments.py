@@ -97,6 +97,14 @@ def refine(
     ctf_intact_first_peak: Annotated[
         bool, typer.Option("--ctf-intact-first-peak", help="ignore CTFs until their first peak")
     ] = False,
+    reference_ctf_corrected: Annotated[
+        bool,
+        typer.Option(
+            "--ref-ctf-corrected/--ref-not-ctf-corrected",
+            help="with CTF correction: the reference is free of CTF effects (a RELION, model "
+            "or database map; RELION's --ctf_corrected_ref)",
+        ),
+    ] = True,
     preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "default",
     ini_high: Annotated[
         float | None, typer.Option(help="initial low-pass of the reference, A (default 60)")
@@ -194,6 +202,7 @@ def refine(
         mask=mask,
         ctf=ctf,
         ctf_intact_first_peak=ctf_intact_first_peak,
+        reference_ctf_corrected=reference_ctf_corrected,
         rescale_reference=rescale_ref,
         absolute_greyscale=absolute_greyscale,
         output=output,

@@ -116,6 +116,9 @@ class RefineOptions:
     so that repeats differ in their split as well as in RELION's seed.
 
     ``ctf``: RELION corrects the particles' CTFs (``--ctf``; the simulation must have them).
+    ``ctf_corrected_reference``: with ``ctf``, the initial reference is CTF-free
+    (``--ctf_corrected_ref``), as every simulated case's is (the low-passed truth, a symmetric
+    map); see :class:`~cryoprior.refine.relion.AutoRefineSettings`.
     """
 
     symmetry: str = "C1"
@@ -135,6 +138,7 @@ class RefineOptions:
     auto_iter_max: int | None = None
     half_split_seed: int | None = None
     ctf: bool = False
+    ctf_corrected_reference: bool = True
 
     def settings_fields(self) -> dict[str, Any]:
         """Return the options that are fields of the run's settings too.
@@ -264,6 +268,9 @@ def run_key_with_weights(case: ExperimentCase, mode: str, weights: dict | None) 
     for later in ("auto_iter_max", "half_split_seed", "ctf"):  # added later: keys stay the same
         if refine[later] is None or refine[later] is False:
             refine.pop(later)
+    # added later too; it changes the command (so the key) only with the CTF on
+    if not case.refine.ctf:
+        refine.pop("ctf_corrected_reference")
     parts = {
         "dataset": dataset_key(case.simulation),
         "refine": refine,

@@ -131,6 +131,7 @@ RESERVED_OPTIONS: dict[str, str] = {
     "--particle_diameter": "--diameter",
     "--ctf": "--ctf/--no-ctf",
     "--ctf_intact_first_peak": "--ctf-intact-first-peak",
+    "--ctf_corrected_ref": "--ref-ctf-corrected/--ref-not-ctf-corrected",
     "--j": "--threads",
     "--random_seed": "--seed",
     "--ini_high": "--ini-high",
@@ -147,6 +148,8 @@ class RefineRequest:
     ``extra_args``: ``relion_refine`` options passed through (after ``--``).
     ``absolute_greyscale``: the reference is on RELION's absolute greyscale (it came from a
     RELION refinement of these particles); otherwise ``--firstiter_cc`` (the GUI's default).
+    ``reference_ctf_corrected``: with CTF correction, the reference is free of CTF effects (a
+    map from RELION, a model or a database: the usual case; ``--ctf_corrected_ref``).
     """
 
     particles_star: Path
@@ -159,6 +162,7 @@ class RefineRequest:
     mask: Path | None = None
     ctf: bool | None = None
     ctf_intact_first_peak: bool = False
+    reference_ctf_corrected: bool = True
     rescale_reference: bool = False
     absolute_greyscale: bool = False
     output: Path = Path("Refine3D/cryoprior")
@@ -319,6 +323,11 @@ def plan_refine(
         notes.append(f"CTF correction {'on' if ctf else 'off'} (as asked)")
     if r.ctf_intact_first_peak and not ctf:
         raise RefineInputError("--ctf-intact-first-peak needs CTF correction")
+    if ctf and not r.reference_ctf_corrected:
+        notes.append(
+            "the reference is taken as CTF-affected (--ref-not-ctf-corrected): RELION compares "
+            "it with the images without their CTFs in the first iteration"
+        )
 
     extent = particles.box_size * particles.pixel_size_angstrom
     if r.diameter_angstrom is None:
@@ -355,6 +364,7 @@ def plan_refine(
         zero_mask=True,
         ctf=ctf,
         ctf_intact_first_peak=r.ctf_intact_first_peak,
+        ctf_corrected_reference=r.reference_ctf_corrected,
         norm=True,
         scale=True,
         firstiter_cc=not r.absolute_greyscale,
