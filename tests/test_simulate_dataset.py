@@ -145,6 +145,29 @@ def test_snr_and_lowpass(tmp_path):
     assert unfiltered[:, edge == 0].max() > 1e-4 * unfiltered.max()  # the check can fail
 
 
+def test_envelope_is_the_b_factor_filter_of_the_clean_images(tmp_path):
+    """Closed form: the envelope multiplies each noise-free image's spectrum by exp(-B s^2/4)
+    (after the CTF), and the STAR keeps rlnCtfBfactor out of it (RELION is not told)."""
+    base = dict(**SMALL, n_particles=6, ctf=True, seed=2)
+    plain = simulate_dataset(SimulationConfig(**base), tmp_path / "plain")
+    blurred = simulate_dataset(
+        SimulationConfig(**base, envelope_b_factor_angstrom2=400.0), tmp_path / "env"
+    )
+    f_plain = np.fft.rfft2(_images(plain).astype(np.float64))
+    f_env = np.fft.rfft2(_images(blurred).astype(np.float64))
+    s2 = (np.fft.fftfreq(32, d=7.5)[:, None] ** 2) + (np.fft.rfftfreq(32, d=7.5)[None, :] ** 2)
+    expected = f_plain * np.exp(-400.0 / 4.0 * s2)
+    assert np.abs(f_env - expected).max() < 1e-4 * np.abs(f_plain).max()
+    assert np.abs(f_env - f_plain).max() > 0.03 * np.abs(f_plain).max()  # the check can fail
+    columns = read_particles_star(blurred.particles_star).particles.columns
+    assert (
+        "rlnCtfBfactor" not in columns
+        or (read_particles_star(blurred.particles_star).particles.rlnCtfBfactor == 0).all()
+    )
+    with pytest.raises(ValueError, match="envelope_b_factor_angstrom2"):
+        SimulationConfig(**SMALL, envelope_b_factor_angstrom2=-1.0)
+
+
 def test_orientation_sources_and_pure_noise_only(tmp_path):
     grid = simulate_dataset(
         SimulationConfig(**SMALL, orientations="grid", angular_step_degrees=30.0,

@@ -233,6 +233,8 @@ def _mini() -> list[ExperimentCase]:
 REALISTIC_VOXEL_ANGSTROM = 2.5
 REALISTIC_SNR = 0.1
 REALISTIC_REPEATS = 3
+#: every mode, guard v2 (issue 16) included: the refinement targets are read from this suite
+REALISTIC_MODES = ("relion", "sidesplitter", "prior", "prior-bounded", "prior-noguard")
 
 REALISTIC_SCALE = (
     "2.5 A/voxel (Nyquist 5.0 A): box 80 (200 A) for beta-galactosidase and the proteasome, "
@@ -364,7 +366,7 @@ def _realistic() -> list[ExperimentCase]:
             paper=PAPER["pure-noise"],
         )
     )
-    return cases
+    return [dataclasses.replace(c, modes=REALISTIC_MODES) for c in cases]
 
 
 SUITES = {"full": _full, "demo": _demo, "mini": _mini, "realistic": _realistic}

@@ -53,10 +53,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: variant -> (label, guarded): the prior applied once to plain RELION's final half-maps.
-POSTPROCESS_VARIANTS: dict[str, tuple[str, bool]] = {
-    "prior": ("RELION, then prior + guard once", True),
-    "prior-noguard": ("RELION, then prior once, no guard", False),
+#: variant -> (label, guard or None): the prior applied once to plain RELION's final half-maps.
+POSTPROCESS_VARIANTS: dict[str, tuple[str, GuardSettings | None]] = {
+    "prior": ("RELION, then prior + guard once", GuardSettings()),
+    "prior-bounded": ("RELION, then prior + guard v2 once", GuardSettings(method="bounded")),
+    "prior-noguard": ("RELION, then prior once, no guard", None),
 }
 
 
@@ -170,10 +171,8 @@ def run_postprocess(
     enhance_seconds = time.monotonic() - started
     for variant in todo:
         out_dir = relion_dir / "postprocess" / variant
-        guarded = POSTPROCESS_VARIANTS[variant][1]
-        p1, p2, info = postprocess_half_maps(
-            h1, h2, enhance, guard=GuardSettings() if guarded else None, enhanced=enhanced
-        )
+        guard = POSTPROCESS_VARIANTS[variant][1]
+        p1, p2, info = postprocess_half_maps(h1, h2, enhance, guard=guard, enhanced=enhanced)
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, volume in (("half1.mrc", p1), ("half2.mrc", p2)):
             write_map_atomic(out_dir / name, volume.astype(np.float32), voxel_size_angstrom=voxel)
@@ -188,7 +187,7 @@ def run_postprocess(
             "case": case.name,
             "variant": variant,
             "label": POSTPROCESS_VARIANTS[variant][0],
-            "guarded": guarded,
+            "guarded": guard is not None,
             "source_run": key,
             "prior_weights": weights,
             "validation_window_voxels": case.validation_window_voxels,

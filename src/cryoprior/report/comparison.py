@@ -30,6 +30,7 @@ _COLOURS = {
     "relion": "tab:blue",
     "sidesplitter": "tab:orange",
     "prior": "tab:green",
+    "prior-bounded": "tab:purple",
     "prior-noguard": "tab:red",
 }
 

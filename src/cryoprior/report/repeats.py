@@ -40,6 +40,7 @@ __all__ = [
 #: variant of the post-processing arm -> label (as cryoprior.refine.derived names them).
 POSTPROCESS_LABELS = {
     "prior": "RELION, then prior + guard once",
+    "prior-bounded": "RELION, then prior + guard v2 once",
     "prior-noguard": "RELION, then prior once, no guard",
 }
 

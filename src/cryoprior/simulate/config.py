@@ -56,6 +56,11 @@ class SimulationConfig:
     defocus_min_angstrom, defocus_max_angstrom: defocus U drawn uniformly in this range.
     astigmatism_angstrom: defocus U - defocus V; the angle is uniform in [0, 180).
     voltage_kv, spherical_aberration_mm, amplitude_contrast: optics (written also without CTF).
+    envelope_b_factor_angstrom2: B of the images' envelope ``exp(-B s^2 / 4)`` (what beam-induced
+        motion, radiation damage and the detector do to real micrographs; 50-150 A^2 is
+        typical): applied to every signal image after the CTF and unknown to RELION (the
+        STAR's ``rlnCtfBfactor`` stays 0), so the reconstruction carries it as real maps do;
+        the truth map is not blurred by it. 0: none.
     lowpass_resolution_angstrom: low-pass the projections (the paper: 3, 5, 8 A); None: no.
     lowpass_width_frequency: raised-cosine width in frequency normalised to 0.5 (0.0064).
     noise_sd: Gaussian noise SD in image units (the paper: 50-1000); exclusive with ``snr``.
@@ -109,6 +114,7 @@ class SimulationConfig:
     voltage_kv: float = 300.0
     spherical_aberration_mm: float = 2.7
     amplitude_contrast: float = 0.1
+    envelope_b_factor_angstrom2: float = 0.0
     lowpass_resolution_angstrom: float | None = None
     lowpass_width_frequency: float = 0.0064
     noise_sd: float | None = None
@@ -181,6 +187,8 @@ class SimulationConfig:
             problems.append("reference_lowpass_angstrom must be positive")
         if self.lowpass_resolution_angstrom is not None and self.lowpass_resolution_angstrom <= 0:
             problems.append("lowpass_resolution_angstrom must be positive")
+        if not self.envelope_b_factor_angstrom2 >= 0:
+            problems.append("envelope_b_factor_angstrom2 must be >= 0")
         if self.padding_factor < 1:
             problems.append(f"padding_factor must be >= 1, not {self.padding_factor}")
         if self.density_oversampling < 2:

@@ -238,6 +238,7 @@ def simulate_dataset(
     formation = ImageFormation(
         voxel_size_angstrom=voxel,
         ctf_optics=optics if config.ctf else None,
+        envelope_b_factor_angstrom2=config.envelope_b_factor_angstrom2,
         lowpass_resolution_angstrom=config.lowpass_resolution_angstrom,
         lowpass_width_frequency=config.lowpass_width_frequency,
         noise_sd=0.0,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cryoprior.fourier.filters import raised_cosine_lowpass
+from cryoprior.fourier.filters import bfactor_filter, raised_cosine_lowpass
 from cryoprior.poses import Poses
 from cryoprior.simulate.ctf import CTFOptics, ctf_2d
 from cryoprior.simulate.noise import gaussian_noise_stack
@@ -42,6 +42,7 @@ class ImageFormation:
     ----------
     voxel_size_angstrom: pixel size of the images (= voxel size of the map).
     ctf_optics: microscope parameters; None for images without CTF.
+    envelope_b_factor_angstrom2: the images' envelope ``exp(-B s^2 / 4)``, after the CTF (0: none).
     lowpass_resolution_angstrom: low-pass the projections at this resolution (None: no filter).
     lowpass_width_frequency: width of the raised-cosine edge in frequency normalised to 0.5
         (cycles/pixel), as in the paper (0.0064): the filter is 1 up to the cut-off
@@ -51,6 +52,7 @@ class ImageFormation:
 
     voxel_size_angstrom: float
     ctf_optics: CTFOptics | None = None
+    envelope_b_factor_angstrom2: float = 0.0
     lowpass_resolution_angstrom: float | None = None
     lowpass_width_frequency: float = 0.0064
     noise_sd: float = 0.0
@@ -65,6 +67,8 @@ class ImageFormation:
             raise ValueError("lowpass_width_frequency must be positive")
         if self.noise_sd < 0:
             raise ValueError("noise_sd must be >= 0")
+        if not self.envelope_b_factor_angstrom2 >= 0:
+            raise ValueError("envelope_b_factor_angstrom2 must be >= 0")
 
 
 @dataclass(frozen=True, eq=False)
@@ -226,6 +230,14 @@ def _signal_images(
             device=device,
             dtype=real,
         )
+    if formation.envelope_b_factor_angstrom2 > 0:
+        envelope = bfactor_filter(
+            n,
+            b_factor_angstrom2=formation.envelope_b_factor_angstrom2,
+            voxel_size_angstrom=formation.voxel_size_angstrom,
+            ndim=2,
+        )
+        slices = slices * torch.from_numpy(envelope).to(device=device, dtype=real)
     if formation.lowpass_resolution_angstrom is not None:
         lowpass = paper_lowpass_2d(
             n,
