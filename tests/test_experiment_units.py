@@ -133,8 +133,10 @@ def test_case_round_trip_and_suites():
     iso = next(c for c in full if c.group == "isotropic")
     first_noise = next(c for c in full if c.group == "noise")
     assert run_key(iso, "prior") == run_key(first_noise, "prior")
-    # the demo's runs are the benchmark's
-    assert run_key(suite("demo")[0], "prior") == run_key(iso, "prior")
+    # the demo's runs are the benchmark's (the realistic suite's isotropic case, first repeat)
+    realistic_iso = suite("realistic")[0]
+    assert realistic_iso.group == "isotropic" and suite("demo")[0].repeats == 1
+    assert run_key(suite("demo")[0], "prior") == run_key(realistic_iso, "prior")
     with pytest.raises(ValueError, match="unknown mode"):
         ExperimentCase("x", "x", "x", SimulationConfig(), modes=("magic",))
     with pytest.raises(ValueError, match="unknown suite"):

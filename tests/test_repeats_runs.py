@@ -241,20 +241,20 @@ def test_realistic_suite_has_what_issue_15_asks():
     assert len(noise) == 3
     assert run_key(noise[0], "relion") == run_key(by_group["isotropic"][0], "relion")
     assert [c.pure_noise for c in by_group["pure-noise"]] == [True]
-    # not the benchmark's default until its isotropic case was run and timed
     from cryoprior.refine.config import SUITE_SCALES
 
     assert set(SUITE_SCALES) == set(("full", "demo", "mini", "realistic"))
-    assert [c.name for c in suite("demo")] == ["betagal-isotropic"]
+    assert [c.name for c in suite("demo")] == ["rl-betagal-isotropic"]
 
 
 def test_the_demo_scale_describes_no_control_it_did_not_run():
-    from cryoprior.refine.config import SCALE, SUITE_SCALES
+    from cryoprior.refine.config import REALISTIC_SCALE, SUITE_SCALES
 
     demo = SUITE_SCALES["demo"]
-    for absent in ("cut-off", "noise sweep", "pure-noise"):
-        assert absent in SCALE and absent not in demo
-    assert demo.startswith("Box 48 at 4.4 A/voxel") and demo.endswith("upsamples the half-map.")
+    for absent in ("cut-off", "3 repeats"):
+        assert absent in REALISTIC_SCALE and absent not in demo
+    assert demo.startswith("2.5 A/voxel") and demo.endswith("resamples the half-map.")
+    assert "no control" in demo
 
 
 def test_postprocess_arm_of_a_cutoff_case_is_judged_by_the_control(tmp_path):

@@ -483,8 +483,8 @@ def _num(value) -> str:
 
 def benchmark(
     suite_name: Annotated[
-        str, typer.Option("--suite", help="full | demo | mini | realistic")
-    ] = "full",
+        str, typer.Option("--suite", help="realistic | full | demo | mini")
+    ] = "realistic",
     root: Annotated[Path, typer.Option(help="experiment folder (cache)")] = Path("benchmark_runs"),
     report_dir: Annotated[
         Path | None, typer.Option("--report", help="report folder (default: ROOT/report)")
@@ -516,7 +516,7 @@ def benchmark(
 
     Runs are cached: a rerun does only what changed or was interrupted.
 
-    Example: cryoprior benchmark --suite full --root benchmark_runs
+    Example: cryoprior benchmark --root benchmark_runs   (the realistic suite)
     On a Slurm cluster: cryoprior benchmark --executor submitit --slurm-partition cpu
     """
     from rich.console import Console
@@ -619,10 +619,11 @@ def demo(
     root: Annotated[Path, typer.Option(help="experiment folder")] = Path("demo_runs"),
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
-    """Simulate a small beta-galactosidase dataset; refine it with plain RELION and the prior.
+    """Simulate a beta-galactosidase dataset with CTFs; refine it with plain RELION and the prior.
 
-    Both refinements are real relion_refine_mpi runs calling cryoprior-extrec (the second with
-    the learned prior); the comparison is printed and the report written. About 6 minutes on 2
+    The realistic suite's isotropic case (box 80 at 2.5 A, 1,000 particles, CTF). Both
+    refinements are real relion_refine_mpi runs calling cryoprior-extrec (the second with the
+    learned prior); the comparison is printed and the report written. About 10 minutes on 2
     idle cores.
 
     Example: cryoprior demo --root demo_runs
@@ -638,8 +639,8 @@ def demo(
     if not console.is_terminal:  # a log file or a pipe: the 12-column table unfolded
         console = Console(width=200)
     console.print(
-        "[bold]cryoprior demo[/]: beta-galactosidase (5a1a, D2), box 48 at 4.4 A, 800 particles,"
-        f" refined with RELION and with the prior, in {root}"
+        "[bold]cryoprior demo[/]: beta-galactosidase (5a1a, D2), box 80 at 2.5 A, 1,000 particles"
+        f" with CTFs, refined with RELION and with the prior, in {root}"
     )
     failures = _run_suite_or_exit(console, "demo", root, None, None)
     path = build_report(root, root / "report", title="cryoprior demo")

@@ -172,11 +172,11 @@ def _full() -> list[ExperimentCase]:
 
 
 def _demo() -> list[ExperimentCase]:
-    """Return the README's demo: the full suite's isotropic case in RELION and prior modes.
+    """Return the README's demo: the realistic suite's isotropic case, RELION and prior modes.
 
-    Its runs are the benchmark's.
+    One repeat (the case's first); its runs are the benchmark's.
     """
-    return [dataclasses.replace(_full()[0], modes=("relion", "prior"))]
+    return [dataclasses.replace(_realistic()[0], modes=("relion", "prior"), repeats=1)]
 
 
 def mini_model_path() -> Path:
@@ -210,28 +210,29 @@ def _mini() -> list[ExperimentCase]:
 
 # The suite that decides (issue 15): resolution limited by signal and alignment, not by the
 # pixel (plain RELION's FSC 0.5 vs the truth >= 1.25x Nyquist), CTF in every case, repeats.
-# NOT YET CALIBRATED: only the issue's point (a ~380 kDa C4 complex, box 64 at 2.5 A, 1,000
-# particles at SNR 0.1 without CTF: 6.5 A vs truth, Nyquist 5.0 A, 4.3 min on 2 cores) and two
-# failed membrane runs (benchmarks/results/calibration_membrane.md) were measured. Choices:
-# - 2.5 A/px as the calibration point. beta-galactosidase (largest radius 91 A from its centre
-#   of mass) and the proteasome (96 A) do not fit a 160 A box: box 80 (200 A; mask 190 A, as
-#   in `full`). GltPh (in-plane radius 51 A, + a 20 A belt = 71 A) fits box 64 (160 A; mask
-#   150 A: protein and belt inside it, the default 80 % of the box = 128 A cut the belt).
-# - SNR 0.1 (the calibration point's) with CTF (defocus 0.8-2.5 um, 300 kV, Cs 2.7 mm,
-#   amplitude contrast 0.1, no astigmatism), corrected by RELION (--ctf).
-# - Membrane: 2,000 particles (114 kDa, a third of the calibration complex), initial map the
-#   truth at 20 A with --ini_high 20 (at 30 A protein + belt is a nearly mirror-symmetric
-#   blob; the SNR 0.3 calibration converged to a mirror-like wrong solution) and healpix order
-#   2 (7.5 deg) for the global searches (15 deg found wrong self-consistent solutions).
+# Calibrated in benchmarks/results/calibration_realistic.md (commands there):
+# - 2.5 A/px. beta-galactosidase (largest radius 91 A from its centre of mass) and the
+#   proteasome (96 A) do not fit a 160 A box: box 80 (200 A; mask 190 A, as in `full`). GltPh
+#   (in-plane radius 51 A, + a 20 A belt = 71 A) fits box 64 (160 A; mask 150 A).
+# - CTF (defocus 0.8-2.5 um, 300 kV, Cs 2.7 mm, amplitude contrast 0.1, no astigmatism),
+#   corrected by RELION (--ctf --ctf_corrected_ref: without the latter RELION 3.1 ignored the
+#   CTFs in the first iteration and every CTF run converged on a wrong map).
+# - An envelope of B = 100 A^2 on the images after the CTF (unknown to RELION, as in real
+#   data) and SNR 0.03 per image: plain RELION reached 7.45 A against the truth at FSC 0.5
+#   (1.49x Nyquist) on beta-galactosidase. Without the envelope the data held signal to
+#   Nyquist even at SNR 0.03 (5.09 A against the truth); at SNR 0.1 with it, too.
+# - Membrane: 2,000 particles (114 kDa), initial map the truth at 20 A with --ini_high 20 and
+#   healpix order 2 (7.5 deg) for the global searches: chosen when the runs failed for the
+#   missing --ctf_corrected_ref, kept (the belted trimer is the hardest to align).
 # - Controls at 1.5x, 2x, 3x Nyquist (7.5, 10, 15 A); a noise sweep of SD x1, x2, x5 (SNR
-#   0.1, 0.025, 0.004: x5 is meant to stop RELION before local searches - unmeasured); pure
-#   noise with D2 and beta-galactosidase at 30 A as the initial map, at most 12 iterations.
-# Run count: 3 repeats x 4 modes for the isotropic, anisotropic and membrane cases (36), 4
-# modes for each of 3 cut-offs, 2 further noise levels and pure noise (24): 60 refinements;
-# expected ~4-5 h on 2 cores, not measured. Run the isotropic case alone first (see
-# benchmarks/results/calibration_realistic.md) before trusting the rest of these choices.
+#   0.03, 0.0075, 0.0012: x5 is meant to stop RELION before local searches); pure noise with D2
+#   and beta-galactosidase at 30 A as the initial map, at most 12 iterations.
+# Run count: 3 repeats x 5 modes for the isotropic, anisotropic and membrane cases (45), 5
+# modes for each of 3 cut-offs, 2 further noise levels and pure noise (30): 75 refinements of
+# 3-5 minutes each.
 REALISTIC_VOXEL_ANGSTROM = 2.5
-REALISTIC_SNR = 0.1
+REALISTIC_SNR = 0.03
+REALISTIC_ENVELOPE_B_ANGSTROM2 = 100.0
 REALISTIC_REPEATS = 3
 #: every mode, guard v2 (issue 16) included: the refinement targets are read from this suite
 REALISTIC_MODES = ("relion", "sidesplitter", "prior", "prior-bounded", "prior-noguard")
@@ -240,14 +241,17 @@ REALISTIC_SCALE = (
     "2.5 A/voxel (Nyquist 5.0 A): box 80 (200 A) for beta-galactosidase and the proteasome, "
     "box 64 (160 A) for GltPh in a detergent-like belt; 1,000 particles (2,000 for GltPh) with "
     "a CTF each (defocus 0.8-2.5 um, 300 kV, Cs 2.7 mm, amplitude contrast 0.1), corrected by "
-    "RELION; SNR 0.1 per image after the CTF; RELION 3.1.3 auto-refine with 3 MPI ranks on 2 "
+    "RELION (--ctf --ctf_corrected_ref); an envelope of B = 100 A^2 on the images after the "
+    "CTF, unknown to RELION as in real data; SNR 0.03 per image after the CTF and the envelope; "
+    "RELION 3.1.3 auto-refine with 3 MPI ranks on 2 "
     "cores, healpix order 1 (15 deg; 2 for GltPh) for global searches and local searches from "
     "order 3 (3.75 deg); initial map = the truth low-passed to 30 A (20 A for GltPh); 3 "
     "repeats (RELION's seed and the random half split) of the isotropic, anisotropic and "
     "membrane cases. The paper used boxes of 256-338 at 0.64-1.0 A/voxel and 18,309-24,359 "
     "views reaching 3-4 A: our resolutions are about 2x coarser, so the cut-off control uses "
-    "7.5, 10 and 15 A (1.5x, 2x, 3x Nyquist) instead of 3, 5 and 8 A. The learned prior works "
-    "at 1.5 A/voxel, so each call upsamples the half-map."
+    "7.5, 10 and 15 A (1.5x, 2x, 3x Nyquist) instead of 3, 5 and 8 A. The learned prior runs "
+    "at a voxel of max(1.5 A, d/4) for the call's resolution d, so each call resamples the "
+    "half-map."
 )
 
 _CTF: dict[str, Any] = dict(
@@ -281,6 +285,7 @@ def _realistic_betagal(**overrides) -> SimulationConfig:
         orientations="uniform",
         n_particles=1000,
         snr=REALISTIC_SNR,
+        envelope_b_factor_angstrom2=REALISTIC_ENVELOPE_B_ANGSTROM2,
         reference_lowpass_angstrom=30.0,
         seed=11,
         **_CTF,
@@ -374,8 +379,10 @@ SUITES = {"full": _full, "demo": _demo, "mini": _mini, "realistic": _realistic}
 #: Each suite's scale paragraph for the report (the manifest's ``scale``).
 # the demo runs no control: its scale paragraph stops before the full suite's controls
 DEMO_SCALE = (
-    SCALE.split(", so the cut-off control")[0]
-    + ". The learned prior works at 1.5 A/voxel, so each call upsamples the half-map."
+    REALISTIC_SCALE.split("; 3 repeats")[0]
+    + "; one run per mode (the realistic suite's first repeat), no control. The learned prior "
+    "runs at a voxel of max(1.5 A, d/4) for the call's resolution d, so each call resamples "
+    "the half-map."
 )
 SUITE_SCALES = {"full": SCALE, "demo": DEMO_SCALE, "mini": SCALE, "realistic": REALISTIC_SCALE}
 
