@@ -223,7 +223,8 @@ def _mini() -> list[ExperimentCase]:
 #   Nyquist even at SNR 0.03 (5.09 A against the truth); at SNR 0.1 with it, too.
 # - Membrane: 2,000 particles (114 kDa), initial map the truth at 20 A with --ini_high 20 and
 #   healpix order 2 (7.5 deg) for the global searches: chosen when the runs failed for the
-#   missing --ctf_corrected_ref, kept (the belted trimer is the hardest to align).
+#   missing --ctf_corrected_ref, kept (the belted trimer is the hardest to align). Plain
+#   RELION: 6.89 A against the truth at FSC 0.5 (1.38x Nyquist; calibration_membrane.md).
 # - Controls at 1.5x, 2x, 3x Nyquist (7.5, 10, 15 A); a noise sweep of SD x1, x2, x5 (SNR
 #   0.03, 0.0075, 0.0012: x5 is meant to stop RELION before local searches); pure noise with D2
 #   and beta-galactosidase at 30 A as the initial map, at most 12 iterations.
