@@ -83,6 +83,11 @@ def test_cache_keys_follow_what_determines_a_result():
         case, title="x", refine=dataclasses.replace(case.refine, timeout_seconds=1.0)
     )
     assert run_key(longer, "relion") == run_key(case, "relion")
+    # a whole number written for a float field (TOML, --set) is the same dataset
+    written = dataclasses.replace(case.simulation, snr=1, envelope_b_factor_angstrom2=100)
+    as_floats = dataclasses.replace(case.simulation, snr=1.0, envelope_b_factor_angstrom2=100.0)
+    assert dataset_key(written) == dataset_key(as_floats)
+    assert isinstance(written.snr, float)
     # --ctf_corrected_ref changes the command only with the CTF on: the key follows that
     uncorrected = dataclasses.replace(
         case, refine=dataclasses.replace(case.refine, ctf_corrected_reference=False)

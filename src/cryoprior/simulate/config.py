@@ -131,10 +131,18 @@ class SimulationConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        """Check every field; one ValueError lists all the problems found."""
+        """Check every field; one ValueError lists all the problems found.
+
+        A whole number given for a float field (``100`` from a TOML file or the command line)
+        becomes that float, so that the record and the benchmark's cache key do not depend on
+        how the number was written.
+        """
         problems = []
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
+            if item.type in ("float", "float | None") and type(value) is int:
+                value = float(value)
+                object.__setattr__(self, item.name, value)
             if isinstance(value, float) and not math.isfinite(value):
                 problems.append(f"{item.name} must be a finite number, not {value}")
         if problems:  # NaN passes no comparison below: stop here
