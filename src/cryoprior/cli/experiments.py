@@ -374,8 +374,8 @@ def _run_suite(
         r, s = run.data["refine"], run.data.get("summary", {})
         console.print(
             f"{run.case} / {run.mode}: {'cached' if run.cached else 'done'}, "
-            f"RELION {r.get('final_resolution_angstrom')} A, vs truth "
-            f"{_num(s.get('truth_fsc_0143_angstrom'))} A, "
+            f"RELION {r.get('final_resolution_angstrom')} A, vs truth FSC 0.5 / 0.143 "
+            f"{_num(s.get('truth_fsc_05_angstrom'))} / {_num(s.get('truth_fsc_0143_angstrom'))} A, "
             f"{(r.get('wall_seconds') or 0) / 60:.1f} min"
         )
         results.append(run)
@@ -425,8 +425,10 @@ def _derive(console, repeats, root: Path) -> None:
         if done:
             console.print(
                 f"{case.name} (seed {case.refine.random_seed}): post-processing arm, vs truth "
+                "FSC 0.5 / 0.143 "
                 + ", ".join(
-                    f"{v} {_num(d['summary'].get('truth_fsc_0143_angstrom'))} A"
+                    f"{v} {_num(d['summary'].get('truth_fsc_05_angstrom'))} / "
+                    f"{_num(d['summary'].get('truth_fsc_0143_angstrom'))} A"
                     for v, d in done.items()
                 )
             )
