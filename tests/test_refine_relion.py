@@ -126,10 +126,16 @@ def test_readme_command_runs_with_ctf_and_relions_defaults(project):
     ):
         assert args[args.index(option) + 1] == value, (option, optimiser.command_line)
     assert args.count("--pool") == 1
-    for flag in ("--ctf", "--norm", "--scale", "--firstiter_cc", "--flatten_solvent"):
+    for flag in (
+        "--ctf", "--ctf_corrected_ref", "--norm", "--scale", "--firstiter_cc", "--flatten_solvent",
+    ):  # fmt: skip
         assert flag in args
     general = starfile.read(job / "run_it001_optimiser.star", always_dict=True)["optimiser_general"]
     assert int(general["rlnDoCorrectCtf"]) == 1
+    # RELION took the reference as CTF-free from the start (without the option its iteration 0
+    # records 0 and the first iteration ignores the images' CTFs)
+    first = starfile.read(job / "run_it000_optimiser.star", always_dict=True)["optimiser_general"]
+    assert int(first["rlnRefsAreCtfCorrected"]) == 1
     run_out = (job / "run.out").read_text()
     # RELION's own account of the sampling: 7.5 deg, offsets 5 px in 1 px steps of 2.8 A
     assert "Angular step= 7.5 degrees" in run_out
