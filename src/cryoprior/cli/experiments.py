@@ -384,7 +384,8 @@ def _run_suite(
         from cryoprior.refine.dispatch import run_with_submitit
 
         console.print(
-            f"submitting {len(tasks)} runs through submitit ({cluster.cluster or 'auto'})"
+            f"{len(tasks)} runs: those not in the cache go to submitit "
+            f"({cluster.cluster or 'auto'}) as jobs"
         )
         for outcome in run_with_submitit(tasks, root, cluster):
             if outcome.result is None:
