@@ -813,6 +813,7 @@ def run_relion_case(run: dict, regularizer) -> dict:
         "half_split_seed": case.refine.half_split_seed,
         "dataset": dataset_dir.name,
         "model": sim.model,
+        "n_particles": sim.n_particles,
         "box": n,
         "voxel_size_angstrom": voxel,
         "belt_width_angstrom": sim.belt_width_angstrom,
@@ -885,12 +886,14 @@ def realistic_markdown(result: dict) -> str:
         "",
         "Runs used:",
         "",
-        "| case | run key | dataset | RELION seed | half-split seed | box, voxel (A) | belt (A) |",
-        "|---|---|---|---|---|---|---|",
+        "| case | run key | dataset | particles | RELION seed | half-split seed | box, voxel (A) "
+        "| belt (A) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(
-            f"| {r['case']} | `{r['key']}` | `{r['dataset']}` | {r['random_seed']} | "
+            f"| {r['case']} | `{r['key']}` | `{r['dataset']}` | {r.get('n_particles', '-')} | "
+            f"{r['random_seed']} | "
             f"{r['half_split_seed'] if r['half_split_seed'] is not None else 'RELION own'} | "
             f"{r['box']}, {r['voxel_size_angstrom']:g} | {r['belt_width_angstrom']:g} |"
         )
