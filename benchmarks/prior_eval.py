@@ -1019,8 +1019,12 @@ REALISTIC_NOTES = """Notes
   so that column hardly separates the variants; FSC 0.5 and the correlation do. Guard v2 zeros
   shells with insignificant half-map FSC, so its FSC 0.143 against the truth can be coarser
   than the prior's while its content is the same (synthetic notes: the FSC is blind to scale).
-- For a belted case the truth is protein + belt (the particles hold the belt); the prior was
-  trained on proteins alone, so part of its loss there may be the belt (second table)."""
+- For a belted case the truth is protein + belt (what the particles hold); the prior was
+  trained on proteins without a belt, so the case is also scored against the protein alone
+  (its own envelope, which leaves the belt out).
+- The FSC against the truth is unmasked: noise in the solvent counts, so a map whose solvent
+  is flat gains at FSC 0.5 (the classical filter through its mask, the prior by its own
+  flattening); the correlation is taken inside the molecule only."""
 
 
 def realistic_main(args) -> None:
