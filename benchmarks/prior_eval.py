@@ -1104,7 +1104,9 @@ def main() -> None:
         "--relion-runs",
         metavar="ROOT",
         help="score plain RELION's final half-maps of the finished runs under ROOT (a "
-        "`cryoprior benchmark --root`) instead; writes results/prior_eval_realistic.{json,md}",
+        "`cryoprior benchmark --root`) instead, the prior with the hook's inference settings "
+        "(--tile-size, --voxels-per-resolution, --normalisation do not apply); writes "
+        "results/prior_eval_realistic.{json,md}",
     )
     parser.add_argument(
         "--out", help="output path without suffix (default results/prior_eval[_realistic])"
