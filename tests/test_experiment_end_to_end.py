@@ -107,6 +107,9 @@ def test_every_mode_refines_and_is_validated(mini_benchmark):
         assert all(r["local_searches"] for r in applied)
         assert refine["regularized_calls"] == sum(bool(r["applied"]) for r in records)
         assert refine["reached_local_searches"]
+        if mode in ("prior", "prior-bounded"):  # guard v1 and guard v2 in a real refinement
+            method = "bounded" if mode == "prior-bounded" else "trailing"
+            assert all(r["guard"]["method"] == method for r in applied), mode
     prior = json.loads(
         (root / "runs" / run_key(case, "prior") / "result.json").read_text()
     )  # the hook of the default mode went through the guard
@@ -118,7 +121,7 @@ def test_report_written_and_rebuilt_from_cache(mini_benchmark, tmp_path):
     root, _output, *_ = mini_benchmark
     report = root / "report"
     md = (report / "report.md").read_text()
-    for label in ("RELION", "SIDESPLITTER", "prior + guard", "prior, no guard"):
+    for label in ("RELION", "SIDESPLITTER", "prior + guard", "prior + guard v2", "prior, no guard"):
         assert f"| {label} |" in md
     html = (report / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<table>" in html
@@ -143,14 +146,14 @@ def test_post_processing_arm_and_pose_differences(mini_benchmark):
     root, output, *_ = mini_benchmark
     (case,) = suite("mini")
     relion_dir = root / "runs" / run_key(case, "relion")
-    for variant, guarded in (("prior", True), ("prior-noguard", False)):
+    for variant, guarded in (("prior", True), ("prior-bounded", True), ("prior-noguard", False)):
         data = json.loads((relion_dir / "postprocess" / variant / "result.json").read_text())
         assert data["guarded"] is guarded and data["source_run"] == relion_dir.name
         assert data["summary"]["truth_correlation"] is not None
         assert data["summary"]["truth_fsc_05_angstrom"] is not None
         assert (relion_dir / "postprocess" / variant / "half1.mrc").is_file()
     assert "post-processing arm" in output
-    for mode in ("sidesplitter", "prior", "prior-noguard"):
+    for mode in ("sidesplitter", "prior", "prior-bounded", "prior-noguard"):
         path = root / "runs" / run_key(case, mode) / "pose_difference.json"
         diff = json.loads(path.read_text())["summary"]
         assert diff["n_particles"] == 300

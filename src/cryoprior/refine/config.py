@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from cryoprior.refine.cases import ExperimentCase, RefineOptions
+from cryoprior.refine.cases import MODES, ExperimentCase, RefineOptions
 from cryoprior.simulate.config import SimulationConfig
 
 __all__ = ["REALISTIC_SCALE", "SCALE", "SUITES", "SUITE_SCALES", "mini_model_path", "suite"]
@@ -204,6 +204,7 @@ def _mini() -> list[ExperimentCase]:
             refine=RefineOptions(
                 symmetry="C1", particle_diameter_angstrom=80.0, ini_high_angstrom=20.0
             ),
+            modes=tuple(MODES),
         )
     ]
 
