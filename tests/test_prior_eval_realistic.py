@@ -11,24 +11,20 @@ case, a folder whose name is not its case's key, and a prior-mode run.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_scripts import load_benchmark
+
 N, VOXEL = 32, 2.5
 NOISE_SD = 0.3
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("prior_eval", ROOT / "benchmarks/prior_eval.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("prior_eval")
 
 
 def _truth() -> np.ndarray:

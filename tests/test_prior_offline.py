@@ -18,12 +18,13 @@ guard that hands back the plain map gives - fails (5.08 A, cc 0.662).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.fft
+
+from benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 FSC05_GAIN_MARGIN = 0.020  # half the measured 4.0 %
@@ -31,11 +32,7 @@ CC_GAIN_MARGIN = 0.068  # half the measured +0.136
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("prior_eval", ROOT / "benchmarks/prior_eval.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("prior_eval")
 
 
 @pytest.fixture(scope="module")
