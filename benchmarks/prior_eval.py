@@ -779,30 +779,28 @@ def run_relion_case(run: dict, regularizer) -> dict:
         particle_diameter_angstrom=case.refine.particle_diameter_angstrom,
         gold_standard_fsc=half_fsc,
     )
+
+    def variants(half, enhanced):
+        """The maps scored for one half-map (itself as the guards' plain map), guard reports."""
+        guarded, report = apply_guard(enhanced, half, fsc=half_fsc, settings=GUARD_V1)
+        v2, report_v2 = apply_guard(enhanced, half, fsc=half_fsc, settings=GUARD_V2)
+        maps = {
+            "input": half,
+            "fsc-weighted": fsc_weighted(half, half_fsc),
+            "classical": classical(half, half_fsc, voxel),
+            "prior": enhanced,
+            "prior+guard": guarded,
+            "prior+guard_v2": v2,
+        }
+        return maps, report, report_v2
+
     t0 = time.perf_counter()
     enhanced = regularizer.regularize(h1, context=context)
     seconds = time.perf_counter() - t0
     info = dict(regularizer.last_info or {})
-    guarded, report = apply_guard(enhanced, h1, fsc=half_fsc, settings=GUARD_V1)
-    v2, report_v2 = apply_guard(enhanced, h1, fsc=half_fsc, settings=GUARD_V2)
-    maps = {
-        "input": h1,
-        "fsc-weighted": fsc_weighted(h1, half_fsc),
-        "classical": classical(h1, half_fsc, voxel),
-        "prior": enhanced,
-        "prior+guard": guarded,
-        "prior+guard_v2": v2,
-    }
+    maps, report, report_v2 = variants(h1, enhanced)
     # half-map 2 the same way (its own prior output, itself as the plain map): a second look
-    enhanced_2 = regularizer.regularize(h2, context=context)
-    maps_2 = {
-        "input": h2,
-        "fsc-weighted": fsc_weighted(h2, half_fsc),
-        "classical": classical(h2, half_fsc, voxel),
-        "prior": enhanced_2,
-        "prior+guard": apply_guard(enhanced_2, h2, fsc=half_fsc, settings=GUARD_V1)[0],
-        "prior+guard_v2": apply_guard(enhanced_2, h2, fsc=half_fsc, settings=GUARD_V2)[0],
-    }
+    maps_2, _, _ = variants(h2, regularizer.regularize(h2, context=context))
     result = read_json(run_dir / "result.json") or {}
     sim = case.simulation
     row = {
