@@ -13,9 +13,7 @@ find why CTF runs converged on wrong maps (benchmarks/results/calibration_realis
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from cryoprior.io.relion import poses_from_star
+from cryoprior.refine.relion import AutoRefineSettings, build_refine_command
+from cryoprior.refine.watchdog import stop_session
 from cryoprior.validate.poses import match_poses, pose_errors
 
 
@@ -47,16 +47,22 @@ def main() -> None:
     (args.work / "Particles").symlink_to(dataset / "Particles")
     for name in ("particles.star", "initial_reference.mrc"):
         shutil.copy(dataset / name, args.work / name)
-    command = [
-        "mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "3", "relion_refine_mpi",
-        "--i", "particles.star", "--ref", "initial_reference.mrc", "--o", "Refine3D/run",
-        "--auto_refine", "--split_random_halves", "--ini_high", f"{args.ini_high:g}",
-        "--pad", "2", "--particle_diameter", f"{args.diameter:g}", "--oversampling", "1",
-        "--healpix_order", "1", "--auto_local_healpix_order", "3", "--offset_range", "3",
-        "--offset_step", "1.5", "--sym", args.sym, "--low_resol_join_halves", "40",
-        "--random_seed", "0", "--flatten_solvent", "--zero_mask", "--j", "1",
-        *args.relion_options,
-    ]  # fmt: skip
+    # the benchmark's sampling (RefineOptions' defaults), RELION's own reconstruction (no hook)
+    settings = AutoRefineSettings(
+        particles_star="particles.star",
+        reference_map="initial_reference.mrc",
+        output_root="Refine3D/run",
+        particle_diameter_angstrom=args.diameter,
+        symmetry=args.sym,
+        ini_high_angstrom=args.ini_high,
+        healpix_order=1,
+        auto_local_healpix_order=3,
+        offset_range_pixels=3.0,
+        offset_step_pixels=1.5,
+        external_reconstruct=False,
+        extra_args=tuple(args.relion_options),
+    )
+    command = build_refine_command(settings, hook_variable=False)
     last = args.work / "Refine3D" / f"run_it{args.iterations:03d}_data.star"
     with open(args.work / "run.log", "w") as log:
         proc = subprocess.Popen(
@@ -66,8 +72,7 @@ def main() -> None:
             time.sleep(2)
         time.sleep(2)  # the STAR is written before the iteration's maps
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
+            stop_session(proc.pid, leader=proc)  # every rank, SIGKILL after a grace period
     truth = poses_from_star(dataset / "ground_truth.star")
     print(f"options: {' '.join(args.relion_options) or '(none)'}")
     for it in range(args.iterations + 1):
