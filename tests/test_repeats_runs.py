@@ -197,6 +197,32 @@ def test_postprocess_arm_is_validated_like_a_run_and_cached(tmp_path):
     assert run_postprocess(dataclasses.replace(case, pure_noise=True), tmp_path) == {}
 
 
+def test_other_modes_get_the_unguarded_arm_only_in_cases_with_repeats(tmp_path):
+    case = _tiny_case(modes=("relion", "prior"), repeats=2)
+    _fake_relion_run(tmp_path, case, "relion")
+    (h1, h2), truth = _fake_relion_run(tmp_path, case, "prior", seed=1)
+    results = run_postprocess(case, tmp_path, mode="prior", enhance=lambda m: 3.0 * m)
+    assert set(results) == {"prior-noguard"}
+    arm = results["prior-noguard"]
+    assert arm["label"] == "prior + guard, then prior once, no guard"
+    assert (arm["source_mode"], arm["source_run"]) == ("prior", run_key(case, "prior"))
+    folder = tmp_path / "runs" / run_key(case, "prior") / "postprocess" / "prior-noguard"
+    assert (folder / "result.json").is_file()
+    # a scaled map has the FSC and correlation of the prior run's own half-maps
+    direct = validate_maps(
+        ValidationInputs(h1, h2, 4.0, truth_map=truth), ValidationSettings(local_window_voxels=8)
+    ).to_dict()
+    assert arm["summary"]["truth_correlation"] == pytest.approx(
+        direct["truth"]["correlation_full_map"]
+    )
+    relion = run_postprocess(case, tmp_path, enhance=lambda m: m)
+    assert relion["prior-noguard"]["label"] == "RELION, then prior once, no guard"
+    # one repeat: the other modes' arms cannot be judged, so they are not made
+    single = dataclasses.replace(case, repeats=1)
+    assert run_postprocess(single, tmp_path, mode="prior", enhance=lambda m: m) == {}
+    assert run_postprocess(case, tmp_path, mode="sidesplitter", enhance=lambda m: m) == {}
+
+
 def test_pose_difference_of_a_known_turn_and_shift(tmp_path):
     case = _tiny_case(modes=("relion", "sidesplitter"))
     n = 24

@@ -32,19 +32,33 @@ def _result(truth05, cc, minutes=5.0, final=6.0):
     }
 
 
-def _experiment(root: Path, *, relion, prior, arm=None, poses=None):
-    """Run folders of one case: relion and prior repeats as given (None: not finished)."""
+# the labels cryoprior.refine.derived.postprocess_label writes into an arm's result.json
+ARM_LABELS = {
+    "prior": "then prior + guard once",
+    "prior-bounded": "then prior + guard v2 once",
+    "prior-noguard": "then prior once, no guard",
+}
+
+
+def _experiment(root: Path, *, relion, prior, arm=None, poses=None, prior_arm=None):
+    """Run folders of one case: relion and prior repeats as given (None: not finished).
+
+    arm, prior_arm: per repeat, variant -> summary of the post-processing arm on the relion
+    and the prior run.
+    """
     entry = {"runs": {}, "repeats": {"relion": [], "prior": []}}
-    for mode, results in (("relion", relion), ("prior", prior)):
+    for mode, results, arms in (("relion", relion, arm), ("prior", prior, prior_arm)):
         for i, result in enumerate(results):
             rel = f"runs/{mode}-{i}"
             entry["repeats"][mode].append(rel)
             if result is not None:
                 _write(root / rel / "result.json", result)
-            if mode == "relion" and arm and result is not None:
-                for variant, summary in arm[i].items():
+            if arms and result is not None:
+                for variant, summary in arms[i].items():
+                    label = f"{LABELS[mode]}, {ARM_LABELS[variant]}"
                     _write(
-                        root / rel / "postprocess" / variant / "result.json", {"summary": summary}
+                        root / rel / "postprocess" / variant / "result.json",
+                        {"summary": summary, "label": label},
                     )
             if mode == "prior" and poses and result is not None:
                 _write(root / rel / "pose_difference.json", {"summary": poses[i]})
@@ -97,6 +111,43 @@ def test_repeats_table_verdict_and_post_processing_rows(tmp_path):
         "| prior + guard | 3.00 +- 1.41 (n=2) | 2.00 +- 1.41 (n=2) | n/a | 1.00 +- 0.71 (n=2) |"
         in md
     )
+
+
+def test_each_mode_post_processed_is_judged_against_relion_post_processed(tmp_path):
+    # RELION then prior once: FSC 0.5 vs truth 5.4, 5.5, 5.6 (mean 5.5, SD 0.1: threshold
+    # 0.2); prior in the loop then once: 5.0, 5.1 (mean 5.05: -0.45, better); CC 0.77 against
+    # 0.76, 0.77, 0.78 (SD 0.01, threshold 0.02: +0.0 - no difference)
+    arm = [
+        {"prior-noguard": {"truth_fsc_05_angstrom": v, "truth_correlation": c}}
+        for v, c in ((5.4, 0.76), (5.5, 0.77), (5.6, 0.78))
+    ]
+    prior_arm = [{"prior-noguard": {"truth_fsc_05_angstrom": v, "truth_correlation": 0.77}}
+                 for v in (5.0, 5.1)]  # fmt: skip
+    entry = _experiment(
+        tmp_path,
+        relion=[_result(6.0, 0.80), _result(6.2, 0.81), _result(6.4, 0.82)],
+        prior=[_result(5.6, 0.81), _result(5.7, 0.81)],
+        arm=arm,
+        prior_arm=prior_arm,
+    )
+    repeats = load_case_repeats(tmp_path, entry)
+    assert set(repeats.postprocess) == {"post:prior-noguard", "post:prior:prior-noguard"}
+    doc = Document()
+    data = repeats_section(doc, repeats, LABELS)
+    md = doc.markdown()
+    assert "| prior + guard, then prior once, no guard | " in md
+    assert "5.05 +- 0.07 (n=2)" in md
+    # the main verdict compares with plain RELION's map and leaves the other mode's arm out
+    assert "prior + guard, then prior once" not in data["verdict"]
+    post = data["postprocess_verdict"]
+    assert post.startswith("Against RELION, then prior once, no guard (3 repeats")
+    assert "prior + guard, then prior once, no guard: better on vs truth FSC 0.5 (A)." in post
+    assert "**In the loop, then once.**" in md
+    calls = data["postprocess_calls"]["post:prior:prior-noguard"]
+    fsc = next(c for c in calls if c["metric"] == "truth_fsc_05_angstrom")
+    assert fsc["difference"] == pytest.approx(-0.45) and fsc["threshold"] == pytest.approx(0.2)
+    cc = next(c for c in calls if c["metric"] == "truth_correlation")
+    assert cc["verdict"] == "no difference"
 
 
 def test_one_repeat_makes_no_call(tmp_path):
@@ -215,7 +266,11 @@ def test_build_report_with_repeats_arm_scale_and_calibration(tmp_path):
         / "postprocess"
         / "prior-noguard"
         / "result.json",
-        {"summary": arm, "controls": case_controls(case, {}, arm)},
+        {
+            "summary": arm,
+            "controls": case_controls(case, {}, arm),
+            "label": "RELION, then prior once, no guard",
+        },
     )
     write_manifest(tmp_path, [case], suite="test", scale="tiny")
     note = tmp_path / "calibration_tiny.md"

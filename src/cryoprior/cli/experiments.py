@@ -410,29 +410,29 @@ def _run_suite(
 
 
 def _derive(console, repeats, root: Path) -> None:
-    """Derive the post-processing arm and pose differences of every finished repeat (cached)."""
+    """Derive the post-processing arms and pose differences of every finished repeat (cached)."""
     from cryoprior.errors import InputFileError
     from cryoprior.refine.derived import pose_difference, run_postprocess
 
     for case in repeats:
-        try:
-            done = run_postprocess(case, root)
-            for mode in case.modes:
+        for mode in case.modes:
+            try:
+                done = run_postprocess(case, root, mode=mode)
                 pose_difference(case, mode, root)
-        except (InputFileError, OSError, ValueError, KeyError, RuntimeError) as exc:
-            # one failed derivation (a missing map, the prior's error) must not cost the others
-            console.print(f"[red]{case.name}: derived results failed:[/] {exc}")
-            continue
-        if done:
-            console.print(
-                f"{case.name} (seed {case.refine.random_seed}): post-processing arm, vs truth "
-                "FSC 0.5 / 0.143 "
-                + ", ".join(
-                    f"{v} {_num(d['summary'].get('truth_fsc_05_angstrom'))} / "
-                    f"{_num(d['summary'].get('truth_fsc_0143_angstrom'))} A"
-                    for v, d in done.items()
+            except (InputFileError, OSError, ValueError, KeyError, RuntimeError) as exc:
+                # one failed derivation (a missing map, the prior's error) must not cost the others
+                console.print(f"[red]{case.name} / {mode}: derived results failed:[/] {exc}")
+                continue
+            if done:
+                console.print(
+                    f"{case.name} (seed {case.refine.random_seed}): post-processing arm, vs truth "
+                    "FSC 0.5 / 0.143 "
+                    + ", ".join(
+                        f"{d['label']} {_num(d['summary'].get('truth_fsc_05_angstrom'))} / "
+                        f"{_num(d['summary'].get('truth_fsc_0143_angstrom'))} A"
+                        for d in done.values()
+                    )
                 )
-            )
 
 
 def _run_suite_or_exit(

@@ -2,14 +2,20 @@
 
 The post-processing arm (the paper's Figs. S11-S12: is the prior better inside the refinement
 loop than applied once to plain RELION's final map?): the learned prior applied once to each
-of plain RELION's final unfiltered half-maps, through the default guard (``prior``) and
-unguarded (``prior-noguard``), then validated against the truth exactly as the runs are.
+of plain RELION's final unfiltered half-maps, through the guard (``prior``), guard v2
+(``prior-bounded``) and unguarded (``prior-noguard``), then validated against the truth exactly
+as the runs are. A mode's own final map is unregularized (RELION makes the final half-maps
+itself, and the hook leaves the final joined map plain), so its score shows what the mode did
+to the poses only; that is why, in cases with repeats, every other mode's final half-maps get
+the unguarded prior once too (:data:`MODE_POSTPROCESS_VARIANTS`, the paper's Fig. S11 d:
+deepEMhancer in the loop, then once more): "in the loop, then once" against "RELION, then
+once" is the comparison that asks whether the loop's poses are worth it.
 And the pose differences between modes: each mode's final poses against plain RELION's (the
 same repeat), mean angular and shift difference under the case's symmetry.
 
 Layout (beside the runs of :mod:`cryoprior.refine.run`)::
 
-    runs/<relion key>/postprocess/<variant>/   half1.mrc, half2.mrc, validation.json,
+    runs/<mode key>/postprocess/<variant>/     half1.mrc, half2.mrc, validation.json,
                                                result.json (when complete)
     runs/<mode key>/pose_difference.json       against runs/<relion key of the same repeat>
 
@@ -31,7 +37,7 @@ import numpy as np
 from cryoprior.io.json import read_json, write_json_atomic
 from cryoprior.io.mrc import read_map, write_map_atomic
 from cryoprior.io.relion import find_relion_job_files
-from cryoprior.refine.cases import ExperimentCase
+from cryoprior.refine.cases import MODES, ExperimentCase
 from cryoprior.refine.run import (
     RESULT_VERSION,
     _summary,
@@ -45,20 +51,56 @@ from cryoprior.regularizers.guard import GuardSettings, apply_guard
 from cryoprior.validate.fsc import fourier_shell_correlation
 
 __all__ = [
+    "MODE_POSTPROCESS_VARIANTS",
     "POSTPROCESS_VARIANTS",
     "pose_difference",
     "postprocess_half_maps",
+    "postprocess_label",
+    "postprocess_variants",
     "run_postprocess",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: variant -> (label, guard or None): the prior applied once to plain RELION's final half-maps.
+#: variant -> (what is applied, guard or None): the prior applied once to final half-maps.
 POSTPROCESS_VARIANTS: dict[str, tuple[str, GuardSettings | None]] = {
-    "prior": ("RELION, then prior + guard once", GuardSettings()),
-    "prior-bounded": ("RELION, then prior + guard v2 once", GuardSettings(method="bounded")),
-    "prior-noguard": ("RELION, then prior once, no guard", None),
+    "prior": ("prior + guard once", GuardSettings()),
+    "prior-bounded": ("prior + guard v2 once", GuardSettings(method="bounded")),
+    "prior-noguard": ("prior once, no guard", None),
 }
+
+#: The variants applied to the final half-maps of every mode but plain RELION (which gets all
+#: of :data:`POSTPROCESS_VARIANTS`), in cases with repeats: the paper's post-processing.
+MODE_POSTPROCESS_VARIANTS: tuple[str, ...] = ("prior-noguard",)
+
+
+def postprocess_variants(case: ExperimentCase, mode: str) -> tuple[str, ...]:
+    """Return the post-processing variants for ``mode``'s final half-maps in ``case``.
+
+    Every variant for plain RELION; :data:`MODE_POSTPROCESS_VARIANTS` for the other modes of a
+    case with repeats (where the report can judge "in the loop, then once" against "RELION,
+    then once"); none for a pure-noise case or a mode the case does not run.
+
+    >>> from cryoprior.simulate.config import SimulationConfig
+    >>> case = ExperimentCase("c", "t", "isotropic", SimulationConfig(), repeats=3)
+    >>> postprocess_variants(case, "relion"), postprocess_variants(case, "prior")
+    (('prior', 'prior-bounded', 'prior-noguard'), ('prior-noguard',))
+    """
+    if case.pure_noise or mode not in case.modes:
+        return ()
+    if mode == "relion":
+        return tuple(POSTPROCESS_VARIANTS)
+    return MODE_POSTPROCESS_VARIANTS if case.repeats > 1 else ()
+
+
+def postprocess_label(mode: str, variant: str) -> str:
+    """Return the row label of ``variant`` applied to ``mode``'s final half-maps.
+
+    >>> postprocess_label("relion", "prior-noguard")
+    'RELION, then prior once, no guard'
+    """
+    spec = MODES.get(mode)
+    return f"{spec.label if spec else mode}, then {POSTPROCESS_VARIANTS[variant][0]}"
 
 
 def postprocess_half_maps(
@@ -122,31 +164,34 @@ def run_postprocess(
     case: ExperimentCase,
     root: str | Path,
     *,
+    mode: str = "relion",
     enhance: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run the post-processing arm of one repeat of ``case`` (cached); variant -> result.
+    """Run the post-processing arm of one repeat of ``case`` on ``mode``'s run (cached).
 
-    Needs plain RELION's finished run (``result.json``); returns {} for a pure-noise case or
-    when that run is missing. ``enhance`` replaces the learned prior (tests); the weights are
-    recorded and a change of them recomputes the arm.
+    Applies :func:`postprocess_variants` to the mode's final half-maps; returns variant ->
+    result, {} when there is no variant or the mode's run has not finished. ``enhance``
+    replaces the learned prior (tests); the weights are recorded and a change of them
+    recomputes the arm.
 
-    Each result (``postprocess/<variant>/result.json``) holds ``variant``, ``source_run`` (the
-    RELION run's key), ``prior_weights``, ``summary`` (the runs' table numbers, from the
-    validation of the processed half-maps), ``controls`` (the case's controls on the arm's
-    FSCs), ``info`` (guard) and ``seconds``.
+    Each result (``runs/<mode key>/postprocess/<variant>/result.json``) holds ``variant``,
+    ``label``, ``source_mode``, ``source_run`` (the run's key), ``prior_weights``, ``summary``
+    (the runs' table numbers, from the validation of the processed half-maps), ``controls``
+    (the case's controls on the arm's FSCs), ``info`` (guard) and ``seconds``.
     """
-    if case.pure_noise or "relion" not in case.modes:
+    variants = postprocess_variants(case, mode)
+    if not variants:
         return {}
     root = Path(root)
-    key = run_key(case, "relion")
-    relion_dir = root / "runs" / key
-    if read_json(relion_dir / "result.json") is None:
+    key = run_key(case, mode)
+    source_dir = root / "runs" / key
+    if read_json(source_dir / "result.json") is None:
         return {}
     weights = None if enhance is not None else prior_weights(case, "prior")
     results: dict[str, dict[str, Any]] = {}
     todo = []
-    for variant in POSTPROCESS_VARIANTS:
-        cached = read_json(relion_dir / "postprocess" / variant / "result.json")
+    for variant in variants:
+        cached = read_json(source_dir / "postprocess" / variant / "result.json")
         if (
             cached is not None
             and cached.get("version") == RESULT_VERSION
@@ -159,7 +204,7 @@ def run_postprocess(
     if not todo:
         return results
     dataset_dir = ensure_dataset(case.simulation, root)
-    job_dir = relion_dir / "Refine3D"
+    job_dir = source_dir / "Refine3D"
     files = find_relion_job_files(job_dir)
     h1 = read_map(files.half_map_1, dtype=np.float64)
     h2 = read_map(files.half_map_2, dtype=np.float64)
@@ -170,7 +215,7 @@ def run_postprocess(
     enhanced = (enhance(h1), enhance(h2))
     enhance_seconds = time.monotonic() - started
     for variant in todo:
-        out_dir = relion_dir / "postprocess" / variant
+        out_dir = source_dir / "postprocess" / variant
         guard = POSTPROCESS_VARIANTS[variant][1]
         p1, p2, info = postprocess_half_maps(h1, h2, enhance, guard=guard, enhanced=enhanced)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,13 +231,14 @@ def run_postprocess(
             "version": RESULT_VERSION,
             "case": case.name,
             "variant": variant,
-            "label": POSTPROCESS_VARIANTS[variant][0],
+            "label": postprocess_label(mode, variant),
             "guarded": guard is not None,
+            "source_mode": mode,
             "source_run": key,
             "prior_weights": weights,
             "validation_window_voxels": case.validation_window_voxels,
             "summary": summary,
-            # RELION's final resolution is plain RELION's, not the arm's: judged on the FSCs
+            # RELION's final resolution is the source run's, not the arm's: judged on the FSCs
             "controls": case_controls(case, {}, summary),
             "info": info,
             "seconds": enhance_seconds,

@@ -34,7 +34,6 @@ from cryoprior.report.comparison import (
 )
 from cryoprior.report.document import Document
 from cryoprior.report.repeats import (
-    POSTPROCESS_LABELS,
     CaseRepeats,
     calibration_section,
     load_case_repeats,
@@ -224,7 +223,7 @@ def build_report(
         cut, pure = _control_rows(
             case["name"],
             _repeat_runs(runs, repeats),
-            {**labels, **{f"post:{v}": label for v, label in POSTPROCESS_LABELS.items()}},
+            {**labels, **repeats.postprocess_labels},
         )
         cutoff_rows += cut
         pure_rows += pure
@@ -272,7 +271,8 @@ def _has_repeats(repeats: CaseRepeats) -> bool:
 def _repeat_runs(runs: dict[str, ReportRun], repeats: CaseRepeats) -> list[tuple[str, str, dict]]:
     """(mode, repeat label, result) of every finished repeat and post-processing arm.
 
-    The first repeat's runs as loaded; the arms as ``post:<variant>``.
+    The first repeat's runs as loaded; the arms by their rows (``post:<variant>`` on plain
+    RELION's run, ``post:<mode>:<variant>`` on another mode's).
     """
     out = [(m, "", r.result) for m, r in runs.items()]
     for mode, results in repeats.runs.items():
@@ -282,11 +282,10 @@ def _repeat_runs(runs: dict[str, ReportRun], repeats: CaseRepeats) -> list[tuple
             for n, result in zip(numbers, results, strict=True)
             if n > 0
         ]
-    for variant, results in repeats.postprocess.items():
-        numbers = repeats.postprocess_numbers[variant]
+    for row, results in repeats.postprocess.items():
+        numbers = repeats.postprocess_numbers[row]
         out += [
-            (f"post:{variant}", f" (repeat {n + 1})", result)
-            for n, result in zip(numbers, results, strict=True)
+            (row, f" (repeat {n + 1})", result) for n, result in zip(numbers, results, strict=True)
         ]
     return out
 

@@ -1,11 +1,12 @@
 """Report sections of a benchmark with repeats: mean +- SD tables, verdicts, scale, calibration.
 
 Reads what the runner left (``benchmark.json``'s ``repeats`` run folders, each with
-``result.json``; the post-processing arm under the plain RELION run's
-``postprocess/<variant>/result.json``; ``pose_difference.json`` beside a mode's run) and adds
+``result.json``; the post-processing arms under a run's ``postprocess/<variant>/result.json``;
+``pose_difference.json`` beside a mode's run) and adds
 to a :class:`~cryoprior.report.document.Document`: per case a table of every metric over the
 repeats (:mod:`cryoprior.validate.repeats`), a verdict paragraph, the post-processing arm's
-rows and the pose differences; the scale of every case (Nyquist, plain RELION's FSC 0.5
+rows (with a second verdict: each mode's final half-maps post-processed against plain
+RELION's, post-processed the same way) and the pose differences; the scale of every case (Nyquist, plain RELION's FSC 0.5
 against the truth and the 1.25x-Nyquist rule); the calibration notes (Markdown files).
 """
 
@@ -22,27 +23,21 @@ from cryoprior.validate.repeats import (
     CALL_RULE,
     METRICS,
     MetricStats,
+    ModeCall,
     case_verdict,
     metric_stats,
     repeat_statistics,
 )
 
 __all__ = [
-    "POSTPROCESS_LABELS",
     "CaseRepeats",
     "calibration_section",
     "load_case_repeats",
+    "postprocess_row",
     "repeats_section",
     "run_metrics",
     "scale_section",
 ]
-
-#: variant of the post-processing arm -> label (as cryoprior.refine.derived names them).
-POSTPROCESS_LABELS = {
-    "prior": "RELION, then prior + guard once",
-    "prior-bounded": "RELION, then prior + guard v2 once",
-    "prior-noguard": "RELION, then prior once, no guard",
-}
 
 
 def run_metrics(result: Mapping[str, Any]) -> dict[str, float | None]:
@@ -62,8 +57,11 @@ class CaseRepeats:
     ----------
     runs: mode -> the ``result.json`` of each finished repeat (repeat order).
     repeat_numbers: mode -> the repeat (0-based) of each of ``runs``' results.
-    postprocess: variant -> the post-processing arm's ``result.json`` per finished repeat.
-    postprocess_numbers: variant -> the repeat (0-based) of each of ``postprocess``' results.
+    postprocess: row -> the post-processing arm's ``result.json`` per finished repeat; the row
+        is ``post:<variant>`` for plain RELION's run, ``post:<mode>:<variant>`` for another
+        mode's (:func:`postprocess_row`).
+    postprocess_numbers: row -> the repeat (0-based) of each of ``postprocess``' results.
+    postprocess_labels: row -> its label (as the arm's ``result.json`` names it).
     pose_differences: mode -> ``pose_difference.json``'s summary per repeat that has one.
     expected: mode -> the number of repeats the suite asks for.
     """
@@ -73,8 +71,18 @@ class CaseRepeats:
         self.repeat_numbers: dict[str, list[int]] = {}
         self.postprocess: dict[str, list[dict]] = {}
         self.postprocess_numbers: dict[str, list[int]] = {}
+        self.postprocess_labels: dict[str, str] = {}
         self.pose_differences: dict[str, list[dict]] = {}
         self.expected: dict[str, int] = {}
+
+
+def postprocess_row(mode: str, variant: str) -> str:
+    """Row key of a post-processing arm: ``post:<variant>`` on plain RELION's run.
+
+    >>> postprocess_row("relion", "prior"), postprocess_row("prior", "prior-noguard")
+    ('post:prior', 'post:prior:prior-noguard')
+    """
+    return f"post:{variant}" if mode == "relion" else f"post:{mode}:{variant}"
 
 
 def load_case_repeats(root: str | Path, entry: Mapping[str, Any]) -> CaseRepeats:
@@ -94,18 +102,15 @@ def load_case_repeats(root: str | Path, entry: Mapping[str, Any]) -> CaseRepeats
             diff = read_json(run_dir / "pose_difference.json")
             if diff is not None:
                 out.pose_differences.setdefault(mode, []).append(diff["summary"])
-            if mode != "relion":
-                continue
-            for variant in POSTPROCESS_LABELS:
-                arm = read_json(run_dir / "postprocess" / variant / "result.json")
-                if arm is not None:
-                    out.postprocess.setdefault(variant, []).append(arm)
-                    out.postprocess_numbers.setdefault(variant, []).append(number)
+            for variant_dir in sorted((run_dir / "postprocess").glob("*")):
+                arm = read_json(variant_dir / "result.json")
+                if arm is None:
+                    continue
+                row = postprocess_row(mode, variant_dir.name)
+                out.postprocess.setdefault(row, []).append(arm)
+                out.postprocess_numbers.setdefault(row, []).append(number)
+                out.postprocess_labels[row] = arm.get("label") or row
     return out
-
-
-def _post_key(variant: str) -> str:
-    return f"post:{variant}"
 
 
 def repeats_section(
@@ -122,10 +127,9 @@ def repeats_section(
         mode: [run_metrics(r) for r in results] for mode, results in repeats.runs.items()
     }
     names = {m: labels.get(m, m) for m in metrics_per_row}
-    for variant, results in repeats.postprocess.items():
-        key = _post_key(variant)
+    for key, results in repeats.postprocess.items():
         metrics_per_row[key] = [run_metrics({"summary": r["summary"]}) for r in results]
-        names[key] = POSTPROCESS_LABELS.get(variant, variant)
+        names[key] = repeats.postprocess_labels.get(key, key)
     stats = repeat_statistics(metrics_per_row)
     n_runs = {mode: len(rows) for mode, rows in metrics_per_row.items()}
     short = [m for m, n in n_runs.items() if m in repeats.expected and n < repeats.expected[m]]
@@ -154,8 +158,11 @@ def repeats_section(
             for row in metrics_per_row
         ],
     )
-    verdict, calls = case_verdict(stats, labels=names)
+    # the modes and the arms on plain RELION's maps, against plain RELION's final map
+    main = {key: value for key, value in stats.items() if key.count(":") < 2}
+    verdict, calls = case_verdict(main, labels=names)
     doc.para("**Verdict.** " + verdict + " " + CALL_RULE)
+    post_verdict, post_calls = _post_verdict(doc, stats, names)
     if repeats.pose_differences:
         doc.para(
             "Poses of each mode's final iteration against plain RELION's (same repeat, "
@@ -186,20 +193,56 @@ def repeats_section(
             for row, per_metric in stats.items()
         },
         "verdict": verdict,
-        "calls": {
-            row: [
-                {
-                    "metric": c.metric,
-                    "difference": c.difference,
-                    "threshold": c.threshold,
-                    "verdict": c.verdict,
-                }
-                for c in row_calls
-            ]
-            for row, row_calls in calls.items()
-        },
+        "postprocess_verdict": post_verdict,
+        "postprocess_calls": _calls_json(post_calls),
+        "calls": _calls_json(calls),
         "pose_differences": repeats.pose_differences,
     }
+
+
+def _calls_json(calls: Mapping[str, Sequence[ModeCall]]) -> dict[str, list[dict[str, Any]]]:
+    return {
+        row: [
+            {
+                "metric": c.metric,
+                "difference": c.difference,
+                "threshold": c.threshold,
+                "verdict": c.verdict,
+            }
+            for c in row_calls
+        ]
+        for row, row_calls in calls.items()
+    }
+
+
+#: The arm every mode's final half-maps get (cryoprior.refine.derived.MODE_POSTPROCESS_VARIANTS).
+_SHARED_POSTPROCESS = "prior-noguard"
+
+
+def _post_verdict(
+    doc: Document, stats: Mapping[str, Mapping[str, MetricStats]], names: Mapping[str, str]
+) -> tuple[str | None, dict[str, list[ModeCall]]]:
+    """Each mode's post-processed final half-maps against plain RELION's, processed alike.
+
+    The paper's Fig. S11 question: once every map gets the prior at the end, is the loop's
+    result still better? Adds a paragraph when the case has such rows; returns its text and
+    calls (None, {} without).
+    """
+    plain = postprocess_row("relion", _SHARED_POSTPROCESS)
+    suffix = f":{_SHARED_POSTPROCESS}"
+    rows = {k: v for k, v in stats.items() if k.count(":") == 2 and k.endswith(suffix)}
+    if plain not in stats or not rows:
+        return None, {}
+    verdict, calls = case_verdict({plain: stats[plain], **rows}, plain_mode=plain, labels=names)
+    doc.para(
+        "**In the loop, then once.** A mode's own final map is unregularized (RELION makes the "
+        "final half-maps, the hook leaves the final joined map plain), so the rows above "
+        "compare what the modes did to the poses, and the arms on RELION's maps add the "
+        "prior's denoising. Every mode's final half-maps were therefore also given the prior "
+        "once, without the guard, as RELION's were (the paper's Fig. S11); against RELION's "
+        "so processed: " + verdict
+    )
+    return verdict, calls
 
 
 def _stat(summaries: Sequence[Mapping], name: str, field: str) -> MetricStats:
