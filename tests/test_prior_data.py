@@ -56,6 +56,45 @@ def test_benchmark_proteins_are_refused(tmp_path):
             load_atomic_model(tmp_path / name)
 
 
+def _tiny_pdb(path: Path, *, title: str, entry_id: str = "XXXX") -> Path:
+    """A one-glycine PDB file with a HEADER id and a TITLE (hand-written, 4 atoms)."""
+    header = f"HEADER    MEMBRANE PROTEIN                        04-DEC-13   {entry_id}"
+    atoms = [
+        ("N", 11.104, 6.134, -6.504),
+        ("CA", 11.639, 6.071, -5.147),
+        ("C", 10.674, 5.457, -4.128),
+        ("O", 9.464, 5.535, -4.297),
+    ]
+    lines = [header, f"TITLE     {title}"]
+    for i, (name, x, y, z) in enumerate(atoms, start=1):
+        lines.append(
+            f"ATOM  {i:5d}  {name:<3s} GLY A   1    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00"
+            f"           {name[0]}"
+        )
+    path.write_text("\n".join([*lines, "END", ""]))
+    return path
+
+
+def test_reserved_proteins_are_refused(tmp_path):
+    """TRPV1 and apoferritin (independent checks): refused by file name and by title or id."""
+    for name in ("3j5p.cif", "7A4M.pdb.gz", "trpv1_rat.pdb", "apoferritin.cif", "5irz.pdb"):
+        with pytest.raises(ValueError, match="reserved"):
+            load_atomic_model(tmp_path / name)
+    titled = {
+        "a.pdb": ("STRUCTURE OF THE TRPV1 ION CHANNEL", "XXXX"),
+        "b.pdb": ("CRYO-EM STRUCTURE OF MOUSE HEAVY-CHAIN APOFERRITIN", "XXXX"),
+        "c.pdb": ("TRANSIENT RECEPTOR POTENTIAL VANILLOID 1", "XXXX"),
+        "d.pdb": ("AN UNNAMED CHANNEL", "3J5P"),
+    }
+    for name, (title, entry_id) in titled.items():
+        path = _tiny_pdb(tmp_path / name, title=title, entry_id=entry_id)
+        with pytest.raises(ValueError, match="reserved"):
+            load_atomic_model(path)
+    # The same file with a neutral title and id loads: the refusal is the title's doing.
+    ok = load_atomic_model(_tiny_pdb(tmp_path / "e.pdb", title="A GLYCINE", entry_id="1ABC"))
+    assert ok.n_atoms == 4
+
+
 def test_density_axis_order_and_position():
     """One carbon at (x, y, z) = (12, 18, 27) A on a 1.5 A grid peaks at [z, y, x] = [18, 12, 8]."""
     d = atoms_target(

@@ -19,7 +19,8 @@ beyond the box are dropped, the cell never wraps). Everything is drawn from one
 
 Training structures come from the PyPI package ``mdanalysistests`` (found with
 ``importlib.util.find_spec``, never imported). Benchmark proteins (beta-galactosidase,
-proteasome: 5a1a, 6bdf, 3j7h, ...) are refused by :func:`load_atomic_model`.
+proteasome: 5a1a, 6bdf, 3j7h, ...) and the proteins reserved for independent checks (TRPV1,
+apoferritin) are refused by :func:`load_atomic_model`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,26 @@ FORBIDDEN_MODEL_WORDS = (
     "proteasome",
     "proteasom",
     "2nwl",  # GltPh, the shipped membrane protein (simulate/models.py "gltph")
+    # Reserved for independent checks (the realistic benchmark's TRPV1 and apoferritin cases).
+    # PDB IDs only where a public source names the entry (src/cryoprior/prior/TRAINING_DATA.md).
+    "trpv1",
+    "vanilloid",
+    "ferritin",  # also apoferritin, bacterioferritin
+    "3j5p",
+    "3j5r",
+    "5irz",
+    "5irx",
+    "7lp9",
+    "7lqy",
+    "7lqz",
+    "7lr0",
+    "7l2p",
+    "7mzd",
+    "8x94",
+    "8jqr",
+    "7a4m",
+    "8rqb",
+    "6h5i",
 )
 
 _MDA_FILES = (
@@ -90,7 +111,9 @@ def _check_allowed(text: str) -> None:
     low = text.lower()
     for word in FORBIDDEN_MODEL_WORDS:
         if word in low:
-            raise ValueError(f"{text!r}: {word!r} is a benchmark protein; never train on it")
+            raise ValueError(
+                f"{text!r}: {word!r} is a benchmark or reserved protein; never train on it"
+            )
 
 
 def load_atomic_model(path: str | Path) -> AtomicModel:
