@@ -10,13 +10,18 @@ import pytest
 import scipy.fft
 
 from cryoprior.prior.data import (
+    FORBIDDEN_MODEL_WORDS,
+    TRAINING_SOURCES,
     AtomicModel,
     DegradationConfig,
+    ModelSource,
     fsc_shaped_noise,
     load_atomic_model,
     make_training_pair,
     model_envelope,
+    source_model_paths,
     target_map,
+    training_model_paths,
 )
 
 DATA = Path(__file__).parent / "data" / "prior"
@@ -56,20 +61,18 @@ def test_benchmark_proteins_are_refused(tmp_path):
             load_atomic_model(tmp_path / name)
 
 
-def _tiny_pdb(path: Path, *, title: str, entry_id: str = "XXXX") -> Path:
+def _tiny_pdb(
+    path: Path, *, title: str, entry_id: str = "XXXX", names=("N", "CA", "C", "O"), element=True
+) -> Path:
     """A one-glycine PDB file with a HEADER id and a TITLE (hand-written, 4 atoms)."""
     header = f"HEADER    MEMBRANE PROTEIN                        04-DEC-13   {entry_id}"
-    atoms = [
-        ("N", 11.104, 6.134, -6.504),
-        ("CA", 11.639, 6.071, -5.147),
-        ("C", 10.674, 5.457, -4.128),
-        ("O", 9.464, 5.535, -4.297),
-    ]
+    xyz = [(11.104, 6.134, -6.504), (11.639, 6.071, -5.147), (10.674, 5.457, -4.128)]
+    xyz.append((9.464, 5.535, -4.297))
     lines = [header, f"TITLE     {title}"]
-    for i, (name, x, y, z) in enumerate(atoms, start=1):
+    for i, (name, (x, y, z)) in enumerate(zip(names, xyz, strict=True), start=1):
         lines.append(
             f"ATOM  {i:5d}  {name:<3s} GLY A   1    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00"
-            f"           {name[0]}"
+            f"           {name[0] if element else ' '}"
         )
     path.write_text("\n".join([*lines, "END", ""]))
     return path
@@ -93,6 +96,47 @@ def test_reserved_proteins_are_refused(tmp_path):
     # The same file with a neutral title and id loads: the refusal is the title's doing.
     ok = load_atomic_model(_tiny_pdb(tmp_path / "e.pdb", title="A GLYCINE", entry_id="1ABC"))
     assert ok.n_atoms == 4
+
+
+def test_unknown_elements_are_refused(tmp_path):
+    """A file without element columns whose atom names gemmi cannot map (element X)."""
+    bad = _tiny_pdb(tmp_path / "q.pdb", title="A", names=("QN", "QA", "QC", "QO"), element=False)
+    with pytest.raises(ValueError, match="4 atoms of unknown element"):
+        load_atomic_model(bad)
+
+
+def test_training_sources_are_allowed_and_distinct():
+    """File names: none forbidden, none twice; the default list is every source's files."""
+    names = [f.rsplit("/", 1)[-1].lower() for s in TRAINING_SOURCES for f in s.files]
+    assert len(set(names)) == len(names)
+    assert not [n for n in names if any(w in n for w in FORBIDDEN_MODEL_WORDS)]
+    found = [source_model_paths(s) for s in TRAINING_SOURCES]
+    assert training_model_paths() == [p for paths in found for p in paths]
+    installed = [(s, paths) for s, paths in zip(TRAINING_SOURCES, found, strict=True) if paths]
+    if not installed:
+        pytest.skip("none of the training packages is installed")
+    for source, paths in installed:  # every listed file is in the installed package
+        fixed = [f for f in source.files if "*" not in f]
+        assert {p.name for p in paths} >= {f.rsplit("/", 1)[-1] for f in fixed}, source.package
+
+
+def test_source_model_paths_globs_and_skips(tmp_path, monkeypatch):
+    """A source in a package made here: glob expanded sorted, skip words and absent files out."""
+    package = tmp_path / "fakepkg_cryoprior_test"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    for name in ("b.pdb", "a.pdb", "a_failing.pdb", "c.cif"):
+        (package / "data" / name).write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = ModelSource(
+        "fakepkg",
+        "fakepkg_cryoprior_test",
+        ("data/*.pdb", "data/c.cif", "data/gone.cif"),
+        ("fail",),
+    )
+    got = [p.name for p in source_model_paths(source)]
+    assert got == ["a.pdb", "b.pdb", "c.cif"]
+    assert source_model_paths(ModelSource("x", "no_such_module_cryoprior", ("a.pdb",))) == []
 
 
 def test_density_axis_order_and_position():

