@@ -16,6 +16,7 @@ from cryoprior.prior.data import (
     DegradationConfig,
     ModelSource,
     fsc_shaped_noise,
+    halfmap_filter,
     load_atomic_model,
     make_training_pair,
     model_envelope,
@@ -250,3 +251,49 @@ def test_belt_adds_density_outside_the_envelope(bpti):
     belt = make_training_pair(bpti, np.random.default_rng(2), replace(base, belt_probability=1.0))
     assert belt.info.get("belt") and not plain.info.get("belt")
     np.testing.assert_array_equal(plain.envelope, belt.envelope)
+
+
+def test_default_pairs_are_unchanged(bpti):
+    """The half-map filter is off by default and draws nothing: pairs are as before it existed.
+
+    Reference: make_training_pair(bpti, default_rng(11), DegradationConfig(box_size=40)) at
+    commit 8f27063 (before the option), input[::5, ::5, ::5].sum() and target.sum() in float64.
+    """
+    pair = make_training_pair(bpti, np.random.default_rng(11), SMALL)
+    assert "halfmap_filter" not in pair.info
+    assert pair.info["resolution_angstrom"] == pytest.approx(6.830485037640543, rel=1e-12)
+    assert pair.info["sphere_mask_radius_voxels"] == pytest.approx(16.26574168873304, rel=1e-12)
+    sub = float(pair.input[::5, ::5, ::5].astype(np.float64).sum())
+    assert sub == pytest.approx(-94.66572221581009, rel=1e-4)
+    assert float(pair.target.astype(np.float64).sum()) == pytest.approx(7015.819850086009, rel=1e-4)
+
+
+def test_halfmap_filter_is_the_closed_form():
+    """Each Fourier coefficient times exp(-k (s d)^2) up to s = cutoff / d, zero beyond."""
+    n, vox, d, k, cutoff = 32, 2.5, 12.0, 2.0, 1.3
+    volume = np.random.default_rng(0).standard_normal((n, n, n))
+    out = halfmap_filter(volume, voxel_size_angstrom=vox, resolution_angstrom=d, k=k, cutoff=cutoff)
+    f = np.fft.fftfreq(n, d=vox)
+    fx = np.fft.rfftfreq(n, d=vox)
+    x = np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + fx[None, None, :] ** 2) * d
+    ratio = np.fft.rfftn(out) / np.fft.rfftn(volume)
+    inside = x <= cutoff
+    np.testing.assert_allclose(ratio[inside].real, np.exp(-k * x[inside] ** 2), atol=1e-9)
+    np.testing.assert_allclose(ratio[inside].imag, 0.0, atol=1e-9)
+    assert np.abs(np.fft.rfftn(out)[~inside]).max() < 1e-9 * np.abs(np.fft.rfftn(volume)).max()
+    assert (~inside).sum() > 0.5 * x.size  # the cut removes most of the box at this resolution
+
+
+def test_halfmap_filter_option_in_pairs(bpti):
+    """With the option on, nothing of the input lies beyond the drawn cut-off."""
+    cfg = replace(SMALL, halfmap_filter_probability=1.0, sphere_mask_probability=0.0)
+    pair = make_training_pair(bpti, np.random.default_rng(4), cfg)
+    drawn = pair.info["halfmap_filter"]
+    assert 0.9 <= drawn["k"] <= 2.7 and 1.25 <= drawn["cutoff"] <= 1.55
+    n, vox = cfg.box_size, cfg.voxel_size_angstrom
+    f = np.fft.fftfreq(n, d=vox)
+    fx = np.fft.rfftfreq(n, d=vox)
+    s = np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + fx[None, None, :] ** 2)
+    beyond = s * pair.info["resolution_angstrom"] > drawn["cutoff"] + 1e-9
+    spec = np.abs(np.fft.rfftn(pair.input.astype(np.float64)))
+    assert beyond.any() and spec[beyond].max() < 1e-4 * spec.max()  # float32 rounding only

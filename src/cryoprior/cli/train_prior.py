@@ -60,6 +60,13 @@ def train_prior(
     resolution_range: Annotated[
         str, typer.Option(help="range of the inputs' half-map FSC=0.5 resolution, A: LOW,HIGH")
     ] = "3.5,10",
+    halfmap_filter_probability: Annotated[
+        float,
+        typer.Option(
+            help="share of inputs filtered as RELION filters an intermediate half-map "
+            "(attenuation and cut-off beyond the resolution; prior/TRAINING_DATA.md)"
+        ),
+    ] = 0.0,
     model: Annotated[
         list[Path] | None,
         typer.Option(
@@ -110,11 +117,14 @@ def train_prior(
         )
     if not 0.0 <= pure_noise_probability <= 1.0:
         raise typer.BadParameter("--pure-noise-probability must be in [0, 1]")
+    if not 0.0 <= halfmap_filter_probability <= 1.0:
+        raise typer.BadParameter("--halfmap-filter-probability must be in [0, 1]")
     config = TrainConfig(
         network=PriorNetConfig(channels=chans),
         data=DegradationConfig(
             pure_noise_probability=pure_noise_probability,
             resolution_range_angstrom=res_range,
+            halfmap_filter_probability=halfmap_filter_probability,
         ),
         init_weights=init_weights,
         steps=steps,

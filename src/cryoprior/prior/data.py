@@ -11,7 +11,8 @@ A pair is (input, target) on an (n, n, n) grid at the model's voxel size, axis o
   B-factor, optionally blurred along a random direction (preferred orientation), optionally with
   a disordered detergent/lipid belt around a band of the molecule, plus noise shaped so that the
   half-map FSC falls at a random resolution (noise that grows with frequency), white solvent
-  noise, optionally a soft spherical mask; then normalised (mean 0, SD 1 in the region).
+  noise, optionally RELION's filtering of an intermediate half-map (:func:`halfmap_filter`, off
+  by default), optionally a soft spherical mask; then normalised (mean 0, SD 1 in the region).
 
 Augmentations: random rotations and shifts, C2 "assemblies", crops of large models (atoms
 beyond the box are dropped, the cell never wraps). Everything is drawn from one
@@ -49,6 +50,7 @@ __all__ = [
     "ModelSource",
     "TrainingPair",
     "fsc_shaped_noise",
+    "halfmap_filter",
     "load_atomic_model",
     "make_training_pair",
     "model_envelope",
@@ -249,6 +251,13 @@ class DegradationConfig:
     assembly_probability: a C2 copy of the model beside it.
     white_noise_range: white solvent noise SD relative to the signal SD in the region.
     region_radius_fraction: normalisation region, radius as a fraction of the box.
+    halfmap_filter_probability: the input (signal and noise alike) passes
+        :func:`halfmap_filter`, as an intermediate RELION 3.1 half-map does: 0 (the default,
+        cryoprior-prior-v1/v2's data) draws nothing from the generator, so pairs are unchanged.
+    halfmap_filter_k_range: its attenuation ``exp(-k (s d)^2)``, d the drawn FSC=0.5
+        resolution.
+    halfmap_cutoff_range: its cut-off, ``c / d`` (nothing beyond).
+        Ranges measured on the realistic suite's RELION runs (TRAINING_DATA.md).
     """
 
     box_size: int = 64
@@ -264,6 +273,9 @@ class DegradationConfig:
     assembly_probability: float = 0.25
     white_noise_range: tuple[float, float] = (0.0, 0.3)
     region_radius_fraction: float = 0.45
+    halfmap_filter_probability: float = 0.0
+    halfmap_filter_k_range: tuple[float, float] = (0.9, 2.7)
+    halfmap_cutoff_range: tuple[float, float] = (1.25, 1.55)
 
 
 @dataclass(frozen=True)
@@ -390,6 +402,31 @@ def fsc_shaped_noise(
     return scipy.fft.irfftn(shaped, s=(n, n, n))
 
 
+def halfmap_filter(
+    volume: np.ndarray,
+    *,
+    voxel_size_angstrom: float,
+    resolution_angstrom: float,
+    k: float,
+    cutoff: float,
+) -> np.ndarray:
+    """Filter a map as RELION 3.1 filters an intermediate half-map (measured, not derived).
+
+    Fourier components at spatial frequency s (1/A) are multiplied by ``exp(-k (s d)^2)`` up to
+    ``s = cutoff / d`` and set to zero beyond (d: ``resolution_angstrom``, where the half-map
+    FSC falls to 0.5): the intermediate half-maps of the realistic suite's plain RELION runs
+    lose signal relative to the truth as ``exp(-k x^2)``, x = s d, k 0.9-2.7 (RELION's
+    regularised reconstruction, the envelope and the alignment errors together), and hold
+    nothing beyond x = 1.25-1.55 (RELION reconstructs only up to its current image size).
+
+    volume: (n, n, n) real; returns (n, n, n) float64.
+    """
+    n = volume.shape[0]
+    x = np.sqrt((_rfft_freq(n, voxel_size_angstrom) ** 2).sum(-1)) * resolution_angstrom
+    gain = np.where(x <= cutoff, np.exp(-k * x**2), 0.0)
+    return scipy.fft.irfftn(scipy.fft.rfftn(volume) * gain, s=volume.shape)
+
+
 def normalisation_region(n: int, *, radius_fraction: float = 0.45) -> np.ndarray:
     """Return the sphere (radius ``radius_fraction * n``) where input statistics are measured.
 
@@ -506,6 +543,13 @@ def make_training_pair(
     white_sd = rng.uniform(*cfg.white_noise_range) * float(blurred[region].std())
     noise = noise + white_sd * rng.standard_normal((n, n, n))
     observed = noise if pure_noise else blurred + noise
+    if cfg.halfmap_filter_probability > 0 and rng.random() < cfg.halfmap_filter_probability:
+        k = rng.uniform(*cfg.halfmap_filter_k_range)
+        cutoff = rng.uniform(*cfg.halfmap_cutoff_range)
+        observed = halfmap_filter(
+            observed, voxel_size_angstrom=vox, resolution_angstrom=resolution, k=k, cutoff=cutoff
+        )
+        info["halfmap_filter"] = {"k": k, "cutoff": cutoff}
     if rng.random() < cfg.sphere_mask_probability:
         radius = rng.uniform(0.38, 0.47) * n
         observed = observed * soft_sphere(n, radius_voxels=radius, edge_width_voxels=3.0)
