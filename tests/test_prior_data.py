@@ -289,7 +289,7 @@ def test_halfmap_filter_option_in_pairs(bpti):
     cfg = replace(SMALL, halfmap_filter_probability=1.0, sphere_mask_probability=0.0)
     pair = make_training_pair(bpti, np.random.default_rng(4), cfg)
     drawn = pair.info["halfmap_filter"]
-    assert 0.9 <= drawn["k"] <= 2.7 and 1.25 <= drawn["cutoff"] <= 1.55
+    assert 0.5 <= drawn["k"] <= 2.0 and 1.15 <= drawn["cutoff"] <= 1.55
     n, vox = cfg.box_size, cfg.voxel_size_angstrom
     f = np.fft.fftfreq(n, d=vox)
     fx = np.fft.rfftfreq(n, d=vox)

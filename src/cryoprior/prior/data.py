@@ -274,8 +274,8 @@ class DegradationConfig:
     white_noise_range: tuple[float, float] = (0.0, 0.3)
     region_radius_fraction: float = 0.45
     halfmap_filter_probability: float = 0.0
-    halfmap_filter_k_range: tuple[float, float] = (0.9, 2.7)
-    halfmap_cutoff_range: tuple[float, float] = (1.25, 1.55)
+    halfmap_filter_k_range: tuple[float, float] = (0.5, 2.0)
+    halfmap_cutoff_range: tuple[float, float] = (1.15, 1.55)
 
 
 @dataclass(frozen=True)
@@ -414,10 +414,11 @@ def halfmap_filter(
 
     Fourier components at spatial frequency s (1/A) are multiplied by ``exp(-k (s d)^2)`` up to
     ``s = cutoff / d`` and set to zero beyond (d: ``resolution_angstrom``, where the half-map
-    FSC falls to 0.5): the intermediate half-maps of the realistic suite's plain RELION runs
-    lose signal relative to the truth as ``exp(-k x^2)``, x = s d, k 0.9-2.7 (RELION's
-    regularised reconstruction, the envelope and the alignment errors together), and hold
-    nothing beyond x = 1.25-1.55 (RELION reconstructs only up to its current image size).
+    FSC falls to 0.5). The intermediate half-maps of the realistic suite's plain RELION runs
+    lose signal relative to the truth as ``exp(-k x^2)``, x = s d, k 1.0-2.6 (10-90 %; RELION's
+    regularised reconstruction, the envelope and the alignment errors together; the B blur of
+    :func:`make_training_pair` alone gives 0.1-1.0), and hold nothing beyond x = 1.2-1.5
+    (RELION reconstructs only up to its current image size): TRAINING_DATA.md.
 
     volume: (n, n, n) real; returns (n, n, n) float64.
     """

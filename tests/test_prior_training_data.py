@@ -1,4 +1,4 @@
-"""benchmarks/training_data_provenance.py: PDB ids of training files and the list's checks."""
+"""benchmarks/prior_training_data.py: PDB ids of training files and the list's checks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from benchmark_scripts import load_benchmark
 
 @pytest.fixture(scope="module")
 def script():
-    return load_benchmark("training_data_provenance")
+    return load_benchmark("prior_training_data")
 
 
 def structure(entry: str = "", remarks=()):
