@@ -50,6 +50,10 @@ def train_prior(
     learning_rate: Annotated[float, typer.Option(help="AdamW learning rate")] = 2e-3,
     seed: Annotated[int, typer.Option(help="seed of the network and the data")] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: default)")] = 0,
+    validate_every: Annotated[
+        int,
+        typer.Option(help="validate and write OUTPUT_DIR/prior.pt (partial) every N steps"),
+    ] = 100,
     init_weights: Annotated[
         str | None,
         typer.Option(help="fine-tune: start from these weights (shipped name or prior.pt path)"),
@@ -117,6 +121,8 @@ def train_prior(
         )
     if not 0.0 <= pure_noise_probability <= 1.0:
         raise typer.BadParameter("--pure-noise-probability must be in [0, 1]")
+    if validate_every < 1:
+        raise typer.BadParameter("--validate-every must be >= 1")
     if not 0.0 <= halfmap_filter_probability <= 1.0:
         raise typer.BadParameter("--halfmap-filter-probability must be in [0, 1]")
     config = TrainConfig(
@@ -133,6 +139,7 @@ def train_prior(
         crop_size=crop_size,
         learning_rate=learning_rate,
         seed=seed,
+        validate_every=validate_every,
     )
     if crop_size % config.network.divisor or crop_size > config.data.box_size:
         raise typer.BadParameter(

@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 #: Held out from training (validation curve).
 DEFAULT_VALIDATION_MODELS = ("4gcnA.pdb.gz", "3nbkA.pdb.gz", "1a28.pdb.gz")
 
+#: Seed of the validation pairs (fixed: the training seed varies only the training pairs).
+VALIDATION_SEED = 999_999
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -53,7 +56,8 @@ class TrainConfig:
         ``data.box_size``^3.
     learning_rate, weight_decay: AdamW.
     mask_loss_weight: weight of the mask head's binary cross-entropy.
-    seed: seeds the network initialisation and the data (rank r uses seed + 1000 r).
+    seed: seeds the network initialisation and the training pairs (rank r uses seed + 1000 r);
+        the validation pairs are always the same (:data:`VALIDATION_SEED`).
     validation_models: file names of models kept out of training, for the validation loss.
     validation_pairs, validate_every: validation set size and interval (steps).
     init_weights: start from these weights (a shipped name or a checkpoint path) instead of a
@@ -199,7 +203,9 @@ def train_prior(
     train_models = [m for m in models if m.name not in config.validation_models] or models
     val_models = [m for m in models if m.name in config.validation_models]
     logger.info("%d training models, %d validation models", len(train_models), len(val_models))
-    val_rng = np.random.default_rng(config.seed + 999_999)
+    # One validation set whatever the seed (seed 0's, as v1/v2 had), so that chunks of a
+    # training resumed with new seeds (new training pairs) report comparable validation losses.
+    val_rng = np.random.default_rng(VALIDATION_SEED)
     val_batches = [
         _batch(val_models, val_rng, dataclasses.replace(config, batch_size=1))
         for _ in range(config.validation_pairs if val_models else 0)
@@ -270,7 +276,13 @@ def train_prior(
                 logger.info(
                     "step %d: loss %.4g, validation %.4g", step, losses[-1], validation[-1][1]
                 )
-                save_checkpoint(out / "prior.pt", net, config, {"steps": step, "partial": True})
+                partial = {
+                    "steps": step,
+                    "partial": True,
+                    "training_seconds": time.monotonic() - start,
+                    "parent": parent,
+                }
+                save_checkpoint(out / "prior.pt", net, config, partial)
     seconds = time.monotonic() - start
     if val_batches and (not validation or validation[-1][0] != step) and rank == 0:
         validation.append((step, validate()))
