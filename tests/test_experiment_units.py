@@ -164,6 +164,68 @@ def test_controls_verdicts():
     assert not case_controls(noise, {"final_resolution_angstrom": 21.1}, {})["pure_noise"]["passed"]
 
 
+def _blob_map(n: int, voxel: float, rng) -> np.ndarray:
+    """A compact particle-like map: random Gaussian blobs inside a sphere of radius n/4."""
+    from cryoprior.fourier.filters import raised_cosine_lowpass
+
+    grid = np.indices((n, n, n)) - n / 2
+    inside = np.sqrt((grid**2).sum(0)) < n / 4
+    noise = rng.normal(size=(n, n, n)) * inside
+    smooth = raised_cosine_lowpass(
+        n, resolution_angstrom=3 * voxel, voxel_size_angstrom=voxel, width_fourier_voxels=2
+    )
+    return np.fft.irfftn(np.fft.rfftn(noise) * smooth, s=noise.shape, axes=(0, 1, 2))
+
+
+def test_a_perfect_map_of_low_passed_particles_passes_the_cutoff_control(tmp_path):
+    """The control's reference: the truth low-passed as the particles were, FSC'd against the
+    truth in the validation's mask, crosses 0.143 past the nominal cut-off (the filter's edge and
+    the mask spread the last shells); the rule counts from it, so a perfect map passes, and a
+    map one shell further does not. Cached results are judged again with the rule."""
+    from cryoprior.refine.run import cutoff_reference, rejudge_controls
+    from cryoprior.simulate.images import paper_lowpass
+    from cryoprior.validate.summary import map_mask
+    from cryoprior.validate.truth import compare_with_truth
+
+    n, voxel, cut = 64, 2.5, 10.0  # the realistic suite's pixel; 9.27 A measured
+    sim = SimulationConfig(box_size=n, voxel_size_angstrom=voxel, lowpass_resolution_angstrom=cut)
+    case = ExperimentCase("c", "c", "cutoff", sim, cutoff_angstrom=cut)
+    truth = _blob_map(n, voxel, np.random.default_rng(3))
+    dataset = tmp_path / "datasets" / dataset_key(sim)
+    dataset.mkdir(parents=True)
+    write_map_atomic(dataset / "true_map.mrc", truth, voxel_size_angstrom=voxel)
+    reference = cutoff_reference(case, dataset)
+    # the reference computed here from its definition, not read back
+    lowpass = paper_lowpass(n, resolution_angstrom=cut, voxel_size_angstrom=voxel,
+                            width_frequency=sim.lowpass_width_frequency, ndim=3)  # fmt: skip
+    perfect = np.fft.irfftn(np.fft.rfftn(truth) * lowpass, s=truth.shape, axes=(0, 1, 2))
+    direct = compare_with_truth(perfect, truth, mask=map_mask(truth), voxel_size_angstrom=voxel)
+    assert reference == pytest.approx(direct.full_map.resolution_angstrom(0.143), rel=1e-4)
+    assert reference < cut  # past the nominal cut-off
+    edge = n * voxel
+    old_limit = edge / (edge / cut + 1)
+    summary = {"truth_fsc_0143_angstrom": reference}
+    refine = {"final_resolution_angstrom": cut}
+    judged = case_controls(case, refine, summary, dataset)["cutoff"]
+    assert judged["passed"] and judged["reference_angstrom"] == pytest.approx(reference)
+    limit = edge / (edge / reference + 1)
+    assert judged["one_shell_finer_angstrom"] == pytest.approx(limit)
+    beyond = case_controls(case, refine, {"truth_fsc_0143_angstrom": 0.99 * limit}, dataset)
+    assert not beyond["cutoff"]["passed"]
+    # judged from the nominal cut-off alone, the perfect map fails (more than a shell past it)
+    assert reference < old_limit
+    old = {"dataset": dataset.name, "refine": refine, "summary": summary,
+           "controls": case_controls(case, refine, summary)}  # fmt: skip
+    assert not old["controls"]["cutoff"]["passed"]
+    path = tmp_path / "runs" / "relion-x" / "result.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(old))
+    again = rejudge_controls(path, old, case)
+    assert again["controls"]["cutoff"]["passed"]
+    assert json.loads(path.read_text())["controls"] == again["controls"]
+    assert (dataset / "cutoff_reference.json").is_file()
+
+
 def _fake_run(root: Path, case: ExperimentCase, mode: str, rng, final_resolution: float) -> None:
     """A run folder as run_mode leaves it, from random maps validated for real."""
     n = case.simulation.box_size

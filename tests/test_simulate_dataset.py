@@ -25,7 +25,7 @@ from cryoprior.io.relion import read_particles_star
 from cryoprior.io.star import read_star, write_star_atomic
 from cryoprior.simulate.config import SimulationConfig, config_from_dict
 from cryoprior.simulate.dataset import load_config, simulate_dataset
-from cryoprior.simulate.images import paper_lowpass_2d
+from cryoprior.simulate.images import paper_lowpass
 from cryoprior.simulate.poses import uniform_poses
 
 SMALL = dict(box_size=32, voxel_size_angstrom=7.5, backend="eager")
@@ -138,8 +138,8 @@ def test_snr_and_lowpass(tmp_path):
         tmp_path / "lp",
     )  # fmt: skip
     power = np.abs(np.fft.rfft2(_images(filtered).astype(np.float64))) ** 2
-    edge = paper_lowpass_2d(32, resolution_angstrom=30.0, voxel_size_angstrom=7.5,
-                            width_frequency=0.02)  # fmt: skip
+    edge = paper_lowpass(32, resolution_angstrom=30.0, voxel_size_angstrom=7.5,
+                         width_frequency=0.02)  # fmt: skip
     assert power[:, edge == 0].max() < 1e-8 * power.max()
     unfiltered = np.abs(np.fft.rfft2(_images(clean)[:10].astype(np.float64))) ** 2
     assert unfiltered[:, edge == 0].max() > 1e-4 * unfiltered.max()  # the check can fail

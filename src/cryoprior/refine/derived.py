@@ -45,6 +45,7 @@ from cryoprior.refine.run import (
     case_controls,
     ensure_dataset,
     prior_weights,
+    rejudge_controls,
     run_key,
 )
 from cryoprior.regularizers.guard import GuardSettings, apply_guard
@@ -191,14 +192,15 @@ def run_postprocess(
     results: dict[str, dict[str, Any]] = {}
     todo = []
     for variant in variants:
-        cached = read_json(source_dir / "postprocess" / variant / "result.json")
+        path = source_dir / "postprocess" / variant / "result.json"
+        cached = read_json(path)
         if (
             cached is not None
             and cached.get("version") == RESULT_VERSION
             and cached.get("prior_weights") == weights
             and cached.get("validation_window_voxels") == case.validation_window_voxels
         ):
-            results[variant] = cached
+            results[variant] = rejudge_controls(path, cached, case, refine={})
         else:
             todo.append(variant)
     if not todo:
@@ -239,7 +241,7 @@ def run_postprocess(
             "validation_window_voxels": case.validation_window_voxels,
             "summary": summary,
             # RELION's final resolution is the source run's, not the arm's: judged on the FSCs
-            "controls": case_controls(case, {}, summary),
+            "controls": case_controls(case, {}, summary, dataset_dir),
             "info": info,
             "seconds": enhance_seconds,
         }

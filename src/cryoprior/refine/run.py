@@ -61,9 +61,11 @@ __all__ = [
     "RESULT_VERSION",
     "cached_result",
     "case_controls",
+    "cutoff_reference",
     "ensure_dataset",
     "extrec_executable",
     "prior_weights",
+    "rejudge_controls",
     "run_case",
     "run_key",
     "run_mode",
@@ -278,7 +280,53 @@ def _summary(validation: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def case_controls(case: ExperimentCase, refine: dict, summary: dict) -> dict[str, Any]:
+def cutoff_reference(case: ExperimentCase, dataset_dir: str | Path) -> float | None:
+    """Return the cut-off control's reference of a case's dataset (cached in its folder).
+
+    :func:`cryoprior.validate.controls.cutoff_reference_angstrom` of the dataset's true map
+    with the particles' low-pass (:func:`cryoprior.simulate.images.paper_lowpass` in 3D) and the
+    validation's mask (:func:`cryoprior.validate.summary.map_mask` of the truth); written to
+    ``cutoff_reference.json``. None when the case has no cut-off or its particles no low-pass.
+    """
+    sim = case.simulation
+    if case.cutoff_angstrom is None or sim.lowpass_resolution_angstrom is None:
+        return None
+    dataset_dir = Path(dataset_dir)
+    path = dataset_dir / "cutoff_reference.json"
+    parameters = {
+        "lowpass_resolution_angstrom": sim.lowpass_resolution_angstrom,
+        "lowpass_width_frequency": sim.lowpass_width_frequency,
+        "mask": "validation mask of the truth (map_mask)",
+    }
+    cached = read_json(path)
+    if cached is not None and cached.get("parameters") == parameters:
+        return cached["reference_angstrom"]
+    import numpy as np
+
+    from cryoprior.io.mrc import read_map
+    from cryoprior.simulate.images import paper_lowpass
+    from cryoprior.validate.controls import cutoff_reference_angstrom
+    from cryoprior.validate.summary import map_mask
+
+    truth = read_map(dataset_dir / "true_map.mrc", dtype=np.float64)
+    voxel = float(sim.voxel_size_angstrom or 1.0)
+    lowpass = paper_lowpass(
+        truth.shape[0],
+        resolution_angstrom=sim.lowpass_resolution_angstrom,
+        voxel_size_angstrom=voxel,
+        width_frequency=sim.lowpass_width_frequency,
+        ndim=3,
+    )
+    value = cutoff_reference_angstrom(
+        truth, lowpass, mask=map_mask(truth), voxel_size_angstrom=voxel
+    )
+    write_json_atomic(path, {"parameters": parameters, "reference_angstrom": value})
+    return value
+
+
+def case_controls(
+    case: ExperimentCase, refine: dict, summary: dict, dataset_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Decide the case's controls (:mod:`cryoprior.validate.controls`) for one run.
 
     Parameters
@@ -289,6 +337,9 @@ def case_controls(case: ExperimentCase, refine: dict, summary: dict) -> dict[str
         The run's refinement record (``result.json``'s ``refine``).
     summary
         The run's table numbers (``result.json``'s ``summary``).
+    dataset_dir
+        The case's dataset folder: the cut-off control counts from its reference
+        (:func:`cutoff_reference`); without it, from the nominal cut-off.
 
     Returns
     -------
@@ -307,6 +358,9 @@ def case_controls(case: ExperimentCase, refine: dict, summary: dict) -> dict[str
             relion_final_angstrom=refine.get("final_resolution_angstrom"),
             gold_standard_fsc_0143_angstrom=summary.get("fsc_0143_angstrom"),
             truth_fsc_0143_angstrom=summary.get("truth_fsc_0143_angstrom"),
+            reference_angstrom=(
+                None if dataset_dir is None else cutoff_reference(case, dataset_dir)
+            ),
         ).to_dict()
     if case.pure_noise:
         controls["pure_noise"] = pure_noise_control(
@@ -330,7 +384,34 @@ def _cached_in(run_dir: Path, case: ExperimentCase, mode: str) -> RunResult | No
         return None
     if cached.get("validation_window_voxels") != case.validation_window_voxels:
         return None
+    cached = rejudge_controls(run_dir / "result.json", cached, case)
     return RunResult(case.name, mode, run_dir, cached, cached=True)
+
+
+def rejudge_controls(
+    path: Path, result: dict[str, Any], case: ExperimentCase, refine: dict | None = None
+) -> dict[str, Any]:
+    """Decide a cached result's controls again with today's rules; rewrite it if they changed.
+
+    A control is a judgment of the stored numbers, not a measurement: a corrected rule applies
+    to cached runs without running them again. ``path`` is the ``result.json`` inside
+    ``<root>/runs/<key>/`` (or below it, as the post-processing arms); the dataset is the
+    case's under ``<root>/datasets``. ``refine``: the refinement record judged (default the
+    result's own; the arms pass {}: RELION's final resolution is not theirs).
+    """
+    root = next((p.parent for p in path.parents if p.name == "runs"), None)
+    dataset_dir = None if root is None else root / "datasets" / dataset_key(case.simulation)
+    if dataset_dir is not None and not (dataset_dir / "true_map.mrc").is_file():
+        dataset_dir = None
+    if refine is None:
+        refine = result.get("refine") or {}
+    controls = case_controls(case, refine, result.get("summary") or {}, dataset_dir)
+    if controls == result.get("controls"):
+        return result
+    logger.info("%s: controls judged again with today's rules", path)
+    result = {**result, "controls": controls}
+    write_json_atomic(path, result)
+    return result
 
 
 def run_mode(
@@ -438,7 +519,7 @@ def run_mode(
         "validation_window_voxels": case.validation_window_voxels,
         "refine": refine_record,
         "summary": summary,
-        "controls": case_controls(case, refine_record, summary),
+        "controls": case_controls(case, refine_record, summary, dataset_dir),
     }
     write_json_atomic(result_path, data)
     return RunResult(case.name, mode, run_dir, data, cached=False)

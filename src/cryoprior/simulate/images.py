@@ -29,7 +29,7 @@ __all__ = [
     "CTFValues",
     "ImageFormation",
     "lowpass_zero_beyond_angstrom",
-    "paper_lowpass_2d",
+    "paper_lowpass",
     "render_particles",
 ]
 
@@ -108,22 +108,28 @@ class CTFValues:
         )
 
 
-def paper_lowpass_2d(
-    n: int, *, resolution_angstrom: float, voxel_size_angstrom: float, width_frequency: float
+def paper_lowpass(
+    n: int,
+    *,
+    resolution_angstrom: float,
+    voxel_size_angstrom: float,
+    width_frequency: float,
+    ndim: int = 2,
 ) -> np.ndarray:
-    """Return the paper's raised-cosine low-pass on the 2D rfft grid (as Xmipp's).
+    """Return the paper's raised-cosine low-pass on the rfft grid (as Xmipp's).
 
     1 for frequencies f <= f_c = voxel / resolution (cycles/pixel), 0 beyond f_c + width,
-    ``0.5 + 0.5 cos(pi (f - f_c) / width)`` between.
+    ``0.5 + 0.5 cos(pi (f - f_c) / width)`` between. ``ndim=2`` filters the particle images;
+    ``ndim=3`` is the same filter on a map (a map made from the filtered images holds no more).
 
     Returns
     -------
-    float64 array, Fourier space, shape (n, n//2+1), rfft layout.
+    float64 array, Fourier space, shape (n, n//2+1) or (n, n, n//2+1), rfft layout.
 
     Example
     -------
-    >>> f = paper_lowpass_2d(100, resolution_angstrom=4.0, voxel_size_angstrom=1.0,
-    ...                      width_frequency=0.02)
+    >>> f = paper_lowpass(100, resolution_angstrom=4.0, voxel_size_angstrom=1.0,
+    ...                   width_frequency=0.02)
     >>> f[0, [24, 25, 26, 27]].round(3).tolist()
     [1.0, 1.0, 0.5, 0.0]
     """
@@ -134,14 +140,14 @@ def paper_lowpass_2d(
         resolution_angstrom=float(voxel_size_angstrom) / centre,
         voxel_size_angstrom=float(voxel_size_angstrom),
         width_fourier_voxels=float(width_frequency) * n,
-        ndim=2,
+        ndim=ndim,
     )
 
 
 def lowpass_zero_beyond_angstrom(
     *, resolution_angstrom: float, voxel_size_angstrom: float, width_frequency: float
 ) -> float:
-    """Resolution beyond which :func:`paper_lowpass_2d` is zero: ``voxel / (voxel/res + w)``.
+    """Resolution beyond which :func:`paper_lowpass` is zero: ``voxel / (voxel/res + w)``.
 
     Example
     -------
@@ -239,7 +245,7 @@ def _signal_images(
         )
         slices = slices * torch.from_numpy(envelope).to(device=device, dtype=real)
     if formation.lowpass_resolution_angstrom is not None:
-        lowpass = paper_lowpass_2d(
+        lowpass = paper_lowpass(
             n,
             resolution_angstrom=formation.lowpass_resolution_angstrom,
             voxel_size_angstrom=formation.voxel_size_angstrom,

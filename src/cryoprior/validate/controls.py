@@ -9,8 +9,11 @@ the rule the verdict was computed with.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 __all__ = [
     "CUTOFF_RULE",
@@ -20,6 +23,7 @@ __all__ = [
     "PureNoiseControl",
     "ScaleCheck",
     "cutoff_control",
+    "cutoff_reference_angstrom",
     "one_shell_finer_angstrom",
     "pure_noise_control",
     "scale_check",
@@ -27,8 +31,12 @@ __all__ = [
 
 CUTOFF_RULE = (
     "PASS when RELION's final resolution, the gold-standard FSC 0.143 and the FSC 0.143 "
-    "against the truth are all at or coarser than the cut-off, within one Fourier shell "
-    "(a resolution is only known to a shell)."
+    "against the truth are all at or coarser than what the data hold, within one Fourier "
+    "shell (a resolution is only known to a shell). What the data hold is the finer of the "
+    "cut-off and the reference: the FSC 0.143 against the truth of the truth itself low-passed "
+    "as the particles were, in the validation's mask - a perfect map of these particles, which "
+    "reaches past the nominal cut-off because the filter's edge and the mask spread the last "
+    "shells' signal into the next."
 )
 PURE_NOISE_RULE = (
     "PASS when RELION's final resolution is no finer than the initial reference's low-pass "
@@ -62,6 +70,8 @@ class CutoffControl:
     """The cut-off control of one run.
 
     cutoff_angstrom: the particles' low-pass.
+    reference_angstrom: the perfect map's FSC 0.143 against the truth
+        (:func:`cutoff_reference_angstrom`), None when not measured.
     one_shell_finer_angstrom: the finest resolution still accepted.
     values: the resolutions judged (Angstrom, None when not measured).
     passed: every measured value is at or coarser than ``one_shell_finer_angstrom``.
@@ -72,6 +82,7 @@ class CutoffControl:
     values: dict[str, float | None]
     passed: bool
     rule: str = CUTOFF_RULE
+    reference_angstrom: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -86,10 +97,13 @@ def cutoff_control(
     relion_final_angstrom: float | None,
     gold_standard_fsc_0143_angstrom: float | None,
     truth_fsc_0143_angstrom: float | None,
+    reference_angstrom: float | None = None,
 ) -> CutoffControl:
     """Judge a run of particles low-passed at ``cutoff_angstrom`` (see :data:`CUTOFF_RULE`).
 
-    Without a box size the tolerance is zero (the cut-off itself).
+    ``reference_angstrom``: the perfect map's FSC 0.143 against the truth
+    (:func:`cutoff_reference_angstrom`); when finer than the cut-off, the tolerance counts from
+    it. Without a box size the tolerance is zero (the cut-off or the reference itself).
 
     Examples
     --------
@@ -98,20 +112,68 @@ def cutoff_control(
     ...     truth_fsc_0143_angstrom=None)
     >>> c.passed, round(c.one_shell_finer_angstrom, 2)
     (True, 17.78)
+    >>> c = cutoff_control(cutoff_angstrom=20.0, box_size=64, voxel_size_angstrom=2.5,
+    ...     relion_final_angstrom=18.5, gold_standard_fsc_0143_angstrom=21.0,
+    ...     truth_fsc_0143_angstrom=17.5, reference_angstrom=18.0)
+    >>> c.passed, round(c.one_shell_finer_angstrom, 2)  # 160 / (160 / 18 + 1)
+    (True, 16.18)
     """
+    held = float(cutoff_angstrom)
+    if reference_angstrom is not None and math.isfinite(reference_angstrom):
+        held = min(held, float(reference_angstrom))
     if box_size and voxel_size_angstrom:
         limit = one_shell_finer_angstrom(
-            cutoff_angstrom, box_size=box_size, voxel_size_angstrom=voxel_size_angstrom
+            held, box_size=box_size, voxel_size_angstrom=voxel_size_angstrom
         )
     else:
-        limit = float(cutoff_angstrom)
+        limit = held
     values = {
         "relion_final_angstrom": relion_final_angstrom,
         "gold_standard_fsc_0143_angstrom": gold_standard_fsc_0143_angstrom,
         "truth_fsc_0143_angstrom": truth_fsc_0143_angstrom,
     }
     passed = all(v is None or v >= limit for v in values.values())
-    return CutoffControl(float(cutoff_angstrom), limit, values, passed)
+    return CutoffControl(
+        float(cutoff_angstrom), limit, values, passed, reference_angstrom=reference_angstrom
+    )
+
+
+def cutoff_reference_angstrom(
+    truth_map, lowpass, *, mask=None, voxel_size_angstrom: float
+) -> float:
+    """FSC 0.143 against the truth of the truth low-passed as the particles were.
+
+    A map reconstructed perfectly from low-passed particles is the truth times the same
+    filter; its FSC against the truth (in the validation's mask) is the best any map of those
+    particles can honestly show, and with a soft filter edge and a mask it crosses 0.143 past
+    the nominal cut-off.
+
+    Parameters
+    ----------
+    truth_map: (n, n, n) real, real space.
+    lowpass: (n, n, n//2+1) the particles' filter on the map's rfft grid.
+    mask: optional (n, n, n) soft mask, as the validation applies it.
+    voxel_size_angstrom: voxel size.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.normal(size=(32, 32, 32))
+    >>> k = np.fft.fftfreq(32) * 32
+    >>> r = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :17] ** 2)
+    >>> hard = (np.rint(r) <= 8).astype(float)  # shells 0-8 kept: FSC 1, then 0
+    >>> # 0.143 crossed at shell 8 + (1 - 0.143) = 8.857 of a 64 A box: 64 / 8.857 = 7.23 A
+    >>> round(cutoff_reference_angstrom(truth, hard, voxel_size_angstrom=2.0), 2)
+    7.23
+    """
+    from cryoprior.validate.truth import compare_with_truth
+
+    truth = np.asarray(truth_map, dtype=np.float64)
+    ideal = np.fft.irfftn(np.fft.rfftn(truth) * lowpass, s=truth.shape, axes=(0, 1, 2))
+    comparison = compare_with_truth(
+        ideal, truth, mask=mask, voxel_size_angstrom=voxel_size_angstrom
+    )
+    return comparison.full_map.resolution_angstrom(0.143)
 
 
 @dataclass(frozen=True)

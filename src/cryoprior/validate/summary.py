@@ -415,12 +415,20 @@ def _choose_mask(inputs: ValidationInputs, n: int) -> tuple[np.ndarray, str]:
     for name in ("truth_map", "model_map"):
         source = getattr(inputs, name)
         if source is not None:
-            hard = model_mask(source).astype(np.float64)
-            return _soften(hard), f"{name} above 2% of its maximum, dilated 3 voxels, soft edge"
+            return map_mask(source), f"{name} above 2% of its maximum, dilated 3 voxels, soft edge"
     return (
         soft_sphere(n, radius_voxels=0.4 * n - 3, edge_width_voxels=3),
         "sphere of radius 0.4 n with a 3-voxel soft edge",
     )
+
+
+def map_mask(volume) -> np.ndarray:
+    """Return the validation's soft mask of a true or model map, (n, n, n) float64 in [0, 1].
+
+    The map above 2 % of its maximum, dilated 3 voxels
+    (:func:`cryoprior.validate.fscq.model_mask`), with a 3-voxel raised-cosine edge outside.
+    """
+    return _soften(model_mask(np.asarray(volume, dtype=np.float64)).astype(np.float64))
 
 
 def _soften(hard: np.ndarray, *, width_voxels: float = 3.0) -> np.ndarray:
