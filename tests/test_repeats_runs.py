@@ -266,6 +266,8 @@ def test_realistic_suite_has_what_issue_15_asks():
     noise = by_group["noise"]
     assert len(noise) == 3
     assert run_key(noise[0], "relion") == run_key(by_group["isotropic"][0], "relion")
+    # the top level never leaves global searches: capped, and plain RELION runs there
+    assert noise[-1].refine.auto_iter_max == 12 and noise[-1].modes[0] == "relion"
     assert [c.pure_noise for c in by_group["pure-noise"]] == [True]
     from cryoprior.refine.config import SUITE_SCALES
 
