@@ -234,7 +234,8 @@ def build_report(
         doc.heading(2, "Control: resolution cut-off")
         doc.para("The particles carry nothing beyond the cut-off. " + CUTOFF_RULE)
         doc.table(
-            ["case", "mode", "cut-off (A)", "RELION final (A)", "gold-standard 0.143 (A)",
+            ["case", "mode", "cut-off (A)", "perfect map vs truth 0.143 (A)",
+             "finest accepted (A)", "RELION final (A)", "gold-standard 0.143 (A)",
              "vs truth 0.143 (A)", "result"],
             cutoff_rows,
         )  # fmt: skip
@@ -497,6 +498,8 @@ def _control_rows(
                     name + repeat,
                     labels.get(m, m),
                     _fmt(c["cutoff_angstrom"], 1),
+                    _fmt(c.get("reference_angstrom")),
+                    _fmt(c.get("one_shell_finer_angstrom")),
                     _fmt(v.get("relion_final_angstrom")),
                     _fmt(v.get("gold_standard_fsc_0143_angstrom")),
                     _fmt(v.get("truth_fsc_0143_angstrom")),
