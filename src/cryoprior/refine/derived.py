@@ -147,6 +147,16 @@ def postprocess_half_maps(
     return g1, g2, info
 
 
+def _arm_judged(summary: dict[str, Any]) -> dict[str, Any]:
+    """Return the numbers an arm's controls judge: its FSC against the truth only.
+
+    RELION's final resolution is the source run's, not the arm's; and the gold-standard FSC of
+    processed half-maps is no resolution estimate: the prior's knowledge makes the two halves
+    agree beyond the data, and a guard, fed both halves' FSC, couples them.
+    """
+    return {k: v for k, v in summary.items() if k != "fsc_0143_angstrom"}
+
+
 def _prior_enhancer(case: ExperimentCase, voxel_size_angstrom: float):
     """Return the hook's prior as a function of one half-map (the case's weights, diameter)."""
     from cryoprior.refine.cases import prior_weights_name
@@ -178,7 +188,8 @@ def run_postprocess(
     Each result (``runs/<mode key>/postprocess/<variant>/result.json``) holds ``variant``,
     ``label``, ``source_mode``, ``source_run`` (the run's key), ``prior_weights``, ``summary``
     (the runs' table numbers, from the validation of the processed half-maps), ``controls``
-    (the case's controls on the arm's FSCs), ``info`` (guard) and ``seconds``.
+    (the case's controls on the arm's FSC against the truth: :func:`_arm_judged`), ``info``
+    (guard) and ``seconds``.
     """
     variants = postprocess_variants(case, mode)
     if not variants:
@@ -200,7 +211,8 @@ def run_postprocess(
             and cached.get("prior_weights") == weights
             and cached.get("validation_window_voxels") == case.validation_window_voxels
         ):
-            results[variant] = rejudge_controls(path, cached, case, refine={})
+            judged = _arm_judged(cached.get("summary") or {})
+            results[variant] = rejudge_controls(path, cached, case, refine={}, summary=judged)
         else:
             todo.append(variant)
     if not todo:
@@ -240,8 +252,7 @@ def run_postprocess(
             "prior_weights": weights,
             "validation_window_voxels": case.validation_window_voxels,
             "summary": summary,
-            # RELION's final resolution is the source run's, not the arm's: judged on the FSCs
-            "controls": case_controls(case, {}, summary, dataset_dir),
+            "controls": case_controls(case, {}, _arm_judged(summary), dataset_dir),
             "info": info,
             "seconds": enhance_seconds,
         }

@@ -389,15 +389,19 @@ def _cached_in(run_dir: Path, case: ExperimentCase, mode: str) -> RunResult | No
 
 
 def rejudge_controls(
-    path: Path, result: dict[str, Any], case: ExperimentCase, refine: dict | None = None
+    path: Path,
+    result: dict[str, Any],
+    case: ExperimentCase,
+    refine: dict | None = None,
+    summary: dict | None = None,
 ) -> dict[str, Any]:
     """Decide a cached result's controls again with today's rules; rewrite it if they changed.
 
     A control is a judgment of the stored numbers, not a measurement: a corrected rule applies
     to cached runs without running them again. ``path`` is the ``result.json`` inside
     ``<root>/runs/<key>/`` (or below it, as the post-processing arms); the dataset is the
-    case's under ``<root>/datasets``. ``refine``: the refinement record judged (default the
-    result's own; the arms pass {}: RELION's final resolution is not theirs).
+    case's under ``<root>/datasets``. ``refine``, ``summary``: the refinement record and the
+    numbers judged (default the result's own; the post-processing arms pass theirs).
     """
     root = next((p.parent for p in path.parents if p.name == "runs"), None)
     dataset_dir = None if root is None else root / "datasets" / dataset_key(case.simulation)
@@ -405,7 +409,9 @@ def rejudge_controls(
         dataset_dir = None
     if refine is None:
         refine = result.get("refine") or {}
-    controls = case_controls(case, refine, result.get("summary") or {}, dataset_dir)
+    if summary is None:
+        summary = result.get("summary") or {}
+    controls = case_controls(case, refine, summary, dataset_dir)
     if controls == result.get("controls"):
         return result
     logger.info("%s: controls judged again with today's rules", path)
