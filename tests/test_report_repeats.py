@@ -106,6 +106,10 @@ def test_repeats_table_verdict_and_post_processing_rows(tmp_path):
     assert data["statistics"]["post:prior-noguard"]["truth_correlation"]["mean"] == pytest.approx(
         0.70
     )
+    # relative gains of the means: prior (6.2 - 5.65) / 6.2 = +8.9 %; unguarded arm -12.9 %
+    assert data["relative_gains"]["prior"]["relion"] == pytest.approx(100 * 0.55 / 6.2)
+    assert data["relative_gains"]["post:prior-noguard"]["relion"] == pytest.approx(-100 * 0.8 / 6.2)
+    assert "| prior + guard | +8.9 |" in md
     # pose differences: angular means 2 and 4 -> 3.00 +- 1.41; shifts 0.5 and 1.5 -> 1.00 +- 0.71
     assert (
         "| prior + guard | 3.00 +- 1.41 (n=2) | 2.00 +- 1.41 (n=2) | n/a | 1.00 +- 0.71 (n=2) |"

@@ -162,6 +162,7 @@ def repeats_section(
     main = {key: value for key, value in stats.items() if key.count(":") < 2}
     verdict, calls = case_verdict(main, labels=names)
     doc.para("**Verdict.** " + verdict + " " + CALL_RULE)
+    gains = _relative_gains(doc, main, names)
     post_verdict, post_calls = _post_verdict(doc, stats, names)
     if repeats.pose_differences:
         doc.para(
@@ -193,11 +194,54 @@ def repeats_section(
             for row, per_metric in stats.items()
         },
         "verdict": verdict,
+        "relative_gains": gains,
         "postprocess_verdict": post_verdict,
         "postprocess_calls": _calls_json(post_calls),
         "calls": _calls_json(calls),
         "pose_differences": repeats.pose_differences,
     }
+
+
+#: The references of the relative gains (the targets of issue 16 are stated against them).
+_GAIN_REFERENCES = ("relion", "sidesplitter")
+
+
+def _relative_gains(
+    doc: Document, stats: Mapping[str, Mapping[str, MetricStats]], names: Mapping[str, str]
+) -> dict[str, dict[str, float]]:
+    """Each mode's mean FSC 0.5 against the truth relative to plain RELION's and SIDESPLITTER's.
+
+    ``(mean(reference) - mean(mode)) / mean(reference)`` in percent: positive is finer. Adds
+    the table when there is a reference and another row; returns row -> reference -> percent.
+    Whether a difference counts is the verdict's business (the 2-SD rule), not this table's.
+    """
+    key = "truth_fsc_05_angstrom"
+    references = [r for r in _GAIN_REFERENCES if r in stats and stats[r][key].mean]
+    gains: dict[str, dict[str, float]] = {}
+    for row, per_metric in stats.items():
+        mean = per_metric[key].mean
+        if mean is None:
+            continue
+        for ref in references:
+            if ref != row:
+                ref_mean = stats[ref][key].mean or float("nan")
+                gains.setdefault(row, {})[ref] = 100.0 * (ref_mean - mean) / ref_mean
+    if not references or not gains:
+        return gains
+    doc.para(
+        "FSC 0.5 against the truth relative to "
+        + " and ".join(names.get(r, r) for r in references)
+        + " (difference of the means over the reference's mean; positive is finer; whether it "
+        "counts is the verdict's call):"
+    )
+    doc.table(
+        ["mode"] + [f"vs {names.get(r, r)} (%)" for r in references],
+        [
+            [names.get(row, row)] + [f"{g[r]:+.1f}" if r in g else "" for r in references]
+            for row, g in gains.items()
+        ],
+    )
+    return gains
 
 
 def _calls_json(calls: Mapping[str, Sequence[ModeCall]]) -> dict[str, list[dict[str, Any]]]:
