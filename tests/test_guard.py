@@ -235,3 +235,47 @@ def test_v2_drops_insignificant_low_shells_even_below_the_cutoff():
     out, report = apply_guard(regularized, plain, fsc=fsc, settings=V2)
     assert report.cutoff_shell > 2.0
     assert np.abs(out - regularized.mean()).max() < 1e-9
+
+
+def _band(volume: np.ndarray, low: float, high: float) -> np.ndarray:
+    """The volume's Fourier components with low <= rounded shell <= high."""
+    r = np.rint(_radius(volume.shape[0]))
+    ft = scipy.fft.rfftn(volume) * ((r >= low) & (r <= high))
+    return scipy.fft.irfftn(ft, s=volume.shape)
+
+
+def test_cross_half_support_ends_where_the_other_half_does_not_hold_the_map():
+    """The halves share content in shells 9-10 that is not the truth (as interpolation leakage
+    past a sharp cut-off): their FSC is significant there, so guard v2 keeps an extrapolating
+    regularizer's shells 9-10; with cross-half support they end at shell 9, because the
+    regularized map of half 1 (the truth there) does not correlate with half 2's plain map.
+    When half 2 holds the truth in those shells, the support goes on."""
+    from cryoprior.validate.fsc import fourier_shell_correlation
+
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=(N, N, N))
+    shared = _band(rng.normal(size=(N, N, N)), 9, 10)  # common to both halves, not the truth
+    noise = [0.3 * _band(rng.normal(size=(N, N, N)), 1, N) for _ in range(2)]
+    plain = [_band(truth, 0, 8) + shared + noise[i] for i in range(2)]
+    regularized = _band(truth, 0, 12)  # knows the truth up to shell 12: extrapolates
+    fsc = fourier_shell_correlation(plain[0], plain[1])[: N // 2 + 1]
+    assert fsc[9] > 0.5 and fsc[10] > 0.5  # the shared content passes the FSC's test
+    bounded = GuardSettings(method="bounded", rescale=False)
+    v2, report = apply_guard(regularized, plain[0], fsc=fsc, settings=bounded)
+    assert report.support_end_shell is None
+    cross = GuardSettings(method="bounded", rescale=False, cross_half_support=True)
+    out, report = apply_guard(regularized, plain[0], fsc=fsc, settings=cross, other_plain=plain[1])
+    assert report.support_end_shell == 9
+    v2_power, out_power = _shell_power(scipy.fft.rfftn(v2)), _shell_power(scipy.fft.rfftn(out))
+    assert v2_power[9] > 0 and v2_power[10] > 0  # guard v2 alone lets the extrapolation through
+    # nothing from the first unsupported shell on (round-off of the transforms aside)
+    assert out_power[9:].max() < 1e-20 * out_power.sum()
+    low = np.rint(_radius(N)) <= 6
+    v2_ft, out_ft = scipy.fft.rfftn(v2), scipy.fft.rfftn(out)
+    np.testing.assert_allclose(out_ft[low], v2_ft[low], atol=1e-9 * np.abs(v2_ft).max())
+    # the other half holds the truth in shells 9-10: the same map is supported there
+    holding = _band(truth, 0, 10) + noise[1]
+    _, report = apply_guard(regularized, plain[0], fsc=fsc, settings=cross, other_plain=holding)
+    assert report.support_end_shell == 11
+    with pytest.raises(ValueError, match="other half"):
+        apply_guard(regularized, plain[0], fsc=fsc, settings=cross)

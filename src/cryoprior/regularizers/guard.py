@@ -27,6 +27,14 @@
      shell (RELION's rounded shells) whose FSC is below the threshold, so that no voxel of a
      shell the data do not support carries the regularized map unbounded.
 
+   With ``cross_half_support`` the support also ends where the regularized map of this half
+   stops correlating with the *other* half's plain map (the same ``significance_sigmas``
+   floor): the two halves can share content beyond the data's resolution that is not the
+   signal (e.g. interpolation leakage past a sharp cut-off), which the FSC of the plain halves
+   takes for signal; a regularizer that extrapolates correlates with the truth there, but not
+   with the other half's data. Only one number per shell crosses between the halves, as with
+   the FSC, so the halves stay independent.
+
 The report records how much of the regularized map's power the spectral limit removed.
 """
 
@@ -46,6 +54,7 @@ __all__ = [
     "GuardReport",
     "GuardSettings",
     "apply_guard",
+    "cross_half_support_end",
     "fsc_cutoff_shell",
     "shell_amplitude_limit",
     "significant_fsc",
@@ -69,6 +78,9 @@ class GuardSettings:
     significance_sigmas: "bounded" only: a shell's FSC counts as signal only above this many
         SDs of the FSC of pure noise (1 / sqrt(2 n_s)); the first shell below it and all
         shells after it are set to zero.
+    cross_half_support: "bounded" only: the support also ends at the first shell where the
+        regularized map does not correlate with the other half's plain map above the same
+        floor (:func:`cross_half_support_end`; :func:`apply_guard` then needs ``other_plain``).
     """
 
     fsc_threshold: float = 1.0 / 7.0
@@ -76,6 +88,7 @@ class GuardSettings:
     rescale: bool = True
     method: str = "trailing"
     significance_sigmas: float = 3.0
+    cross_half_support: bool = False
 
     def __post_init__(self):
         """Refuse an unknown method or a negative significance."""
@@ -98,6 +111,8 @@ class GuardReport:
         the power of the difference between the regularized map and the output).
     scale, offset: greyscale fit (1, 0 when not rescaled).
     method: the spectral method used.
+    support_end_shell: with cross-half support, the first shell the other half did not
+        support (None otherwise).
     """
 
     cutoff_shell: float
@@ -105,6 +120,7 @@ class GuardReport:
     scale: float
     offset: float
     method: str = "trailing"
+    support_end_shell: int | None = None
 
 
 def fsc_cutoff_shell(fsc: np.ndarray, *, threshold: float = 1.0 / 7.0) -> float:
@@ -158,6 +174,34 @@ def significant_fsc(fsc: np.ndarray, *, n: int, sigmas: float = 3.0) -> np.ndarr
     return out
 
 
+def cross_half_support_end(
+    regularized_rfft: np.ndarray, other_plain_rfft: np.ndarray, *, n: int, sigmas: float = 3.0
+) -> int:
+    """Return the first shell (from 1) where the regularized map stops matching the other half.
+
+    The correlation per shell is ``Re sum(R conj(O)) / sqrt(sum |R|^2 sum |O|^2)`` over the
+    shell's half-complex voxels (an FSC between the regularized map of one half and the plain
+    map of the other); a shell supports the map when it exceeds ``sigmas / sqrt(2 n_s)``, the
+    floor of :func:`significant_fsc`. Returns n//2+1 when every shell does.
+
+    regularized_rfft, other_plain_rfft: (n, n, n//2+1) rfft of the two maps.
+    """
+    idx = shell_index(n)
+    size = n // 2 + 1
+    inside = idx < size
+    shells = idx[inside]
+    r, o = regularized_rfft[inside], other_plain_rfft[inside]
+    cross = np.bincount(shells, weights=(r * np.conj(o)).real, minlength=size)
+    power_r = np.bincount(shells, weights=np.abs(r) ** 2, minlength=size)
+    power_o = np.bincount(shells, weights=np.abs(o) ** 2, minlength=size)
+    counts = np.bincount(shells, minlength=size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.nan_to_num(cross / np.sqrt(power_r * power_o), nan=0.0)
+    floor = sigmas / np.sqrt(2.0 * np.maximum(counts, 1))
+    failing = np.flatnonzero(corr[1:] <= floor[1:])
+    return int(failing[0] + 1) if failing.size else size
+
+
 def shell_amplitude_limit(
     regularized_rfft: np.ndarray, plain_rfft: np.ndarray, fsc: np.ndarray, *, n: int
 ) -> np.ndarray:
@@ -189,6 +233,7 @@ def apply_guard(
     fsc: np.ndarray,
     mask: np.ndarray | None = None,
     settings: GuardSettings = GuardSettings(),
+    other_plain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, GuardReport]:
     """Limit a regularized map to what the data support (see the module docstring).
 
@@ -200,6 +245,8 @@ def apply_guard(
     mask: (N, N, N) bool or [0, 1] weights of the particle region for the greyscale fit
         (default: the sphere of radius N/2 - 1).
     settings: GuardSettings.
+    other_plain: (N, N, N) the other half's plain reconstruction (needed, and only used, with
+        ``settings.cross_half_support``).
 
     Returns the guarded (N, N, N) float64 map and a GuardReport. Inputs are not modified.
     """
@@ -213,6 +260,10 @@ def apply_guard(
         raise ValueError(f"fsc must have {n // 2 + 1} shells, got {fsc.shape}")
     if not np.all(np.isfinite(fsc)):
         raise ValueError("the FSC has non-finite values")
+    cross_half = settings.method == "bounded" and settings.cross_half_support
+    if cross_half and (other_plain is None or np.shape(other_plain) != reg.shape):
+        raise ValueError("cross-half support needs the other half's plain map, of the same shape")
+    support_end = None
     scale, offset = 1.0, 0.0
     if settings.rescale:
         if mask is None:
@@ -241,6 +292,12 @@ def apply_guard(
             cutoff = min(cutoff, max(float(below[0]) - 0.5, 0.0))
         w = trailing_weights(n, cutoff_shell=cutoff, edge_width_shells=settings.edge_width_shells)
         significant = significant_fsc(fsc, n=n, sigmas=settings.significance_sigmas)
+        if cross_half:
+            other_ft = scipy.fft.rfftn(np.asarray(other_plain, dtype=np.float64))
+            support_end = cross_half_support_end(
+                reg_ft, other_ft, n=n, sigmas=settings.significance_sigmas
+            )
+            significant[support_end:] = 0.0
         factor = shell_amplitude_limit(reg_ft, pln_ft, significant, n=n)
         # a shell whose FSC is not significant holds nothing, below the cut-off too (the FSC of
         # few-voxel low shells of pure noise can cross 1/7 by chance)
@@ -265,4 +322,4 @@ def apply_guard(
     total = float((power * mult).sum())
     removed = float((lost * mult).sum()) / total if total > 0 else 0.0
     out = scipy.fft.irfftn(out_ft, s=reg.shape)
-    return out, GuardReport(cutoff, removed, scale, offset, settings.method)
+    return out, GuardReport(cutoff, removed, scale, offset, settings.method, support_end)
