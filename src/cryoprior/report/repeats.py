@@ -211,7 +211,8 @@ def _relative_gains(
 ) -> dict[str, dict[str, float]]:
     """Each mode's mean FSC 0.5 against the truth relative to plain RELION's and SIDESPLITTER's.
 
-    ``(mean(reference) - mean(mode)) / mean(reference)`` in percent: positive is finer. Adds
+    ``(mean(reference) - mean(mode)) / mean(reference)`` in percent: positive is finer; the
+    references themselves get no row (the verdict compares them). Adds
     the table when there is a reference and another row; returns row -> reference -> percent.
     Whether a difference counts is the verdict's business (the 2-SD rule), not this table's.
     """
@@ -220,12 +221,11 @@ def _relative_gains(
     gains: dict[str, dict[str, float]] = {}
     for row, per_metric in stats.items():
         mean = per_metric[key].mean
-        if mean is None:
+        if mean is None or row in _GAIN_REFERENCES:
             continue
         for ref in references:
-            if ref != row:
-                ref_mean = stats[ref][key].mean or float("nan")
-                gains.setdefault(row, {})[ref] = 100.0 * (ref_mean - mean) / ref_mean
+            ref_mean = stats[ref][key].mean or float("nan")
+            gains.setdefault(row, {})[ref] = 100.0 * (ref_mean - mean) / ref_mean
     if not references or not gains:
         return gains
     doc.para(
