@@ -107,9 +107,12 @@ def test_every_mode_refines_and_is_validated(mini_benchmark):
         assert all(r["local_searches"] for r in applied)
         assert refine["regularized_calls"] == sum(bool(r["applied"]) for r in records)
         assert refine["reached_local_searches"]
-        if mode in ("prior", "prior-bounded"):  # guard v1 and guard v2 in a real refinement
-            method = "bounded" if mode == "prior-bounded" else "trailing"
+        if mode in ("prior", "prior-bounded", "prior-cross"):  # guard v1 and v2, for real
+            method = "trailing" if mode == "prior" else "bounded"
             assert all(r["guard"]["method"] == method for r in applied), mode
+        if mode == "prior-cross":  # the halves met: each guard saw the other half's plain map
+            assert all(r["guard"]["support_end_shell"] >= 1 for r in applied), mode
+            assert all("pair_wait" in r["seconds"] for r in applied), mode
     prior = json.loads(
         (root / "runs" / run_key(case, "prior") / "result.json").read_text()
     )  # the hook of the default mode went through the guard

@@ -158,3 +158,37 @@ def test_killed_partner_falls_back(pair):
 
 # A real relion_refine_mpi run with --regularizer sidesplitter is part of the miniature
 # benchmark: tests/test_experiment_end_to_end.py.
+
+
+def test_guard_cross_half_meets_the_other_half_and_ends_the_support_there(pair):
+    """A per-half regularizer through guard v2 with cross-half support: the halves meet (as for
+    sidesplitter), each half's map is guarded with the other half's plain map, and the result is
+    the library's apply_guard on the same inputs (reference computed here)."""
+    from cryoprior.regularizers.guard import GuardSettings, apply_guard
+
+    project, rels, plains = pair
+    options = ["--regularizer", "regularizers_for_tests:Scale", "--when", "always", "--guard",
+               "--guard-method", "bounded", "--guard-cross-half"]  # fmt: skip
+    _both(project, rels, *options)
+    job = read_external_reconstruct_job(project / rels[0])
+    settings = GuardSettings(method="bounded", cross_half_support=True)
+    mask = particle_sphere_mask(32, radius_voxels=12.5) > 0.5  # diameter 100 A at 4 A
+    ends = []
+    for h, rel in enumerate(rels):
+        expected, report = apply_guard(
+            2.0 * plains[h], plains[h], fsc=job.gold_standard_fsc, mask=mask,
+            settings=settings, other_plain=plains[1 - h],
+        )  # fmt: skip
+        out = _result(project, rel)
+        assert np.linalg.norm(out - expected) / np.linalg.norm(expected) < 1e-5
+        ends.append(report.support_end_shell)
+    assert all(e is not None for e in ends)
+    logged = sorted(r["guard"]["support_end_shell"] for r in _log(project))
+    assert logged == sorted(ends)
+    assert all(r["applied"] and r["fallback"] is None for r in _log(project))
+
+
+def test_guard_cross_half_needs_guard_v2(pair):
+    project, rels, _ = pair
+    proc = _start(project, rels[0], "--regularizer", "prior", "--guard-cross-half")
+    assert _finish(proc, 60) == 2

@@ -75,6 +75,15 @@ def extrec(
             "amplitude, nothing where the FSC is insignificant; docs/guard.md)"
         ),
     ] = "trailing",
+    guard_cross_half: Annotated[
+        bool,
+        typer.Option(
+            "--guard-cross-half",
+            help="guard v2 (bounded): also end the support where this half's regularized map "
+            "stops correlating with the other half's plain map (the halves meet as for "
+            "sidesplitter; docs/guard.md)",
+        ),
+    ] = False,
     write_fsc_star: Annotated[
         bool,
         typer.Option(
@@ -165,6 +174,7 @@ _KEYS: dict[str, tuple[type, ...]] = {
     "guard-fsc-threshold": (int, float),
     "guard-edge-shells": (int, float),
     "guard-method": (str,),
+    "guard-cross-half": (bool,),
     "write-fsc-star": (bool,),
     "device": (str,),
     "log-file": (str,),
@@ -184,6 +194,7 @@ _DEFAULTS: dict[str, object] = {
     "guard-fsc-threshold": 1.0 / 7.0,
     "guard-edge-shells": 3.0,
     "guard-method": "trailing",
+    "guard-cross-half": False,
     "write-fsc-star": False,
     "device": "auto",
     "log-file": None,
@@ -282,6 +293,8 @@ def build_config(given: dict[str, object], config_path: Path | None):
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"--{key} must be a number of seconds >= 0, not {value:g}")
     _device_option(str(get("device")), str(get("regularizer")), reg_options)
+    if get("guard-cross-half") and str(get("guard-method")) != "bounded":
+        raise ValueError("--guard-cross-half needs --guard-method bounded (guard v2)")
     mask = get("mask")
     log_file = get("log-file")
     return ExtrecConfig(
@@ -301,6 +314,7 @@ def build_config(given: dict[str, object], config_path: Path | None):
             fsc_threshold=float(get("guard-fsc-threshold")),
             edge_width_shells=float(get("guard-edge-shells")),
             method=str(get("guard-method")),
+            cross_half_support=bool(get("guard-cross-half")),
         ),
         write_fsc_star=bool(get("write-fsc-star")),
     )

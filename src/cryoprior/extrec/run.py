@@ -147,6 +147,33 @@ def _use_guard(config: ExtrecConfig, regularizer) -> bool:
     return bool(getattr(regularizer, "guard_by_default", False))
 
 
+def _guard_needs_both_halves(config: ExtrecConfig) -> bool:
+    """Whether the guard asked for needs the other half's plain map (cross-half support)."""
+    settings = config.guard_settings
+    return (
+        config.guard is not False
+        and config.regularizer != "none"
+        and settings.method == "bounded"
+        and settings.cross_half_support
+    )
+
+
+def _regularize_both(regularizer, map_1, map_2, context) -> tuple[np.ndarray, np.ndarray]:
+    """Both halves through a regularizer: jointly, or a per-half one on each, concurrently.
+
+    A per-half regularizer runs here only when the guard needs both halves: the two halves
+    run at once in two threads (as the two hook processes would), each independently.
+    """
+    if regularizer.needs_both_halves:
+        out_1, out_2 = regularizer.regularize_pair(map_1, map_2, context=context)
+        return np.asarray(out_1), np.asarray(out_2)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(regularizer.regularize, m, context=context) for m in (map_1, map_2)]
+        return tuple(np.asarray(f.result()) for f in futures)  # type: ignore[return-value]
+
+
 def plain_reconstruction(
     job: ExternalReconstructJob, *, options: ReconstructionOptions, base_dir: Path
 ) -> np.ndarray:
@@ -279,7 +306,7 @@ def _after_plain(job, plain, state, config: ExtrecConfig, base, voxel, record, s
 
     box = job.original_image_size
     t_reg = time.monotonic()
-    joint = builtin_needs_both_halves(config.regularizer)
+    joint = builtin_needs_both_halves(config.regularizer) or _guard_needs_both_halves(config)
     volume = None
     if not joint:
 
@@ -330,15 +357,15 @@ def _after_plain(job, plain, state, config: ExtrecConfig, base, voxel, record, s
                     **config.regularizer_options,
                 )
                 context = _staged("setup failed: ", _context, job, state, config, base)
-                out_1, out_2 = regularizer.regularize_pair(map_1, map_2, context=context)
-                outs = [np.asarray(out_1), np.asarray(out_2)]
+                outs = list(_regularize_both(regularizer, map_1, map_2, context))
                 for out in outs:
                     problem = check_volume(out, box_size=box)
                     if problem:
                         raise StageError(problem)
                 info: dict[str, Any] = {}
                 if _use_guard(config, regularizer):
-                    for h, (out, plain_h) in enumerate(zip(outs, (map_1, map_2), strict=True)):
+                    plains = (map_1, map_2)
+                    for h, (out, plain_h) in enumerate(zip(outs, plains, strict=True)):
                         guard_record: dict[str, Any] = {}
                         outs[h] = _staged(
                             "guard failed: ",
@@ -349,6 +376,7 @@ def _after_plain(job, plain, state, config: ExtrecConfig, base, voxel, record, s
                             context,
                             config,
                             guard_record,
+                            plains[1 - h],
                         )
                         info[f"half{h + 1}"] = {"guard": guard_record.get("guard")}
                 outbox.save("map_1", np.asarray(outs[0], dtype=np.float64))
@@ -415,9 +443,18 @@ def _array_paths(job, base: Path) -> list[Path]:
 
 
 def _guarded(
-    volume, plain, job, context: RegularizationContext, config: ExtrecConfig, record
+    volume,
+    plain,
+    job,
+    context: RegularizationContext,
+    config: ExtrecConfig,
+    record,
+    other_plain=None,
 ) -> np.ndarray:
-    """Apply the guard with the job's FSC; the particle sphere (or mask) is the fit region."""
+    """Apply the guard with the job's FSC; the particle sphere (or mask) is the fit region.
+
+    ``other_plain``: the other half's plain map (for the guard's cross-half support).
+    """
     if job.gold_standard_fsc is None:
         raise ValueError("the job STAR has no FSC column")
     n = job.original_image_size
@@ -431,7 +468,12 @@ def _guarded(
         c = np.arange(n) - n // 2
         region = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2 <= radius**2
     out, report = apply_guard(
-        volume, plain, fsc=job.gold_standard_fsc, mask=region, settings=config.guard_settings
+        volume,
+        plain,
+        fsc=job.gold_standard_fsc,
+        mask=region,
+        settings=config.guard_settings,
+        other_plain=other_plain if config.guard_settings.cross_half_support else None,
     )
     voxel = context.voxel_size_angstrom
     record["guard"] = {
@@ -444,6 +486,8 @@ def _guarded(
         "scale": report.scale,
         "offset": report.offset,
     }
+    if report.support_end_shell is not None:
+        record["guard"]["support_end_shell"] = report.support_end_shell
     logger.info(
         "guard: cut-off shell %.2f, removed %.1f%% of the regularized power",
         report.cutoff_shell,

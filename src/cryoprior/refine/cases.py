@@ -56,7 +56,7 @@ class ModeSpec:
     Attributes
     ----------
     name: short name (``relion``, ``sidesplitter``, ``prior``, ``prior-bounded``,
-        ``prior-noguard``).
+        ``prior-cross``, ``prior-noguard``).
     label: for tables and plots.
     hook_arguments: options given to ``cryoprior-extrec`` before RELION's STAR path.
     description: one sentence for the report.
@@ -97,6 +97,21 @@ MODES: dict[str, ModeSpec] = {
             "learned prior on each half-map independently, in local searches, through guard "
             "v2 (beyond FSC 1/7 each shell's amplitude capped at what the data hold, nothing "
             "where the FSC is insignificant; docs/guard.md)",
+        ),
+        ModeSpec(
+            "prior-cross",
+            "prior + guard v2, cross-half",
+            (
+                "--regularizer",
+                "prior",
+                "--guard",
+                "--guard-method",
+                "bounded",
+                "--guard-cross-half",
+            ),
+            "learned prior on each half-map independently, in local searches, through guard "
+            "v2 whose support also ends where a half's prior map stops correlating with the "
+            "other half's plain map (the halves meet for the guard; docs/guard.md)",
         ),
         ModeSpec(
             "prior-noguard",

@@ -31,6 +31,7 @@ _COLOURS = {
     "sidesplitter": "tab:orange",
     "prior": "tab:green",
     "prior-bounded": "tab:purple",
+    "prior-cross": "tab:brown",
     "prior-noguard": "tab:red",
 }
 
