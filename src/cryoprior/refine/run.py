@@ -69,6 +69,7 @@ __all__ = [
     "run_case",
     "run_key",
     "run_mode",
+    "stopped_at_iteration_cap",
     "write_manifest",
 ]
 
@@ -420,6 +421,29 @@ def rejudge_controls(
     return result
 
 
+def stopped_at_iteration_cap(
+    returncode: int | None, has_final_map: bool, iterations: int | None, cap: int | None
+) -> bool:
+    """Whether RELION ended a capped auto-refine at its ``--auto_iter_max`` without converging.
+
+    RELION 3.1 then exits 0 after the cap's iteration and writes no final joined iteration (no
+    ``_class001.mrc``, no ``_unfil`` half-maps): the run is complete as asked, and its last
+    iteration's half-maps are its result (:func:`cryoprior.io.relion.find_relion_job_files`).
+
+    >>> stopped_at_iteration_cap(0, False, 12, 12), stopped_at_iteration_cap(0, True, 12, 12)
+    (True, False)
+    >>> stopped_at_iteration_cap(0, False, 7, 12), stopped_at_iteration_cap(1, False, 12, 12)
+    (False, False)
+    """
+    return (
+        returncode == 0
+        and not has_final_map
+        and cap is not None
+        and iterations is not None
+        and iterations >= cap
+    )
+
+
 def run_mode(
     case: ExperimentCase,
     mode: str,
@@ -491,12 +515,19 @@ def run_mode(
             and rec.get("iteration") is not None
         ]
         state = read_progress(run_dir / settings.output_root)
+        capped = stopped_at_iteration_cap(
+            result.returncode, result.final_map is not None, result.iterations, r.auto_iter_max
+        )
         refine_record = {
             "returncode": result.returncode,
-            "finished": result.returncode == 0 and result.final_map is not None,
+            "finished": result.returncode == 0 and (result.final_map is not None or capped),
+            "stopped_at_iteration_cap": capped,
             "output_root": os.path.relpath(result.output_root, run_dir),
             "iterations": result.iterations,
-            "final_resolution_angstrom": result.final_resolution_angstrom,
+            # at the cap RELION writes no final iteration: its last estimate stands for it
+            "final_resolution_angstrom": (
+                state.resolution_angstrom if capped else result.final_resolution_angstrom
+            ),
             "wall_seconds": previous.get("wall_seconds", 0.0) + result.wall_seconds,
             "hook_calls": len(records),
             "regularized_calls": sum(bool(rec.get("applied")) for rec in records),
