@@ -479,12 +479,31 @@ def run_mode(
     hook = hook_command(mode, hook_executable or extrec_executable(), r.extra_hook_arguments)
     job_dir = run_dir / "Refine3D"
     refine_record = read_json(run_dir / "refine.json") or {}
+    if not refine_record.get("finished") and stopped_at_iteration_cap(
+        refine_record.get("returncode"), False, refine_record.get("iterations"), r.auto_iter_max
+    ):
+        # recorded before a cap counted as finished: never --continue it (RELION runs on past
+        # the cap then)
+        state = read_progress(run_dir / settings.output_root)
+        refine_record = {
+            **refine_record,
+            "finished": True,
+            "stopped_at_iteration_cap": True,
+            "final_resolution_angstrom": state.resolution_angstrom,
+        }
+        write_json_atomic(run_dir / "refine.json", refine_record)
     if not refine_record.get("finished"):
         write_json_atomic(
             run_dir / "run.json",
             {"case": case_to_dict(case), "mode": mode, "key": key, "hook": hook},
         )
         previous = read_json(run_dir / "refine.json") or {}
+        # a capped run is never continued: RELION's --continue does not keep --auto_iter_max
+        # (a continued capped run went on past it); an interrupted one starts again
+        resume = r.auto_iter_max is None
+        if not resume and job_dir.exists():
+            shutil.rmtree(job_dir)
+            previous = {}
         callback = None
         if progress is not None:
 
@@ -498,7 +517,7 @@ def run_mode(
                 workdir=run_dir,
                 hook_command=hook,
                 timeout_seconds=r.timeout_seconds,
-                resume=True,
+                resume=resume,
                 progress=callback,
             )
         except BaseException:
