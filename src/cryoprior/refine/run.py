@@ -116,9 +116,14 @@ def extrec_executable() -> str:
     return found
 
 
+def _dataset_folder(simulation: SimulationConfig, root: str | Path) -> Path:
+    """``root/datasets/<key>``: where a simulation's dataset lives."""
+    return Path(root) / "datasets" / dataset_key(simulation)
+
+
 def ensure_dataset(simulation: SimulationConfig, root: str | Path) -> Path:
     """Simulate the dataset into ``root/datasets/<key>`` unless it is already complete."""
-    folder = Path(root) / "datasets" / dataset_key(simulation)
+    folder = _dataset_folder(simulation, root)
     marker = folder / "dataset.json"
     if read_json(marker) is not None:
         return folder
@@ -405,7 +410,7 @@ def rejudge_controls(
     numbers judged (default the result's own; the post-processing arms pass theirs).
     """
     root = next((p.parent for p in path.parents if p.name == "runs"), None)
-    dataset_dir = None if root is None else root / "datasets" / dataset_key(case.simulation)
+    dataset_dir = None if root is None else _dataset_folder(case.simulation, root)
     if dataset_dir is not None and not (dataset_dir / "true_map.mrc").is_file():
         dataset_dir = None
     if refine is None:
