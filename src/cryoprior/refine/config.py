@@ -242,11 +242,12 @@ REALISTIC_ENVELOPE_B_ANGSTROM2 = 100.0
 #: D7 has 3.5x the asymmetric units of D2: 1,000 proteasome particles reached Nyquist (5.13 A)
 REALISTIC_PROTEASOME_PARTICLES = 400
 REALISTIC_REPEATS = 3
-#: every mode, guard v2 (issue 16) included: the refinement targets are read from this suite
-REALISTIC_MODES = ("relion", "sidesplitter", "prior", "prior-bounded", "prior-noguard")
+#: every mode, guard v2 with cross-half support (issue 16) included: the refinement targets are
+#: read from this suite (guard v2 without it fails the 15 A cut-off as a post-processing arm)
+REALISTIC_MODES = ("relion", "sidesplitter", "prior", "prior-cross", "prior-noguard")
 #: The noise sweep's top level (noise SD x5) and its modes (see _realistic).
 REALISTIC_TOP_NOISE = 5
-REALISTIC_TOP_NOISE_MODES = ("relion", "prior-bounded")
+REALISTIC_TOP_NOISE_MODES = ("relion", "prior-cross")
 
 REALISTIC_SCALE = (
     "2.5 A/voxel (Nyquist 5.0 A): box 80 (200 A) for beta-galactosidase and the proteasome, "

@@ -3,7 +3,8 @@
 The post-processing arm (the paper's Figs. S11-S12: is the prior better inside the refinement
 loop than applied once to plain RELION's final map?): the learned prior applied once to each
 of plain RELION's final unfiltered half-maps, through the guard (``prior``), guard v2
-(``prior-bounded``) and unguarded (``prior-noguard``), then validated against the truth exactly
+(``prior-bounded``), guard v2 with cross-half support (``prior-cross``) and unguarded
+(``prior-noguard``), then validated against the truth exactly
 as the runs are. A mode's own final map is unregularized (RELION makes the final half-maps
 itself, and the hook leaves the final joined map plain), so its score shows what the mode did
 to the poses only; that is why, in cases with repeats, every other mode's final half-maps get
@@ -67,6 +68,10 @@ logger = logging.getLogger(__name__)
 POSTPROCESS_VARIANTS: dict[str, tuple[str, GuardSettings | None]] = {
     "prior": ("prior + guard once", GuardSettings()),
     "prior-bounded": ("prior + guard v2 once", GuardSettings(method="bounded")),
+    "prior-cross": (
+        "prior + guard v2, cross-half, once",
+        GuardSettings(method="bounded", cross_half_support=True),
+    ),
     "prior-noguard": ("prior once, no guard", None),
 }
 
@@ -85,7 +90,7 @@ def postprocess_variants(case: ExperimentCase, mode: str) -> tuple[str, ...]:
     >>> from cryoprior.simulate.config import SimulationConfig
     >>> case = ExperimentCase("c", "t", "isotropic", SimulationConfig(), repeats=3)
     >>> postprocess_variants(case, "relion"), postprocess_variants(case, "prior")
-    (('prior', 'prior-bounded', 'prior-noguard'), ('prior-noguard',))
+    (('prior', 'prior-bounded', 'prior-cross', 'prior-noguard'), ('prior-noguard',))
     """
     if case.pure_noise or mode not in case.modes:
         return ()
@@ -137,13 +142,16 @@ def postprocess_half_maps(
     if guard is None:
         return e1, e2, {}
     fsc = fourier_shell_correlation(h1, h2)
-    g1, r1 = apply_guard(e1, h1, fsc=fsc, settings=guard)
-    g2, r2 = apply_guard(e2, h2, fsc=fsc, settings=guard)
+    # cross-half support correlates each half's prior map with the other half's plain map
+    g1, r1 = apply_guard(e1, h1, fsc=fsc, settings=guard, other_plain=h2)
+    g2, r2 = apply_guard(e2, h2, fsc=fsc, settings=guard, other_plain=h1)
     info = {
         "guard_method": guard.method,
         "cutoff_shell": [r1.cutoff_shell, r2.cutoff_shell],
         "power_removed_fraction": [r1.power_removed_fraction, r2.power_removed_fraction],
     }
+    if guard.cross_half_support:
+        info["support_end_shell"] = [r1.support_end_shell, r2.support_end_shell]
     return g1, g2, info
 
 
