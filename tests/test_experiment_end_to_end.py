@@ -149,7 +149,12 @@ def test_post_processing_arm_and_pose_differences(mini_benchmark):
     root, output, *_ = mini_benchmark
     (case,) = suite("mini")
     relion_dir = root / "runs" / run_key(case, "relion")
-    for variant, guarded in (("prior", True), ("prior-bounded", True), ("prior-noguard", False)):
+    for variant, guarded in (
+        ("prior", True),
+        ("prior-bounded", True),
+        ("prior-cross", True),
+        ("prior-noguard", False),
+    ):
         data = json.loads((relion_dir / "postprocess" / variant / "result.json").read_text())
         assert data["guarded"] is guarded and data["source_run"] == relion_dir.name
         assert data["summary"]["truth_correlation"] is not None

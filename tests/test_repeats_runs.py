@@ -176,7 +176,7 @@ def test_postprocess_arm_is_validated_like_a_run_and_cached(tmp_path):
         return 2.0 * m - 1.0
 
     results = run_postprocess(case, tmp_path, enhance=affine)
-    assert set(results) == {"prior", "prior-bounded", "prior-noguard"}
+    assert set(results) == {"prior", "prior-bounded", "prior-cross", "prior-noguard"}
     assert len(calls) == 2  # one per half, shared by the variants
     # FSC and correlation ignore scale and offset: the unguarded affine arm scores exactly
     # like the plain half-maps validated directly (a reference computed here, not read back)
@@ -191,6 +191,10 @@ def test_postprocess_arm_is_validated_like_a_run_and_cached(tmp_path):
         )
     assert results["prior"]["guarded"] and not results["prior-noguard"]["guarded"]
     assert results["prior-bounded"]["info"]["guard_method"] == "bounded"
+    # cross-half support: each half's support end, from its prior map against the other half
+    assert results["prior-cross"]["info"]["guard_method"] == "bounded"
+    assert len(results["prior-cross"]["info"]["support_end_shell"]) == 2
+    assert "support_end_shell" not in results["prior-bounded"]["info"]
     assert results["prior"]["info"]["guard_method"] == "trailing"
     again = run_postprocess(case, tmp_path, enhance=affine)
     assert len(calls) == 2 and again == results  # cached: the prior is not applied again
@@ -289,7 +293,7 @@ def test_postprocess_arm_of_a_cutoff_case_is_judged_by_the_control(tmp_path):
     case = _tiny_case(modes=("relion",), cutoff_angstrom=20.0)
     _fake_relion_run(tmp_path, case, "relion")
     results = run_postprocess(case, tmp_path, enhance=lambda m: m)
-    for variant in ("prior", "prior-bounded", "prior-noguard"):
+    for variant in ("prior", "prior-bounded", "prior-cross", "prior-noguard"):
         control = results[variant]["controls"]["cutoff"]
         # box 16 at 4 A (64 A): 20 A is shell 3.2, one shell finer 64 / 4.2 = 15.24 A; the
         # noisy random halves have FSCs far coarser or finer, the rule is applied as for runs
