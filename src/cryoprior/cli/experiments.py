@@ -338,18 +338,34 @@ def _validate_job(console, job: Path, truth_map, truth_star, mask, seed: int) ->
 
 
 def _run_suite(
-    console, suite_name: str, root: Path, cases_wanted, modes_wanted, cluster=None, repeats=None
+    console,
+    suite_name: str,
+    root: Path,
+    cases_wanted,
+    modes_wanted,
+    cluster=None,
+    repeats=None,
+    records: Path | None = None,
 ):
     """Run the suite's cases; return (results, number of failed refinements).
 
     Here one after another, or as submitit jobs when ``cluster`` (a ClusterSettings) is given;
     every repeat of a case (at most ``repeats``), then the results derived from the runs (the
-    post-processing arm, pose differences between modes).
+    post-processing arm, pose differences between modes). With ``records``, the finished runs
+    kept there are imported first and every finished run is exported there at once
+    (:mod:`cryoprior.refine.records`).
     """
     from cryoprior.refine.cases import repeat_cases
     from cryoprior.refine.config import SUITE_SCALES, suite
+    from cryoprior.refine.records import export_records, import_records
     from cryoprior.refine.run import run_mode, write_manifest
 
+    if records is not None:
+        imported = import_records(records, root)
+        if imported:
+            console.print(
+                f"{len(imported)} record file(s) of finished runs imported from {records}"
+            )
     cases = suite(suite_name)
     # the manifest lists the whole suite (the report marks what has not run yet)
     write_manifest(
@@ -379,6 +395,8 @@ def _run_suite(
             f"{(r.get('wall_seconds') or 0) / 60:.1f} min"
         )
         results.append(run)
+        if records is not None:
+            export_records(root, records)
 
     if cluster is not None:
         from cryoprior.refine.dispatch import run_with_submitit
@@ -404,6 +422,8 @@ def _run_suite(
                     console.print(f"[red]{case.name} / {mode} failed:[/] {exc}")
                     failures += 1
     _derive(console, [r for c in cases for r in repeat_cases(c, repeats)], root)
+    if records is not None:
+        export_records(root, records)
     if failures:
         console.print(f"[red]{failures} refinement(s) failed[/]: rerun the command to retry them")
     return results, failures
@@ -436,7 +456,14 @@ def _derive(console, repeats, root: Path) -> None:
 
 
 def _run_suite_or_exit(
-    console, suite_name: str, root: Path, cases_wanted, modes_wanted, cluster=None, repeats=None
+    console,
+    suite_name: str,
+    root: Path,
+    cases_wanted,
+    modes_wanted,
+    cluster=None,
+    repeats=None,
+    records: Path | None = None,
 ) -> int:
     """_run_suite with the CLI's error handling; returns the number of failed refinements."""
     from cryoprior.refine.relion import RefineFailedError, RelionNotFoundError
@@ -444,7 +471,7 @@ def _run_suite_or_exit(
     try:
         with _signals_stop_relion():
             _, failures = _run_suite(
-                console, suite_name, root, cases_wanted, modes_wanted, cluster, repeats
+                console, suite_name, root, cases_wanted, modes_wanted, cluster, repeats, records
             )
     except (
         RelionNotFoundError,
@@ -513,6 +540,14 @@ def benchmark(
         typer.Option(help="run at most this many repeats of each case (default: the suite's)"),
     ] = None,
     calibration: Annotated[list[Path] | None, typer.Option(help=CALIBRATION_HELP)] = None,
+    records: Annotated[
+        Path | None,
+        typer.Option(
+            help="records folder: finished runs kept there are imported into ROOT first (a "
+            "fresh machine goes on where another stopped), and each finished run is exported "
+            "there (its JSON files, no maps)"
+        ),
+    ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
 ) -> None:
     """Run the paper's simulated experiments (every case in every mode), then write the report.
@@ -572,7 +607,7 @@ def benchmark(
         raise typer.BadParameter("--cluster and --slurm-partition need --executor submitit")
     if repeats is not None and repeats < 1:
         raise typer.BadParameter(f"--repeats must be >= 1, not {repeats}")
-    failures = _run_suite_or_exit(console, suite_name, root, case, mode, settings, repeats)
+    failures = _run_suite_or_exit(console, suite_name, root, case, mode, settings, repeats, records)
     path = build_report(
         root,
         report_dir or root / "report",

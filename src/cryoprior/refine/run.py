@@ -292,7 +292,8 @@ def cutoff_reference(case: ExperimentCase, dataset_dir: str | Path) -> float | N
     :func:`cryoprior.validate.controls.cutoff_reference_angstrom` of the dataset's true map
     with the particles' low-pass (:func:`cryoprior.simulate.images.paper_lowpass` in 3D) and the
     validation's mask (:func:`cryoprior.validate.summary.map_mask` of the truth); written to
-    ``cutoff_reference.json``. None when the case has no cut-off or its particles no low-pass.
+    ``cutoff_reference.json``. None when the case has no cut-off or its particles no low-pass,
+    or when neither the true map nor the cached reference is in the folder.
     """
     sim = case.simulation
     if case.cutoff_angstrom is None or sim.lowpass_resolution_angstrom is None:
@@ -307,6 +308,8 @@ def cutoff_reference(case: ExperimentCase, dataset_dir: str | Path) -> float | N
     cached = read_json(path)
     if cached is not None and cached.get("parameters") == parameters:
         return cached["reference_angstrom"]
+    if not (dataset_dir / "true_map.mrc").is_file():
+        return None  # the dataset is not here (records only)
     import numpy as np
 
     from cryoprior.io.mrc import read_map
@@ -411,8 +414,20 @@ def rejudge_controls(
     """
     root = next((p.parent for p in path.parents if p.name == "runs"), None)
     dataset_dir = None if root is None else _dataset_folder(case.simulation, root)
-    if dataset_dir is not None and not (dataset_dir / "true_map.mrc").is_file():
+    if dataset_dir is not None and not any(
+        (dataset_dir / name).is_file() for name in ("true_map.mrc", "cutoff_reference.json")
+    ):
         dataset_dir = None
+    if (
+        root is not None
+        and case.cutoff_angstrom is not None
+        and case.simulation.lowpass_resolution_angstrom is not None
+        and result.get("controls")
+        and (dataset_dir is None or cutoff_reference(case, dataset_dir) is None)
+    ):
+        # a run imported from records (:mod:`cryoprior.refine.records`) without its dataset:
+        # the reference is not here to judge by, so the stored judgment stands
+        return result
     if refine is None:
         refine = result.get("refine") or {}
     if summary is None:

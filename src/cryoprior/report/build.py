@@ -176,6 +176,30 @@ def _maps_for_gallery(root: Path, runs: dict[str, ReportRun], labels: dict[str, 
     return maps, mask
 
 
+def _map_gallery(
+    root: Path, runs: dict[str, ReportRun], labels: dict[str, str], path: Path, name: str
+) -> Path | None:
+    """Draw the case's map sections to ``path``; return it, or None when there is nothing.
+
+    Beside the figure, ``<figure>.json`` names the runs it shows (label -> run key). Runs
+    imported from records (:mod:`cryoprior.refine.records`) have no maps: when a map is
+    missing, a figure drawn earlier of exactly these runs is kept; otherwise the figure shows
+    the maps that are here (none: no figure).
+    """
+    shown = {labels.get(m, m): r.result.get("key", r.run_dir.name) for m, r in runs.items()}
+    sidecar = path.with_suffix(".json")
+    maps, mask = _maps_for_gallery(root, runs, labels)
+    if set(shown) - set(maps):
+        if path.is_file() and read_json(sidecar) == shown:
+            return path  # drawn when the maps were here, of the same runs
+        shown = {label: key for label, key in shown.items() if label in maps}
+        if not shown:
+            return None
+    plot_map_gallery(maps, path, title=f"{name}: final maps", mask=mask)
+    write_text_atomic(sidecar, json.dumps(shown, indent=1))
+    return path
+
+
 def _noise_factor(case: dict, base_snr: float) -> float:
     snr = case["simulation"].get("snr") or base_snr
     return math.sqrt(base_snr / snr)
@@ -388,11 +412,8 @@ def _case_section(
         validations, labels, figures / f"{name}_fsc.png", title=case["title"]
     )
     doc.image(os.path.relpath(fsc_png, out), f"FSC curves, {name}")
-    maps, mask = _maps_for_gallery(root, runs, labels)
-    if maps:
-        gallery = plot_map_gallery(
-            maps, figures / f"{name}_maps.png", title=f"{name}: final maps", mask=mask
-        )
+    gallery = _map_gallery(root, runs, labels, figures / f"{name}_maps.png", name)
+    if gallery is not None:
         doc.image(os.path.relpath(gallery, out), f"map sections, {name}")
     local = plot_mode_local_resolution(
         validations, labels, figures / f"{name}_local_resolution.png", title=name
