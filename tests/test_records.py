@@ -46,7 +46,9 @@ def _finished_run(root, case, mode="relion"):
         ValidationInputs(*halves, voxel, truth_map=truth), ValidationSettings(local_window_voxels=8)
     )
     (run_dir / "validation").mkdir()
-    (run_dir / "validation" / "validation.json").write_text(json.dumps(report.to_dict()))
+    validation = report.to_dict()  # random maps have no model: Q-scores as a model gives them
+    validation["q_score"] = {"mean": 0.4, "per_residue": [{"chain": "A", "q": 0.4}] * 50}
+    (run_dir / "validation" / "validation.json").write_text(json.dumps(validation))
     refine = {"final_resolution_angstrom": 20.0, "output_root": "Refine3D/run"}
     # a truth FSC past the nominal rule's limit (one shell finer than 16 A in a 64 A box:
     # 12.8 A) but within the reference's (one shell finer than the reference, 13.55 A for
@@ -85,6 +87,11 @@ def test_exported_records_are_cached_runs_in_a_fresh_folder(tmp_path):
     assert f"datasets/{dataset_key(case.simulation)}/cutoff_reference.json" in names
     assert not any("unfinished" in n or "pose_difference" in n or n.endswith(".mrc") for n in names)
     assert export_records(first, records) == []  # nothing changed: nothing written
+    # the validation without its per-residue Q-scores (the report reads their mean), else whole
+    kept = json.loads((records / f"runs/{key}/validation/validation.json").read_text())
+    whole = json.loads((run_dir / "validation" / "validation.json").read_text())
+    assert kept["q_score"] == {"mean": 0.4} and len(whole["q_score"]["per_residue"]) == 50
+    assert kept["gold_standard_fsc"] == whole["gold_standard_fsc"]
 
     copied = import_records(records, fresh)
     assert sorted(map(str, copied)) == sorted(names)

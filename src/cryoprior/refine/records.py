@@ -8,7 +8,8 @@ output, but what the report and the cache need of a finished run is a few JSON f
 life go on elsewhere: imported into a fresh experiment folder, every finished run is a cached
 run again, and only what is missing is refined.
 
-Layout of a records folder: the experiment folder's, restricted to :data:`RECORD_PATTERNS`.
+Layout of a records folder: the experiment folder's, restricted to :data:`RECORD_PATTERNS`
+(validations without their per-residue Q-scores).
 A run whose records were imported has no maps: its report shows no map sections unless the
 figure was made before (:mod:`cryoprior.report.build`), and a change of the validation window
 refines it again.
@@ -16,8 +17,8 @@ refines it again.
 
 from __future__ import annotations
 
+import json
 import logging
-import shutil
 from pathlib import Path
 
 from cryoprior.io.json import read_json
@@ -61,10 +62,24 @@ def _finished_runs(folder: Path) -> set[str]:
     }
 
 
-def _copy_atomic(source: Path, target: Path) -> None:
+def _record_bytes(path: Path) -> bytes:
+    """Return the content a record of ``path`` keeps.
+
+    A validation's per-residue Q-scores (three quarters of its size; the report and the cache
+    read their mean, in ``result.json``) are left out.
+    """
+    if path.name != "validation.json":
+        return path.read_bytes()
+    data = read_json(path)
+    if isinstance(data, dict) and isinstance(data.get("q_score"), dict):
+        data = {**data, "q_score": {k: v for k, v in data["q_score"].items() if k != "per_residue"}}
+    return json.dumps(data, separators=(",", ":"), allow_nan=True).encode()
+
+
+def _write_atomic(content: bytes, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
-    shutil.copyfile(source, partial)
+    partial.write_bytes(content)
     partial.replace(target)
 
 
@@ -78,10 +93,10 @@ def export_records(root: str | Path, records: str | Path) -> list[Path]:
     root, records = Path(root), Path(records)
     written = []
     for relative in _record_files(root):
-        source, target = root / relative, records / relative
-        if target.is_file() and target.read_bytes() == source.read_bytes():
+        content, target = _record_bytes(root / relative), records / relative
+        if target.is_file() and target.read_bytes() == content:
             continue
-        _copy_atomic(source, target)
+        _write_atomic(content, target)
         written.append(relative)
     if written:
         logger.info("exported %d record file(s) to %s", len(written), records)
@@ -103,7 +118,7 @@ def import_records(records: str | Path, root: str | Path) -> list[Path]:
         target = root / relative
         if target.exists() or (relative.parts[0] == "runs" and relative.parts[1] in own):
             continue  # a run of root's own: its derived files are made from its maps
-        _copy_atomic(records / relative, target)
+        _write_atomic((records / relative).read_bytes(), target)
         copied.append(relative)
     if copied:
         logger.info("imported %d record file(s) from %s", len(copied), records)
