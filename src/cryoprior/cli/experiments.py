@@ -341,8 +341,9 @@ def _run_suite(
     console,
     suite_name: str,
     root: Path,
-    cases_wanted,
-    modes_wanted,
+    *,
+    cases_wanted=None,
+    modes_wanted=None,
     cluster=None,
     repeats=None,
     records: Path | None = None,
@@ -455,24 +456,16 @@ def _derive(console, repeats, root: Path) -> None:
                 )
 
 
-def _run_suite_or_exit(
-    console,
-    suite_name: str,
-    root: Path,
-    cases_wanted,
-    modes_wanted,
-    cluster=None,
-    repeats=None,
-    records: Path | None = None,
-) -> int:
-    """_run_suite with the CLI's error handling; returns the number of failed refinements."""
+def _run_suite_or_exit(console, suite_name: str, root: Path, **options) -> int:
+    """_run_suite (the same arguments) with the CLI's error handling.
+
+    Returns the number of failed refinements.
+    """
     from cryoprior.refine.relion import RefineFailedError, RelionNotFoundError
 
     try:
         with _signals_stop_relion():
-            _, failures = _run_suite(
-                console, suite_name, root, cases_wanted, modes_wanted, cluster, repeats, records
-            )
+            _, failures = _run_suite(console, suite_name, root, **options)
     except (
         RelionNotFoundError,
         RefineFailedError,
@@ -607,7 +600,16 @@ def benchmark(
         raise typer.BadParameter("--cluster and --slurm-partition need --executor submitit")
     if repeats is not None and repeats < 1:
         raise typer.BadParameter(f"--repeats must be >= 1, not {repeats}")
-    failures = _run_suite_or_exit(console, suite_name, root, case, mode, settings, repeats, records)
+    failures = _run_suite_or_exit(
+        console,
+        suite_name,
+        root,
+        cases_wanted=case,
+        modes_wanted=mode,
+        cluster=settings,
+        repeats=repeats,
+        records=records,
+    )
     path = build_report(
         root,
         report_dir or root / "report",
@@ -680,7 +682,7 @@ def demo(
         "[bold]cryoprior demo[/]: beta-galactosidase (5a1a, D2), box 80 at 2.5 A, 1,000 particles"
         f" with CTFs, refined with RELION and with the prior, in {root}"
     )
-    failures = _run_suite_or_exit(console, "demo", root, None, None)
+    failures = _run_suite_or_exit(console, "demo", root)
     path = build_report(root, root / "report", title="cryoprior demo")
     manifest, cases = load_experiment(root)
     labels = {m: info["label"] for m, info in manifest["modes"].items()}
