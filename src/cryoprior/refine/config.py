@@ -233,8 +233,8 @@ def _mini() -> list[ExperimentCase]:
 #   plain run was still in global searches at iteration 14 after 28 min, so x5 runs at most 12
 #   iterations, in plain RELION and guard v2 only); pure noise with D2 and beta-galactosidase at
 #   30 A as the initial map, at most 12 iterations.
-# Run count: 3 repeats x 5 modes for the isotropic, anisotropic and membrane cases (45), 5
-# modes for each of 3 cut-offs, the x2 noise level and pure noise (25), 2 at x5: 72
+# Run count: 3 repeats x 4 modes for the isotropic, anisotropic and membrane cases (36), 4
+# modes for each of 3 cut-offs, the x2 noise level and pure noise (20), 2 at x5: 58
 # refinements of 2-6 minutes each (x5 about 25).
 REALISTIC_VOXEL_ANGSTROM = 2.5
 REALISTIC_SNR = 0.03
@@ -242,9 +242,12 @@ REALISTIC_ENVELOPE_B_ANGSTROM2 = 100.0
 #: D7 has 3.5x the asymmetric units of D2: 1,000 proteasome particles reached Nyquist (5.13 A)
 REALISTIC_PROTEASOME_PARTICLES = 400
 REALISTIC_REPEATS = 3
-#: every mode, guard v2 with cross-half support (issue 16) included: the refinement targets are
-#: read from this suite (guard v2 without it fails the 15 A cut-off as a post-processing arm)
-REALISTIC_MODES = ("relion", "sidesplitter", "prior", "prior-cross", "prior-noguard")
+#: plain RELION, SIDESPLITTER, the prior through guard v2 with cross-half support (issue 16:
+#: guard v2 without it fails the 15 A cut-off as a post-processing arm) and the prior without a
+#: guard. Guard v1 (mode ``prior``) gave guard v2's FSC 0.5 against the truth within 0.1 A in
+#: the loop on every case's first repeat (the runs of 2026-12-02) and is in the
+#: post-processing arm, so its refinements are left out (a fifth of the suite's time)
+REALISTIC_MODES = ("relion", "sidesplitter", "prior-cross", "prior-noguard")
 #: The noise sweep's top level (noise SD x5) and its modes (see _realistic).
 REALISTIC_TOP_NOISE = 5
 REALISTIC_TOP_NOISE_MODES = ("relion", "prior-cross")
