@@ -107,10 +107,10 @@ def test_every_mode_refines_and_is_validated(mini_benchmark):
         assert all(r["local_searches"] for r in applied)
         assert refine["regularized_calls"] == sum(bool(r["applied"]) for r in records)
         assert refine["reached_local_searches"]
-        if mode in ("prior", "prior-bounded", "prior-cross"):  # guard v1 and v2, for real
-            method = "trailing" if mode == "prior" else "bounded"
+        if mode in ("prior", "prior-v1", "prior-bounded"):  # guard v2 and v1, for real
+            method = "trailing" if mode == "prior-v1" else "bounded"
             assert all(r["guard"]["method"] == method for r in applied), mode
-        if mode == "prior-cross":  # the halves met: each guard saw the other half's plain map
+        if mode == "prior":  # the halves met: each guard saw the other half's plain map
             assert all(r["guard"]["support_end_shell"] >= 1 for r in applied), mode
             assert all("pair_wait" in r["seconds"] for r in applied), mode
     prior = json.loads(
@@ -118,6 +118,8 @@ def test_every_mode_refines_and_is_validated(mini_benchmark):
     )  # the hook of the default mode went through the guard
     hooks = json.loads((root / "runs" / run_key(case, "prior") / "run.json").read_text())["hook"]
     assert "--regularizer prior --guard" in hooks and prior["mode"] == "prior"
+    assert not any("support_end_shell" in (r.get("guard") or {}) for r in _records(
+        root / "runs" / run_key(case, "prior-bounded")))  # fmt: skip
 
 
 def test_report_written_and_rebuilt_from_cache(mini_benchmark, tmp_path):
@@ -151,8 +153,8 @@ def test_post_processing_arm_and_pose_differences(mini_benchmark):
     relion_dir = root / "runs" / run_key(case, "relion")
     for variant, guarded in (
         ("prior", True),
+        ("prior-v1", True),
         ("prior-bounded", True),
-        ("prior-cross", True),
         ("prior-noguard", False),
     ):
         data = json.loads((relion_dir / "postprocess" / variant / "result.json").read_text())
@@ -161,7 +163,7 @@ def test_post_processing_arm_and_pose_differences(mini_benchmark):
         assert data["summary"]["truth_fsc_05_angstrom"] is not None
         assert (relion_dir / "postprocess" / variant / "half1.mrc").is_file()
     assert "post-processing arm" in output
-    for mode in ("sidesplitter", "prior", "prior-bounded", "prior-noguard"):
+    for mode in ("sidesplitter", "prior", "prior-v1", "prior-bounded", "prior-noguard"):
         path = root / "runs" / run_key(case, mode) / "pose_difference.json"
         diff = json.loads(path.read_text())["summary"]
         assert diff["n_particles"] == 300

@@ -190,5 +190,32 @@ def test_guard_cross_half_meets_the_other_half_and_ends_the_support_there(pair):
 
 def test_guard_cross_half_needs_guard_v2(pair):
     project, rels, _ = pair
-    proc = _start(project, rels[0], "--regularizer", "prior", "--guard-cross-half")
+    proc = _start(
+        project, rels[0], "--regularizer", "prior", "--guard-method", "trailing",
+        "--guard-cross-half",
+    )  # fmt: skip
     assert _finish(proc, 60) == 2
+
+
+def test_guard_cross_half_without_the_other_half_guards_this_half_alone(pair):
+    """The default guard (v2, cross-half support) when the other half never comes (RELION's
+    --sequential_halves_recons, a lost rank): after --pair-timeout this half goes through guard
+    v2 on its own - the regularized map, not the plain one - and the log says why."""
+    from cryoprior.regularizers.guard import GuardSettings, apply_guard
+
+    project, rels, plains = pair
+    proc = _start(project, rels[0], "--regularizer", "regularizers_for_tests:Scale", "--when",
+                  "always", "--guard", "--pair-timeout", "1")  # fmt: skip
+    assert _finish(proc, 60) == 0
+    job = read_external_reconstruct_job(project / rels[0])
+    mask = particle_sphere_mask(32, radius_voxels=12.5) > 0.5  # diameter 100 A at 4 A
+    expected, _ = apply_guard(
+        2.0 * plains[0], plains[0], fsc=job.gold_standard_fsc, mask=mask,
+        settings=GuardSettings(method="bounded"),
+    )  # fmt: skip
+    out = _result(project, rels[0])
+    assert np.linalg.norm(out - expected) / np.linalg.norm(expected) < 1e-5
+    (record,) = _log(project)
+    assert record["applied"] and record["fallback"] is None
+    assert "did not arrive" in record["cross_half_support_missing"]
+    assert record["guard"]["method"] == "bounded" and "support_end_shell" not in record["guard"]

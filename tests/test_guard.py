@@ -42,7 +42,7 @@ def test_trailing_removes_beyond_and_keeps_below_exactly():
     rng = np.random.default_rng(0)
     plain, regularized = rng.normal(size=(2, N, N, N))
     cutoff = 10.3
-    settings = GuardSettings(rescale=False, edge_width_shells=3.0)
+    settings = GuardSettings(rescale=False, edge_width_shells=3.0, method="trailing")
     out, report = apply_guard(regularized, plain, fsc=_fsc_crossing_at(cutoff), settings=settings)
     assert report.cutoff_shell == pytest.approx(cutoff, abs=1e-9)
     r = _radius(N)
@@ -62,17 +62,22 @@ def test_band_limited_regularizer_loses_nothing():
     reg_ft = scipy.fft.rfftn(rng.normal(size=(N, N, N)))
     reg_ft[_radius(N) > 5] = 0
     regularized = scipy.fft.irfftn(reg_ft, s=(N, N, N))
-    _, report = apply_guard(
-        regularized, plain, fsc=_fsc_crossing_at(12.0), settings=GuardSettings(rescale=False)
-    )
-    assert report.power_removed_fraction == pytest.approx(0.0, abs=1e-12)
+    for method in ("trailing", "bounded"):
+        _, report = apply_guard(
+            regularized,
+            plain,
+            fsc=_fsc_crossing_at(12.0),
+            settings=GuardSettings(rescale=False, method=method),
+        )
+        assert report.power_removed_fraction == pytest.approx(0.0, abs=1e-12), method
 
 
 def test_greyscale_is_fitted_in_the_particle_region_not_by_maximum():
     rng = np.random.default_rng(2)
     plain = rng.normal(size=(N, N, N))
     regularized = 3.0 * plain + 2.0
-    out, report = apply_guard(regularized, plain, fsc=_fsc_crossing_at(9.0))
+    v1 = GuardSettings(method="trailing")  # beyond the cut-off the plain map: out == plain
+    out, report = apply_guard(regularized, plain, fsc=_fsc_crossing_at(9.0), settings=v1)
     assert report.scale == pytest.approx(1 / 3, rel=1e-9)
     assert report.offset == pytest.approx(-2 / 3, rel=1e-9)
     np.testing.assert_allclose(out, plain, atol=1e-9)
@@ -80,7 +85,7 @@ def test_greyscale_is_fitted_in_the_particle_region_not_by_maximum():
     # rescale, as the paper's script did, would divide the map by about 1e4)
     spiked = regularized.copy()
     spiked[0, 0, 0] += 1e4
-    _, report = apply_guard(spiked, plain, fsc=_fsc_crossing_at(9.0))
+    _, report = apply_guard(spiked, plain, fsc=_fsc_crossing_at(9.0), settings=v1)
     assert report.scale == pytest.approx(1 / 3, rel=1e-9)
     assert report.offset == pytest.approx(-2 / 3, rel=1e-9)
 
@@ -216,6 +221,10 @@ def test_significant_fsc_floor_is_the_sd_of_pure_noise_fsc():
     # support ends at the first insignificant shell: a later chance pass is not support
     fsc[12] = 0.0
     np.testing.assert_array_equal(significant_fsc(fsc, n=N)[12:], 0.0)
+
+
+def test_guard_v2_is_the_default():
+    assert GuardSettings().method == "bounded" and not GuardSettings().cross_half_support
 
 
 def test_guard_settings_reject_unknown_method():

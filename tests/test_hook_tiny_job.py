@@ -596,14 +596,16 @@ def test_late_half_2_leaves_no_marker_behind(project):
 
 
 def test_guard_method_is_chosen_by_option_and_logged(project):
-    """--guard-method bounded (guard v2) reaches the guard and the log; a wrong name is a usage
-    error of one line."""
-    proc = _run(
-        project, H1, "--regularizer", f"{REG}:Scale", "--when", "always", "--option",
-        "factor=2", "--guard", "--guard-method", "bounded",
-    )  # fmt: skip
-    assert proc.returncode == 0
-    record = _log(project)[-1]
-    assert record["applied"] is True and record["guard"]["method"] == "bounded"
+    """--guard-method trailing (guard v1) and bounded (guard v2, the default; here without the
+    other half's support) reach the guard and the log; a wrong name is a usage error of one
+    line."""
+    for method in ("trailing", "bounded"):
+        proc = _run(
+            project, H1, "--regularizer", f"{REG}:Scale", "--when", "always", "--option",
+            "factor=2", "--guard", "--guard-method", method, "--no-guard-cross-half",
+        )  # fmt: skip
+        assert proc.returncode == 0
+        record = _log(project)[-1]
+        assert record["applied"] is True and record["guard"]["method"] == method
     proc = _run(project, H1, "--guard-method", "nope")
     assert "nope" in _one_error_line(proc, "guard method", code=2)

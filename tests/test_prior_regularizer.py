@@ -25,6 +25,19 @@ def test_registered_and_guarded(tiny_weights):
     assert reg.name == "prior" and not reg.needs_both_halves and reg.guard_by_default
 
 
+def test_builtin_table_matches_the_regularizers(tiny_weights):
+    """The hook decides before loading a regularizer whether the halves must meet (joint, or
+    guarded with cross-half support); its table of the built-ins must say what they are."""
+    from cryoprior.regularizers.registry import builtin_guard_by_default, builtin_needs_both_halves
+
+    for name in available_regularizers():
+        options = {"weights": str(tiny_weights)} if name == "prior" else {}
+        reg = get_regularizer(name, **options)
+        assert builtin_needs_both_halves(name) is bool(reg.needs_both_halves), name
+        assert builtin_guard_by_default(name) is bool(getattr(reg, "guard_by_default", False))
+    assert builtin_guard_by_default("pkg.module:factory") is None
+
+
 def test_regularize_each_half_independently(tiny_weights):
     reg = PriorRegularizer(str(tiny_weights), tile_size=32, overlap=8)
     rng = np.random.default_rng(0)

@@ -21,7 +21,7 @@ def test_list_shows_the_realistic_suite_with_its_repeats(tmp_path):
     # the modes are listed as text (rich took "[relion, ...]" for markup and dropped it)
     for line, case in zip(lines, suite("realistic"), strict=True):
         assert "[" + ", ".join(case.modes) + "]" in line
-    assert "[relion, sidesplitter, prior-cross, prior-noguard]" in lines[0]
+    assert "[relion, sidesplitter, prior, prior-noguard]" in lines[0]
     assert not (tmp_path / "benchmark.json").exists()  # listing runs nothing
 
 

@@ -123,7 +123,8 @@ def test_guard_undoes_an_affine_regularizer_and_no_guard_keeps_it():
 
     # the guard's least-squares greyscale fit of 3h + 5 to h is exactly scale 1/3, offset -5/3;
     # the spectral blend then mixes h with h: the plain half-map comes back
-    g1, g2, info = postprocess_half_maps(h1, h2, affine, guard=GuardSettings())
+    v1 = GuardSettings(method="trailing")
+    g1, g2, info = postprocess_half_maps(h1, h2, affine, guard=v1)
     assert np.allclose(g1, h1) and np.allclose(g2, h2)
     assert len(info["cutoff_shell"]) == 2
     u1, _, info = postprocess_half_maps(h1, h2, affine, guard=None)
@@ -176,14 +177,14 @@ def test_postprocess_arm_is_validated_like_a_run_and_cached(tmp_path):
         return 2.0 * m - 1.0
 
     results = run_postprocess(case, tmp_path, enhance=affine)
-    assert set(results) == {"prior", "prior-bounded", "prior-cross", "prior-noguard"}
+    assert set(results) == {"prior", "prior-v1", "prior-bounded", "prior-noguard"}
     assert len(calls) == 2  # one per half, shared by the variants
     # FSC and correlation ignore scale and offset: the unguarded affine arm scores exactly
     # like the plain half-maps validated directly (a reference computed here, not read back)
     direct = validate_maps(
         ValidationInputs(h1, h2, 4.0, truth_map=truth), ValidationSettings(local_window_voxels=8)
     ).to_dict()
-    for variant in ("prior", "prior-noguard"):
+    for variant in ("prior-v1", "prior-noguard"):  # guard v1 gives the plain halves back
         s = results[variant]["summary"]
         assert s["truth_correlation"] == pytest.approx(direct["truth"]["correlation_full_map"])
         assert s["truth_fsc_05_angstrom"] == pytest.approx(
@@ -191,13 +192,22 @@ def test_postprocess_arm_is_validated_like_a_run_and_cached(tmp_path):
         )
     assert results["prior"]["guarded"] and not results["prior-noguard"]["guarded"]
     assert results["prior-bounded"]["info"]["guard_method"] == "bounded"
-    # cross-half support: each half's support end, from its prior map against the other half
-    assert results["prior-cross"]["info"]["guard_method"] == "bounded"
-    assert len(results["prior-cross"]["info"]["support_end_shell"]) == 2
+    # cryoprior's guard: v2 with cross-half support, each half's support end from its prior
+    # map against the other half's plain map
+    assert results["prior"]["info"]["guard_method"] == "bounded"
+    assert len(results["prior"]["info"]["support_end_shell"]) == 2
     assert "support_end_shell" not in results["prior-bounded"]["info"]
-    assert results["prior"]["info"]["guard_method"] == "trailing"
+    assert results["prior-v1"]["info"]["guard_method"] == "trailing"
+    assert results["prior-v1"]["guard"]["method"] == "trailing"
+    assert results["prior-noguard"]["guard"] is None
     again = run_postprocess(case, tmp_path, enhance=affine)
     assert len(calls) == 2 and again == results  # cached: the prior is not applied again
+    # an arm cached with other guard settings is made again
+    path = tmp_path / "runs" / run_key(case, "relion") / "postprocess" / "prior" / "result.json"
+    stale = json.loads(path.read_text())
+    path.write_text(json.dumps({**stale, "guard": {**stale["guard"], "cross_half_support": False}}))
+    again = run_postprocess(case, tmp_path, enhance=affine)
+    assert len(calls) == 4 and again["prior"]["guard"] == results["prior"]["guard"]
     assert run_postprocess(dataclasses.replace(case, pure_noise=True), tmp_path) == {}
 
 
@@ -293,7 +303,7 @@ def test_postprocess_arm_of_a_cutoff_case_is_judged_by_the_control(tmp_path):
     case = _tiny_case(modes=("relion",), cutoff_angstrom=20.0)
     _fake_relion_run(tmp_path, case, "relion")
     results = run_postprocess(case, tmp_path, enhance=lambda m: m)
-    for variant in ("prior", "prior-bounded", "prior-cross", "prior-noguard"):
+    for variant in ("prior", "prior-v1", "prior-bounded", "prior-noguard"):
         control = results[variant]["controls"]["cutoff"]
         # box 16 at 4 A (64 A): 20 A is shell 3.2, one shell finer 64 / 4.2 = 15.24 A; the
         # noisy random halves have FSCs far coarser or finer, the rule is applied as for runs

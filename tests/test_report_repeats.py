@@ -35,7 +35,8 @@ def _result(truth05, cc, minutes=5.0, final=6.0):
 # the labels cryoprior.refine.derived.postprocess_label writes into an arm's result.json
 ARM_LABELS = {
     "prior": "then prior + guard once",
-    "prior-bounded": "then prior + guard v2 once",
+    "prior-v1": "then prior + guard v1 once",
+    "prior-bounded": "then prior + guard v2 without cross-half support once",
     "prior-noguard": "then prior once, no guard",
 }
 

@@ -21,7 +21,7 @@ __all__ = ["benchmark", "demo", "refine", "report"]
 
 logger = logging.getLogger(__name__)
 
-MODE_HELP = "relion | sidesplitter | prior | prior-bounded | prior-cross | prior-noguard"
+MODE_HELP = "relion | sidesplitter | prior | prior-v1 | prior-bounded | prior-noguard"
 
 
 def _progress_printer(console):

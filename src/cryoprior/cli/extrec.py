@@ -55,7 +55,8 @@ def extrec(
         bool | None,
         typer.Option(
             "--guard/--no-guard",
-            help="spectral trailing + greyscale fit (default: on for learned priors)",
+            help="limit the regularized map to what the data hold, greyscale fit to the plain "
+            "map (default: on for learned priors; --guard-method)",
         ),
     ] = None,
     guard_fsc_threshold: Annotated[
@@ -70,20 +71,20 @@ def extrec(
     guard_method: Annotated[
         str,
         typer.Option(
-            help="guard: trailing (v1: the plain map beyond the FSC=1/7 shell) or bounded (v2: "
-            "the regularized map there, each shell capped at sqrt(FSC) x the plain map's "
-            "amplitude, nothing where the FSC is insignificant; docs/guard.md)"
+            help="guard: bounded (v2, the default: beyond the FSC=1/7 shell the regularized "
+            "map, each shell capped at sqrt(FSC) x the plain map's amplitude, nothing where "
+            "the FSC is insignificant; docs/guard.md) or trailing (v1: the plain map there)"
         ),
-    ] = "trailing",
+    ] = "bounded",
     guard_cross_half: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--guard-cross-half",
+            "--guard-cross-half/--no-guard-cross-half",
             help="guard v2 (bounded): also end the support where this half's regularized map "
             "stops correlating with the other half's plain map (the halves meet as for "
-            "sidesplitter; docs/guard.md)",
+            "sidesplitter; docs/guard.md). Default: on with guard v2",
         ),
-    ] = False,
+    ] = None,
     write_fsc_star: Annotated[
         bool,
         typer.Option(
@@ -193,8 +194,8 @@ _DEFAULTS: dict[str, object] = {
     "guard": None,
     "guard-fsc-threshold": 1.0 / 7.0,
     "guard-edge-shells": 3.0,
-    "guard-method": "trailing",
-    "guard-cross-half": False,
+    "guard-method": "bounded",
+    "guard-cross-half": None,  # on with guard v2 (bounded), off with v1
     "write-fsc-star": False,
     "device": "auto",
     "log-file": None,
@@ -293,8 +294,12 @@ def build_config(given: dict[str, object], config_path: Path | None):
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"--{key} must be a number of seconds >= 0, not {value:g}")
     _device_option(str(get("device")), str(get("regularizer")), reg_options)
-    if get("guard-cross-half") and str(get("guard-method")) != "bounded":
+    bounded = str(get("guard-method")) == "bounded"
+    cross_half = get("guard-cross-half")
+    if cross_half and not bounded:
         raise ValueError("--guard-cross-half needs --guard-method bounded (guard v2)")
+    if cross_half is None:
+        cross_half = bounded
     mask = get("mask")
     log_file = get("log-file")
     return ExtrecConfig(
@@ -314,7 +319,7 @@ def build_config(given: dict[str, object], config_path: Path | None):
             fsc_threshold=float(get("guard-fsc-threshold")),
             edge_width_shells=float(get("guard-edge-shells")),
             method=str(get("guard-method")),
-            cross_half_support=bool(get("guard-cross-half")),
+            cross_half_support=bool(cross_half),
         ),
         write_fsc_star=bool(get("write-fsc-star")),
     )

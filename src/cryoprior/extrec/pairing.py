@@ -88,6 +88,7 @@ class PairOutcome:
     reason: why not, when not (None when regularized).
     wait_seconds: time spent waiting for the partner.
     info: what the joint computation reported for this half (e.g. the guard's record).
+    met: whether the halves met (the leader claimed the follower), whatever came of it.
     """
 
     volume: np.ndarray
@@ -95,6 +96,7 @@ class PairOutcome:
     reason: str | None
     wait_seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    met: bool = False
 
 
 def pair_directory(name: ExternalReconstructName, *, base_dir: str | Path = ".") -> Path:
@@ -419,9 +421,14 @@ def _lead(
                     folder / f"{t2}.verdict.json",
                     {"ok": False, "reason": problem, "by": attempt.token},
                 )
-            return PairOutcome(plain_map, False, problem, waited)
+            return PairOutcome(plain_map, False, problem, waited, met=True)
         return PairOutcome(
-            np.asarray(map_1, dtype=np.float64), True, None, waited, dict(info.get("half1") or {})
+            np.asarray(map_1, dtype=np.float64),
+            True,
+            None,
+            waited,
+            dict(info.get("half1") or {}),
+            met=True,
         )
     finally:
         attempt.leave()
@@ -473,17 +480,18 @@ def _follow(
             waited = time.monotonic() - start
             if verdict is not None:
                 if not verdict.get("ok"):
-                    return PairOutcome(
-                        plain_map, False, f"half 1 fell back: {verdict.get('reason')}", waited
-                    )
+                    reason = f"half 1 fell back: {verdict.get('reason')}"
+                    return PairOutcome(plain_map, False, reason, waited, met=True)
                 try:
                     volume = read_map(result_file, dtype=np.float64)
                 except InputFileError as exc:
-                    return PairOutcome(plain_map, False, f"unreadable joint result ({exc})", waited)
+                    reason = f"unreadable joint result ({exc})"
+                    return PairOutcome(plain_map, False, reason, waited, met=True)
                 problem = validate(volume)
                 if problem:
-                    return PairOutcome(plain_map, False, problem, waited)
-                return PairOutcome(volume, True, None, waited, dict(verdict.get("info") or {}))
+                    return PairOutcome(plain_map, False, problem, waited, met=True)
+                info = dict(verdict.get("info") or {})
+                return PairOutcome(volume, True, None, waited, info, met=True)
             claim = _read_json(claim_file)
             if claim is not None:
                 if claimed_at is None:
@@ -491,14 +499,12 @@ def _follow(
                 if not _alive(folder, str(claim.get("by"))):
                     if _read_json(verdict_file) is not None:
                         continue
-                    return PairOutcome(
-                        plain_map, False, "half 1 ended without a result for half 2", waited
-                    )
+                    reason = "half 1 ended without a result for half 2"
+                    return PairOutcome(plain_map, False, reason, waited, met=True)
                 allowed = regularizer_timeout_seconds + _CLAIM_MARGIN_SECONDS
                 if time.monotonic() - claimed_at > allowed:
-                    return PairOutcome(
-                        plain_map, False, f"no result from half 1 after {waited:.0f} s", waited
-                    )
+                    reason = f"no result from half 1 after {waited:.0f} s"
+                    return PairOutcome(plain_map, False, reason, waited, met=True)
             else:
                 gave_up = _read_json(gave_up_file)
                 give_up_now = _gave_up_applies(folder, gave_up, identity, my_marker)

@@ -53,7 +53,11 @@ from cryoprior.io.relion_extrec import (
 from cryoprior.reconstruct.relion_map import ReconstructionOptions, reconstruct_from_arrays
 from cryoprior.regularizers.base import RegularizationContext
 from cryoprior.regularizers.guard import GuardSettings, apply_guard
-from cryoprior.regularizers.registry import builtin_needs_both_halves, get_regularizer
+from cryoprior.regularizers.registry import (
+    builtin_guard_by_default,
+    builtin_needs_both_halves,
+    get_regularizer,
+)
 
 __all__ = ["ExtrecConfig", "ExtrecOutcome", "plain_reconstruction", "run_extrec"]
 
@@ -95,7 +99,10 @@ class ExtrecConfig:
     reconstruction: ReconstructionOptions = field(default_factory=ReconstructionOptions)
     log_path: str | None = None
     guard: bool | None = None
-    guard_settings: GuardSettings = field(default_factory=GuardSettings)
+    # the hook's default guard: v2 with cross-half support (the CLI's default too)
+    guard_settings: GuardSettings = field(
+        default_factory=lambda: GuardSettings(method="bounded", cross_half_support=True)
+    )
     write_fsc_star: bool = False
 
 
@@ -148,10 +155,20 @@ def _use_guard(config: ExtrecConfig, regularizer) -> bool:
 
 
 def _guard_needs_both_halves(config: ExtrecConfig) -> bool:
-    """Whether the guard asked for needs the other half's plain map (cross-half support)."""
+    """Whether the guard asked for needs the other half's plain map (cross-half support).
+
+    Only when the guard is sure to run: asked for, or the default of a built-in regularizer
+    guarded by default (a plug-in's default is known only once it is loaded: guarded, it runs
+    without cross-half support).
+    """
     settings = config.guard_settings
+    guarded = (
+        config.guard
+        if config.guard is not None
+        else bool(builtin_guard_by_default(config.regularizer))
+    )
     return (
-        config.guard is not False
+        guarded
         and config.regularizer != "none"
         and settings.method == "bounded"
         and settings.cross_half_support
@@ -308,29 +325,29 @@ def _after_plain(job, plain, state, config: ExtrecConfig, base, voxel, record, s
     t_reg = time.monotonic()
     joint = builtin_needs_both_halves(config.regularizer) or _guard_needs_both_halves(config)
     volume = None
-    if not joint:
 
-        def single(outbox) -> dict:
-            regularizer = _staged(
-                "setup failed: ", get_regularizer, config.regularizer, **config.regularizer_options
+    def single(outbox) -> dict:
+        regularizer = _staged(
+            "setup failed: ", get_regularizer, config.regularizer, **config.regularizer_options
+        )
+        if regularizer.needs_both_halves:
+            return {"needs_both_halves": True}
+        context = _staged("setup failed: ", _context, job, state, config, base)
+        out = np.asarray(regularizer.regularize(plain, context=context))
+        problem = check_volume(out, box_size=box)
+        if problem:
+            raise StageError(problem)
+        info: dict[str, Any] = {}
+        if _use_guard(config, regularizer):
+            guard_record: dict[str, Any] = {}
+            out = _staged(
+                "guard failed: ", _guarded, out, plain, job, context, config, guard_record
             )
-            if regularizer.needs_both_halves:
-                return {"needs_both_halves": True}
-            context = _staged("setup failed: ", _context, job, state, config, base)
-            out = np.asarray(regularizer.regularize(plain, context=context))
-            problem = check_volume(out, box_size=box)
-            if problem:
-                raise StageError(problem)
-            info: dict[str, Any] = {}
-            if _use_guard(config, regularizer):
-                guard_record: dict[str, Any] = {}
-                out = _staged(
-                    "guard failed: ", _guarded, out, plain, job, context, config, guard_record
-                )
-                info["guard"] = guard_record.get("guard")
-            outbox.save("volume", np.asarray(out, dtype=np.float64))
-            return info
+            info["guard"] = guard_record.get("guard")
+        outbox.save("volume", np.asarray(out, dtype=np.float64))
+        return info
 
+    if not joint:
         child = run_isolated(single, timeout_seconds=config.regularizer_timeout_seconds)
         seconds["regularize"] = time.monotonic() - t_reg
         if child.failure:
@@ -406,11 +423,30 @@ def _after_plain(job, plain, state, config: ExtrecConfig, base, voxel, record, s
         )
         seconds["pair_wait"] = outcome.wait_seconds
         seconds["regularize"] = time.monotonic() - t_reg
-        if not outcome.regularized:
+        if outcome.regularized:
+            volume = outcome.volume
+            if outcome.info.get("guard") is not None:
+                record["guard"] = outcome.info["guard"]
+        elif (
+            outcome.met
+            or builtin_needs_both_halves(config.regularizer)
+            or not _guard_needs_both_halves(config)
+        ):
             return finish(False, reason, outcome.reason)
-        volume = outcome.volume
-        if outcome.info.get("guard") is not None:
-            record["guard"] = outcome.info["guard"]
+        else:
+            # the halves were to meet only for the guard's cross-half support, and the other
+            # half never came (e.g. RELION's --sequential_halves_recons): guarded on its own
+            record["cross_half_support_missing"] = outcome.reason
+            logger.warning(
+                "%s: guard without cross-half support: %s", job.star_path, outcome.reason
+            )
+            child = run_isolated(single, timeout_seconds=config.regularizer_timeout_seconds)
+            seconds["regularize"] = time.monotonic() - t_reg
+            if child.failure:
+                return finish(False, reason, child.failure)
+            volume = child.arrays.get("volume")
+            if child.info.get("guard") is not None:
+                record["guard"] = child.info["guard"]
 
     problem = check_volume(volume, box_size=box) if volume is not None else "no map returned"
     if problem:
@@ -453,7 +489,8 @@ def _guarded(
 ) -> np.ndarray:
     """Apply the guard with the job's FSC; the particle sphere (or mask) is the fit region.
 
-    ``other_plain``: the other half's plain map (for the guard's cross-half support).
+    ``other_plain``: the other half's plain map (for the guard's cross-half support; without
+    it the guard runs without cross-half support).
     """
     if job.gold_standard_fsc is None:
         raise ValueError("the job STAR has no FSC column")
@@ -467,13 +504,16 @@ def _guarded(
         )
         c = np.arange(n) - n // 2
         region = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2 <= radius**2
+    settings = config.guard_settings
+    if settings.cross_half_support and other_plain is None:
+        settings = replace(settings, cross_half_support=False)  # this half alone
     out, report = apply_guard(
         volume,
         plain,
         fsc=job.gold_standard_fsc,
         mask=region,
-        settings=config.guard_settings,
-        other_plain=other_plain if config.guard_settings.cross_half_support else None,
+        settings=settings,
+        other_plain=other_plain if settings.cross_half_support else None,
     )
     voxel = context.voxel_size_angstrom
     record["guard"] = {

@@ -55,17 +55,23 @@ class ModeSpec:
 
     Attributes
     ----------
-    name: short name (``relion``, ``sidesplitter``, ``prior``, ``prior-bounded``,
-        ``prior-cross``, ``prior-noguard``).
+    name: short name (``relion``, ``sidesplitter``, ``prior``, ``prior-v1``,
+        ``prior-bounded``, ``prior-noguard``).
     label: for tables and plots.
     hook_arguments: options given to ``cryoprior-extrec`` before RELION's STAR path.
     description: one sentence for the report.
+    key_name: the name its runs' cache keys carry, when not ``name`` (a renamed mode keeps
+        its runs).
+    key_arguments: the hook arguments its keys were made from, when not ``hook_arguments``
+        (arguments that meant the same when the hook's defaults were other: its runs stay).
     """
 
     name: str
     label: str
     hook_arguments: tuple[str, ...]
     description: str
+    key_name: str | None = None
+    key_arguments: tuple[str, ...] | None = None
 
 
 MODES: dict[str, ModeSpec] = {
@@ -86,21 +92,7 @@ MODES: dict[str, ModeSpec] = {
         ModeSpec(
             "prior",
             "prior + guard",
-            ("--regularizer", "prior", "--guard"),
-            "learned prior on each half-map independently, in local searches, through the "
-            "guard (spectral trailing at FSC 1/7, greyscale fit): cryoprior's default",
-        ),
-        ModeSpec(
-            "prior-bounded",
-            "prior + guard v2",
-            ("--regularizer", "prior", "--guard", "--guard-method", "bounded"),
-            "learned prior on each half-map independently, in local searches, through guard "
-            "v2 (beyond FSC 1/7 each shell's amplitude capped at what the data hold, nothing "
-            "where the FSC is insignificant; docs/guard.md)",
-        ),
-        ModeSpec(
-            "prior-cross",
-            "prior + guard v2, cross-half",
+            # the hook's defaults spelled out: a change of them does not change these runs
             (
                 "--regularizer",
                 "prior",
@@ -110,8 +102,36 @@ MODES: dict[str, ModeSpec] = {
                 "--guard-cross-half",
             ),
             "learned prior on each half-map independently, in local searches, through guard "
-            "v2 whose support also ends where a half's prior map stops correlating with the "
-            "other half's plain map (the halves meet for the guard; docs/guard.md)",
+            "v2 (beyond FSC 1/7 each shell's amplitude capped at what the data hold; the "
+            "support ends where the FSC is insignificant or a half's prior map stops "
+            "correlating with the other half's plain map; docs/guard.md): cryoprior's default",
+            # the mode was called prior-cross before guard v2 became the default
+            key_name="prior-cross",
+        ),
+        ModeSpec(
+            "prior-v1",
+            "prior + guard v1",
+            ("--regularizer", "prior", "--guard", "--guard-method", "trailing"),
+            "learned prior on each half-map independently, in local searches, through guard "
+            "v1 (the plain map beyond FSC 1/7, greyscale fit): the default until guard v2",
+            key_name="prior",
+            key_arguments=("--regularizer", "prior", "--guard"),
+        ),
+        ModeSpec(
+            "prior-bounded",
+            "prior + guard v2 without cross-half support",
+            (
+                "--regularizer",
+                "prior",
+                "--guard",
+                "--guard-method",
+                "bounded",
+                "--no-guard-cross-half",
+            ),
+            "learned prior on each half-map independently, in local searches, through guard "
+            "v2 whose support ends only where the FSC is insignificant (it lets shared "
+            "leakage through: docs/guard.md)",
+            key_arguments=("--regularizer", "prior", "--guard", "--guard-method", "bounded"),
         ),
         ModeSpec(
             "prior-noguard",
@@ -290,6 +310,7 @@ def run_key_with_weights(case: ExperimentCase, mode: str, weights: dict | None) 
 
     The validation window is not in it: validation is redone from the maps when it changes.
     """
+    spec = MODES[mode]
     refine = dataclasses.asdict(case.refine)
     refine.pop("timeout_seconds")
     for later in ("auto_iter_max", "half_split_seed", "ctf"):  # added later: keys stay the same
@@ -301,11 +322,11 @@ def run_key_with_weights(case: ExperimentCase, mode: str, weights: dict | None) 
     parts = {
         "dataset": dataset_key(case.simulation),
         "refine": refine,
-        "hook": list(MODES[mode].hook_arguments),
+        "hook": list(spec.key_arguments or spec.hook_arguments),
     }
     if weights is not None and weights["file"] != UNKEYED_PRIOR_WEIGHTS:
         parts["prior_weights"] = weights["sha256"]
-    return f"{mode}-" + _hash(parts)
+    return f"{spec.key_name or mode}-" + _hash(parts)
 
 
 def case_repeat(case: ExperimentCase, repeat: int) -> ExperimentCase:

@@ -242,15 +242,15 @@ REALISTIC_ENVELOPE_B_ANGSTROM2 = 100.0
 #: D7 has 3.5x the asymmetric units of D2: 1,000 proteasome particles reached Nyquist (5.13 A)
 REALISTIC_PROTEASOME_PARTICLES = 400
 REALISTIC_REPEATS = 3
-#: plain RELION, SIDESPLITTER, the prior through guard v2 with cross-half support (issue 16:
+#: plain RELION, SIDESPLITTER, the prior through cryoprior's guard (v2 with cross-half support;
 #: guard v2 without it fails the 15 A cut-off as a post-processing arm) and the prior without a
-#: guard. Guard v1 (mode ``prior``) gave guard v2's FSC 0.5 against the truth within 0.1 A in
-#: the loop on every case's first repeat (the runs of 2026-12-02) and is in the
+#: guard. Guard v1 (mode ``prior-v1``) gave guard v2's FSC 0.5 against the truth within 0.1 A
+#: in the loop on every case's first repeat (the runs of 2026-12-02) and is in the
 #: post-processing arm, so its refinements are left out (a fifth of the suite's time)
-REALISTIC_MODES = ("relion", "sidesplitter", "prior-cross", "prior-noguard")
+REALISTIC_MODES = ("relion", "sidesplitter", "prior", "prior-noguard")
 #: The noise sweep's top level (noise SD x5) and its modes (see _realistic).
 REALISTIC_TOP_NOISE = 5
-REALISTIC_TOP_NOISE_MODES = ("relion", "prior-cross")
+REALISTIC_TOP_NOISE_MODES = ("relion", "prior")
 
 REALISTIC_SCALE = (
     "2.5 A/voxel (Nyquist 5.0 A): box 80 (200 A) for beta-galactosidase and the proteasome, "

@@ -2,9 +2,9 @@
 
 The post-processing arm (the paper's Figs. S11-S12: is the prior better inside the refinement
 loop than applied once to plain RELION's final map?): the learned prior applied once to each
-of plain RELION's final unfiltered half-maps, through the guard (``prior``), guard v2
-(``prior-bounded``), guard v2 with cross-half support (``prior-cross``) and unguarded
-(``prior-noguard``), then validated against the truth exactly
+of plain RELION's final unfiltered half-maps, through cryoprior's guard (``prior``: guard v2
+with cross-half support), guard v1 (``prior-v1``), guard v2 without cross-half support
+(``prior-bounded``) and unguarded (``prior-noguard``), then validated against the truth exactly
 as the runs are. A mode's own final map is unregularized (RELION makes the final half-maps
 itself, and the hook leaves the final joined map plain), so its score shows what the mode did
 to the poses only; that is why, in cases with repeats, every other mode's final half-maps get
@@ -64,13 +64,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: variant -> (what is applied, guard or None): the prior applied once to final half-maps.
+#: variant -> (what is applied, guard or None): the prior applied once to final half-maps,
+#: named as the modes that run the same guard in the loop (:data:`~cryoprior.refine.cases.MODES`).
 POSTPROCESS_VARIANTS: dict[str, tuple[str, GuardSettings | None]] = {
-    "prior": ("prior + guard once", GuardSettings()),
-    "prior-bounded": ("prior + guard v2 once", GuardSettings(method="bounded")),
-    "prior-cross": (
-        "prior + guard v2, cross-half, once",
+    "prior": (
+        "prior + guard once",
         GuardSettings(method="bounded", cross_half_support=True),
+    ),
+    "prior-v1": ("prior + guard v1 once", GuardSettings(method="trailing")),
+    "prior-bounded": (
+        "prior + guard v2 without cross-half support once",
+        GuardSettings(method="bounded"),
     ),
     "prior-noguard": ("prior once, no guard", None),
 }
@@ -90,7 +94,7 @@ def postprocess_variants(case: ExperimentCase, mode: str) -> tuple[str, ...]:
     >>> from cryoprior.simulate.config import SimulationConfig
     >>> case = ExperimentCase("c", "t", "isotropic", SimulationConfig(), repeats=3)
     >>> postprocess_variants(case, "relion"), postprocess_variants(case, "prior")
-    (('prior', 'prior-bounded', 'prior-cross', 'prior-noguard'), ('prior-noguard',))
+    (('prior', 'prior-v1', 'prior-bounded', 'prior-noguard'), ('prior-noguard',))
     """
     if case.pure_noise or mode not in case.modes:
         return ()
@@ -155,6 +159,12 @@ def postprocess_half_maps(
     return g1, g2, info
 
 
+def _guard_record(variant: str) -> dict[str, Any] | None:
+    """Return the guard settings of a variant as an arm's result records them (None: none)."""
+    guard = POSTPROCESS_VARIANTS[variant][1]
+    return None if guard is None else dataclasses.asdict(guard)
+
+
 def _arm_judged(summary: dict[str, Any]) -> dict[str, Any]:
     """Return the numbers an arm's controls judge: its FSC against the truth only.
 
@@ -194,7 +204,8 @@ def run_postprocess(
     recomputes the arm.
 
     Each result (``runs/<mode key>/postprocess/<variant>/result.json``) holds ``variant``,
-    ``label``, ``source_mode``, ``source_run`` (the run's key), ``prior_weights``, ``summary``
+    ``label``, ``guard`` (the settings; a cached arm of other settings is recomputed),
+    ``source_mode``, ``source_run`` (the run's key), ``prior_weights``, ``summary``
     (the runs' table numbers, from the validation of the processed half-maps), ``controls``
     (the case's controls on the arm's FSC against the truth: :func:`_arm_judged`), ``info``
     (guard) and ``seconds``.
@@ -216,6 +227,7 @@ def run_postprocess(
         if (
             cached is not None
             and cached.get("version") == RESULT_VERSION
+            and cached.get("guard") == _guard_record(variant)
             and cached.get("prior_weights") == weights
             and cached.get("validation_window_voxels") == case.validation_window_voxels
         ):
@@ -255,6 +267,7 @@ def run_postprocess(
             "variant": variant,
             "label": postprocess_label(mode, variant),
             "guarded": guard is not None,
+            "guard": _guard_record(variant),
             "source_mode": mode,
             "source_run": key,
             "prior_weights": weights,

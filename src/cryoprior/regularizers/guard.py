@@ -10,7 +10,7 @@
      raised-cosine edge that ends exactly at that shell; beyond it the plain reconstruction is
      used. So nothing the regularizer adds past the resolution the data support reaches RELION
      - but neither does the regularizer's noise removal there: the plain map's noise comes back.
-   - ``"bounded"`` (guard v2, docs/guard.md): up to the same edge the regularized map is kept
+   - ``"bounded"`` (guard v2, the default; docs/guard.md): up to the same edge the regularized map is kept
      as it is; beyond it, in each Fourier shell s, the regularized map is kept but its RMS
      amplitude is capped at ``sqrt(FSC_s)`` times the plain map's RMS amplitude in that shell
      - the expected amplitude of the signal a half-map holds there (for two independent
@@ -61,7 +61,7 @@ __all__ = [
     "trailing_weights",
 ]
 
-#: The guard's spectral methods: "trailing" (v1, the default) and "bounded" (v2).
+#: The guard's spectral methods: "bounded" (v2, the default) and "trailing" (v1).
 GUARD_METHODS = ("trailing", "bounded")
 
 
@@ -72,21 +72,23 @@ class GuardSettings:
     fsc_threshold: FSC value that ends the freely regularized band (1/7).
     edge_width_shells: width of the raised-cosine edge below the cut-off, in Fourier shells.
     rescale: fit scale and offset to the plain map in the particle region.
-    method: "trailing" (v1: the plain map beyond the cut-off) or "bounded" (v2: the
-        regularized map beyond the cut-off, its amplitude per shell capped by what the data
-        hold; see the module docstring and docs/guard.md).
+    method: "bounded" (v2, the default: the regularized map beyond the cut-off, its
+        amplitude per shell capped by what the data hold; see the module docstring and
+        docs/guard.md) or "trailing" (v1: the plain map beyond the cut-off).
     significance_sigmas: "bounded" only: a shell's FSC counts as signal only above this many
         SDs of the FSC of pure noise (1 / sqrt(2 n_s)); the first shell below it and all
         shells after it are set to zero.
     cross_half_support: "bounded" only: the support also ends at the first shell where the
         regularized map does not correlate with the other half's plain map above the same
         floor (:func:`cross_half_support_end`; :func:`apply_guard` then needs ``other_plain``).
+        Off here, since it needs the other half; the hook turns it on with guard v2
+        (``cryoprior-extrec --guard-cross-half``, its default).
     """
 
     fsc_threshold: float = 1.0 / 7.0
     edge_width_shells: float = 3.0
     rescale: bool = True
-    method: str = "trailing"
+    method: str = "bounded"
     significance_sigmas: float = 3.0
     cross_half_support: bool = False
 

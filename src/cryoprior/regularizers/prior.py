@@ -2,8 +2,9 @@
 
 Each half-map is enhanced independently by the network of :mod:`cryoprior.prior` (shipped
 weights, loaded offline by name). ``guard_by_default`` is True: ``cryoprior-extrec`` passes the
-output through :mod:`cryoprior.regularizers.guard` (greyscale fit, spectral trailing at the
-current FSC = 1/7), and any failure here makes it fall back to the plain map.
+output through :mod:`cryoprior.regularizers.guard` (greyscale fit; beyond the current
+FSC = 1/7 shell each shell capped at the amplitude the data hold: guard v2, by default with
+cross-half support), and any failure here makes it fall back to the plain map.
 
 Resolution-adaptive (issue 17, docs/prior_inference.md): the current resolution d is where the
 call's gold-standard FSC first falls below 1/7 (the guard's cut-off); the network runs at the

@@ -70,3 +70,12 @@ _BUILTIN_JOINT: dict[str, bool] = {"none": False, "sidesplitter": True, "prior":
 def builtin_needs_both_halves(name: str) -> bool | None:
     """Whether the built-in ``name`` needs both halves; None for anything else (unknown)."""
     return _BUILTIN_JOINT.get(name)
+
+
+#: Which built-in regularizers go through the guard unless told (``guard_by_default``).
+_BUILTIN_GUARDED: dict[str, bool] = {"none": False, "sidesplitter": False, "prior": True}
+
+
+def builtin_guard_by_default(name: str) -> bool | None:
+    """Whether the built-in ``name`` is guarded by default; None for anything else (unknown)."""
+    return _BUILTIN_GUARDED.get(name)

@@ -31,7 +31,7 @@ _COLOURS = {
     "sidesplitter": "tab:orange",
     "prior": "tab:green",
     "prior-bounded": "tab:purple",
-    "prior-cross": "tab:brown",
+    "prior-v1": "tab:brown",
     "prior-noguard": "tab:red",
 }
 
