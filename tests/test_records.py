@@ -6,6 +6,7 @@ overwrites; and the report keeps a map figure drawn when the maps were there."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 
@@ -102,6 +103,10 @@ def test_exported_records_are_cached_runs_in_a_fresh_folder(tmp_path):
     # the arms are cached there too: the prior is not run, no map is read
     again = run_postprocess(case, fresh, enhance=lambda m: calls.append(1) or m)
     assert len(calls) == 2
+    # an arm not in the records cannot be made without the maps: left out, not an error
+    shutil.rmtree(fresh / "runs" / key / "postprocess" / "prior-v1")
+    fewer = run_postprocess(case, fresh, enhance=lambda m: calls.append(1) or m)
+    assert set(fewer) == set(again) - {"prior-v1"} and len(calls) == 2
     assert {v: a["summary"] for v, a in again.items()} == {v: a["summary"] for v, a in arms.items()}
 
 

@@ -201,7 +201,8 @@ def run_postprocess(
     Applies :func:`postprocess_variants` to the mode's final half-maps; returns variant ->
     result, {} when there is no variant or the mode's run has not finished. ``enhance``
     replaces the learned prior (tests); the weights are recorded and a change of them
-    recomputes the arm.
+    recomputes the arm. An arm to be made of a run without its maps here (imported from
+    records) is left out.
 
     Each result (``runs/<mode key>/postprocess/<variant>/result.json``) holds ``variant``,
     ``label``, ``guard`` (the settings; a cached arm of other settings is recomputed),
@@ -237,8 +238,11 @@ def run_postprocess(
             todo.append(variant)
     if not todo:
         return results
-    dataset_dir = ensure_dataset(case.simulation, root)
     job_dir = source_dir / "Refine3D"
+    if not job_dir.is_dir():  # a run imported from records (cryoprior.refine.records): no maps
+        logger.info("%s: no maps here for the arms %s", source_dir, ", ".join(todo))
+        return results
+    dataset_dir = ensure_dataset(case.simulation, root)
     files = find_relion_job_files(job_dir)
     h1 = read_map(files.half_map_1, dtype=np.float64)
     h2 = read_map(files.half_map_2, dtype=np.float64)
@@ -289,7 +293,7 @@ def pose_difference(case: ExperimentCase, mode: str, root: str | Path) -> dict[s
     run's key) and ``summary`` (:meth:`~cryoprior.validate.poses.PoseErrors.summary` of the
     mode's poses against RELION's under the case's symmetry: angular, viewing-direction and
     shift differences). None for ``relion`` itself, a pure-noise case, or when either run has
-    not finished.
+    not finished or has no RELION output here (imported from records).
     """
     if mode == "relion" or case.pure_noise or "relion" not in case.modes:
         return None
@@ -306,6 +310,8 @@ def pose_difference(case: ExperimentCase, mode: str, root: str | Path) -> dict[s
         or read_json(reference_dir / "result.json") is None
     ):
         return None
+    if not (mode_dir / "Refine3D").is_dir() or not (reference_dir / "Refine3D").is_dir():
+        return None  # a run imported from records (cryoprior.refine.records): no poses here
     from cryoprior.validate.job import load_validation_inputs
     from cryoprior.validate.poses import pose_errors
 
