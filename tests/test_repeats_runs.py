@@ -211,12 +211,13 @@ def test_postprocess_arm_is_validated_like_a_run_and_cached(tmp_path):
     assert run_postprocess(dataclasses.replace(case, pure_noise=True), tmp_path) == {}
 
 
-def test_other_modes_get_the_unguarded_arm_only_in_cases_with_repeats(tmp_path):
+def test_other_modes_get_the_shared_arms_only_in_cases_with_repeats(tmp_path):
     case = _tiny_case(modes=("relion", "prior"), repeats=2)
     _fake_relion_run(tmp_path, case, "relion")
     (h1, h2), truth = _fake_relion_run(tmp_path, case, "prior", seed=1)
     results = run_postprocess(case, tmp_path, mode="prior", enhance=lambda m: 3.0 * m)
-    assert set(results) == {"prior-noguard"}
+    assert set(results) == {"prior", "prior-noguard"}  # through the default guard, and not
+    assert results["prior"]["label"] == "prior + guard, then prior + guard once"
     arm = results["prior-noguard"]
     assert arm["label"] == "prior + guard, then prior once, no guard"
     assert (arm["source_mode"], arm["source_run"]) == ("prior", run_key(case, "prior"))

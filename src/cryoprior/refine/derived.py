@@ -8,9 +8,9 @@ with cross-half support), guard v1 (``prior-v1``), guard v2 without cross-half s
 as the runs are. A mode's own final map is unregularized (RELION makes the final half-maps
 itself, and the hook leaves the final joined map plain), so its score shows what the mode did
 to the poses only; that is why, in cases with repeats, every other mode's final half-maps get
-the unguarded prior once too (:data:`MODE_POSTPROCESS_VARIANTS`, the paper's Fig. S11 d:
-deepEMhancer in the loop, then once more): "in the loop, then once" against "RELION, then
-once" is the comparison that asks whether the loop's poses are worth it.
+the prior once too, unguarded and through the default guard (:data:`MODE_POSTPROCESS_VARIANTS`,
+the paper's Fig. S11 d: deepEMhancer in the loop, then once more): "in the loop, then once"
+against "RELION, then once" is the comparison that asks whether the loop's poses are worth it.
 And the pose differences between modes: each mode's final poses against plain RELION's (the
 same repeat), mean angular and shift difference under the case's symmetry.
 
@@ -80,8 +80,10 @@ POSTPROCESS_VARIANTS: dict[str, tuple[str, GuardSettings | None]] = {
 }
 
 #: The variants applied to the final half-maps of every mode but plain RELION (which gets all
-#: of :data:`POSTPROCESS_VARIANTS`), in cases with repeats: the paper's post-processing.
-MODE_POSTPROCESS_VARIANTS: tuple[str, ...] = ("prior-noguard",)
+#: of :data:`POSTPROCESS_VARIANTS`), in cases with repeats: the paper's post-processing
+#: (unguarded, as it ran deepEMhancer) and cryoprior's (through its default guard: what a user
+#: of the hook would do with the final half-maps).
+MODE_POSTPROCESS_VARIANTS: tuple[str, ...] = ("prior", "prior-noguard")
 
 
 def postprocess_variants(case: ExperimentCase, mode: str) -> tuple[str, ...]:
@@ -94,7 +96,7 @@ def postprocess_variants(case: ExperimentCase, mode: str) -> tuple[str, ...]:
     >>> from cryoprior.simulate.config import SimulationConfig
     >>> case = ExperimentCase("c", "t", "isotropic", SimulationConfig(), repeats=3)
     >>> postprocess_variants(case, "relion"), postprocess_variants(case, "prior")
-    (('prior', 'prior-v1', 'prior-bounded', 'prior-noguard'), ('prior-noguard',))
+    (('prior', 'prior-v1', 'prior-bounded', 'prior-noguard'), ('prior', 'prior-noguard'))
     """
     if case.pure_noise or mode not in case.modes:
         return ()

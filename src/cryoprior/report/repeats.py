@@ -259,34 +259,40 @@ def _calls_json(calls: Mapping[str, Sequence[ModeCall]]) -> dict[str, list[dict[
     }
 
 
-#: The arm every mode's final half-maps get (cryoprior.refine.derived.MODE_POSTPROCESS_VARIANTS).
-_SHARED_POSTPROCESS = "prior-noguard"
-
-
 def _post_verdict(
     doc: Document, stats: Mapping[str, Mapping[str, MetricStats]], names: Mapping[str, str]
 ) -> tuple[str | None, dict[str, list[ModeCall]]]:
     """Each mode's post-processed final half-maps against plain RELION's, processed alike.
 
     The paper's Fig. S11 question: once every map gets the prior at the end, is the loop's
-    result still better? Adds a paragraph when the case has such rows; returns its text and
-    calls (None, {} without).
+    result still better? One paragraph per variant that other modes' maps got too (rows
+    ``post:<mode>:<variant>``, judged against ``post:<variant>``); returns the verdicts' text
+    and calls (None, {} without such rows).
     """
-    plain = postprocess_row("relion", _SHARED_POSTPROCESS)
-    suffix = f":{_SHARED_POSTPROCESS}"
-    rows = {k: v for k, v in stats.items() if k.count(":") == 2 and k.endswith(suffix)}
-    if plain not in stats or not rows:
+    variants = sorted({k.split(":")[2] for k in stats if k.count(":") == 2})
+    texts: list[str] = []
+    all_calls: dict[str, list[ModeCall]] = {}
+    for variant in variants:
+        plain = postprocess_row("relion", variant)
+        rows = {k: v for k, v in stats.items() if k.count(":") == 2 and k.endswith(f":{variant}")}
+        if plain not in stats:
+            continue
+        verdict, calls = case_verdict({plain: stats[plain], **rows}, plain_mode=plain, labels=names)
+        lead = (
+            "**In the loop, then once.** A mode's own final map is unregularized (RELION makes "
+            "the final half-maps, the hook leaves the final joined map plain), so the rows above "
+            "compare what the modes did to the poses, and the arms on RELION's maps add the "
+            "prior's denoising. Every mode's final half-maps were therefore also processed once "
+            "as RELION's were (the paper's Fig. S11); "
+            if not texts
+            else "The same, "
+        )
+        doc.para(lead + f"against {names.get(plain, plain)}: " + verdict)
+        texts.append(verdict)
+        all_calls.update(calls)
+    if not texts:
         return None, {}
-    verdict, calls = case_verdict({plain: stats[plain], **rows}, plain_mode=plain, labels=names)
-    doc.para(
-        "**In the loop, then once.** A mode's own final map is unregularized (RELION makes the "
-        "final half-maps, the hook leaves the final joined map plain), so the rows above "
-        "compare what the modes did to the poses, and the arms on RELION's maps add the "
-        "prior's denoising. Every mode's final half-maps were therefore also given the prior "
-        "once, without the guard, as RELION's were (the paper's Fig. S11); against RELION's "
-        "so processed: " + verdict
-    )
-    return verdict, calls
+    return " ".join(texts), all_calls
 
 
 def _stat(summaries: Sequence[Mapping], name: str, field: str) -> MetricStats:
