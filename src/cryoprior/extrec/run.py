@@ -52,7 +52,7 @@ from cryoprior.io.relion_extrec import (
 )
 from cryoprior.reconstruct.relion_map import ReconstructionOptions, reconstruct_from_arrays
 from cryoprior.regularizers.base import RegularizationContext
-from cryoprior.regularizers.guard import GuardSettings, apply_guard
+from cryoprior.regularizers.guard import HOOK_GUARD, GuardSettings, apply_guard
 from cryoprior.regularizers.registry import (
     builtin_guard_by_default,
     builtin_needs_both_halves,
@@ -99,10 +99,7 @@ class ExtrecConfig:
     reconstruction: ReconstructionOptions = field(default_factory=ReconstructionOptions)
     log_path: str | None = None
     guard: bool | None = None
-    # the hook's default guard: v2 with cross-half support (the CLI's default too)
-    guard_settings: GuardSettings = field(
-        default_factory=lambda: GuardSettings(method="bounded", cross_half_support=True)
-    )
+    guard_settings: GuardSettings = HOOK_GUARD
     write_fsc_star: bool = False
 
 
@@ -347,17 +344,22 @@ def _after_plain(job, plain, state, config: ExtrecConfig, base, voxel, record, s
         outbox.save("volume", np.asarray(out, dtype=np.float64))
         return info
 
-    if not joint:
+    def run_single():
+        """``single`` in its own process; records its guard."""
         child = run_isolated(single, timeout_seconds=config.regularizer_timeout_seconds)
         seconds["regularize"] = time.monotonic() - t_reg
+        if not child.failure and child.info.get("guard") is not None:
+            record["guard"] = child.info["guard"]
+        return child
+
+    if not joint:
+        child = run_single()
         if child.failure:
             return finish(False, reason, child.failure)
         if child.info.get("needs_both_halves"):
             joint = True
         else:
             volume = child.arrays.get("volume")
-            if child.info.get("guard") is not None:
-                record["guard"] = child.info["guard"]
     if joint:
         if name is None or name.half is None:
             seconds["regularize"] = time.monotonic() - t_reg
@@ -440,13 +442,10 @@ def _after_plain(job, plain, state, config: ExtrecConfig, base, voxel, record, s
             logger.warning(
                 "%s: guard without cross-half support: %s", job.star_path, outcome.reason
             )
-            child = run_isolated(single, timeout_seconds=config.regularizer_timeout_seconds)
-            seconds["regularize"] = time.monotonic() - t_reg
+            child = run_single()
             if child.failure:
                 return finish(False, reason, child.failure)
             volume = child.arrays.get("volume")
-            if child.info.get("guard") is not None:
-                record["guard"] = child.info["guard"]
 
     problem = check_volume(volume, box_size=box) if volume is not None else "no map returned"
     if problem:

@@ -49,7 +49,7 @@ from cryoprior.refine.run import (
     rejudge_controls,
     run_key,
 )
-from cryoprior.regularizers.guard import GuardSettings, apply_guard
+from cryoprior.regularizers.guard import HOOK_GUARD, GuardSettings, apply_guard
 from cryoprior.validate.fsc import fourier_shell_correlation
 
 __all__ = [
@@ -67,10 +67,7 @@ logger = logging.getLogger(__name__)
 #: variant -> (what is applied, guard or None): the prior applied once to final half-maps,
 #: named as the modes that run the same guard in the loop (:data:`~cryoprior.refine.cases.MODES`).
 POSTPROCESS_VARIANTS: dict[str, tuple[str, GuardSettings | None]] = {
-    "prior": (
-        "prior + guard once",
-        GuardSettings(method="bounded", cross_half_support=True),
-    ),
+    "prior": ("prior + guard once", HOOK_GUARD),
     "prior-v1": ("prior + guard v1 once", GuardSettings(method="trailing")),
     "prior-bounded": (
         "prior + guard v2 without cross-half support once",

@@ -51,6 +51,7 @@ from cryoprior.fourier.grids import fourier_radius, real_space_radius
 
 __all__ = [
     "GUARD_METHODS",
+    "HOOK_GUARD",
     "GuardReport",
     "GuardSettings",
     "apply_guard",
@@ -100,6 +101,11 @@ class GuardSettings:
             )
         if not self.significance_sigmas >= 0:
             raise ValueError("significance_sigmas must be >= 0")
+
+
+#: The guard of ``cryoprior-extrec --guard`` by default: guard v2 with cross-half support (the
+#: two half calls meet; one half alone falls back to guard v2 without it).
+HOOK_GUARD = GuardSettings(method="bounded", cross_half_support=True)
 
 
 @dataclass(frozen=True)
