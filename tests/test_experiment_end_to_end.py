@@ -1,5 +1,5 @@
 """The experiment runner end to end with real RELION 3.1.3: the miniature benchmark (suite
-``mini``: chain A of 6bdf, box 32, 300 particles, every mode) through ``cryoprior benchmark``,
+``mini``: chain A of 6bdf, box 32, 300 particles, the realistic suite's four modes) through ``cryoprior benchmark``,
 the report rebuilt from the cache, and ``cryoprior refine`` interrupted and continued.
 
 Every refinement here is a real ``mpirun -np 3 relion_refine_mpi`` calling
@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from cryoprior.cli.app import app
 from cryoprior.refine.cases import MODES
-from cryoprior.refine.config import suite
+from cryoprior.refine.config import REALISTIC_MODES, suite
 from cryoprior.refine.run import run_key
 
 pytestmark = [pytest.mark.relion]
@@ -84,7 +84,7 @@ def mini_benchmark(tmp_path_factory):
 def test_every_mode_refines_and_is_validated(mini_benchmark):
     root, _output, *_ = mini_benchmark
     (case,) = suite("mini")
-    assert set(case.modes) == set(MODES)
+    assert case.modes == REALISTIC_MODES
     for mode in case.modes:
         run_dir = root / "runs" / run_key(case, mode)
         data = json.loads((run_dir / "result.json").read_text())
@@ -107,10 +107,8 @@ def test_every_mode_refines_and_is_validated(mini_benchmark):
         assert all(r["local_searches"] for r in applied)
         assert refine["regularized_calls"] == sum(bool(r["applied"]) for r in records)
         assert refine["reached_local_searches"]
-        if mode in ("prior", "prior-v1", "prior-bounded"):  # guard v2 and v1, for real
-            method = "trailing" if mode == "prior-v1" else "bounded"
-            assert all(r["guard"]["method"] == method for r in applied), mode
-        if mode == "prior":  # the halves met: each guard saw the other half's plain map
+        if mode == "prior":  # guard v2, and the halves met: each saw the other's plain map
+            assert all(r["guard"]["method"] == "bounded" for r in applied), mode
             assert all(r["guard"]["support_end_shell"] >= 1 for r in applied), mode
             assert all("pair_wait" in r["seconds"] for r in applied), mode
     prior = json.loads(
@@ -118,23 +116,23 @@ def test_every_mode_refines_and_is_validated(mini_benchmark):
     )  # the hook of the default mode went through the guard
     hooks = json.loads((root / "runs" / run_key(case, "prior") / "run.json").read_text())["hook"]
     assert "--regularizer prior --guard" in hooks and prior["mode"] == "prior"
-    assert not any("support_end_shell" in (r.get("guard") or {}) for r in _records(
-        root / "runs" / run_key(case, "prior-bounded")))  # fmt: skip
+    assert not any(r.get("guard") for r in _records(
+        root / "runs" / run_key(case, "prior-noguard")))  # fmt: skip
 
 
 def test_report_written_and_rebuilt_from_cache(mini_benchmark, tmp_path):
     root, _output, *_ = mini_benchmark
     report = root / "report"
     md = (report / "report.md").read_text()
-    for mode in MODES.values():  # every mode's row: RELION, ..., prior + guard v1, ...
-        assert f"| {mode.label} |" in md
+    for mode in REALISTIC_MODES:  # every mode's row: RELION, ..., prior, no guard
+        assert f"| {MODES[mode].label} |" in md
     html = (report / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<table>" in html
     for suffix in ("fsc", "maps", "local_resolution", "views"):
         png = report / "figures" / f"mini_{suffix}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((report / "results.json").read_text())
-    assert set(results["cases"][0]["runs"]) == set(MODES)
+    assert set(results["cases"][0]["runs"]) == set(REALISTIC_MODES)
     # rebuild elsewhere from the cached runs only
     result = CliRunner().invoke(app, ["report", str(root), "--out", str(tmp_path / "again")])
     assert result.exit_code == 0, result.output
@@ -163,7 +161,7 @@ def test_post_processing_arm_and_pose_differences(mini_benchmark):
         assert data["summary"]["truth_fsc_05_angstrom"] is not None
         assert (relion_dir / "postprocess" / variant / "half1.mrc").is_file()
     assert "post-processing arm" in output
-    for mode in ("sidesplitter", "prior", "prior-v1", "prior-bounded", "prior-noguard"):
+    for mode in ("sidesplitter", "prior", "prior-noguard"):
         path = root / "runs" / run_key(case, mode) / "pose_difference.json"
         diff = json.loads(path.read_text())["summary"]
         assert diff["n_particles"] == 300

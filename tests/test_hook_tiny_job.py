@@ -607,5 +607,6 @@ def test_guard_method_is_chosen_by_option_and_logged(project):
         assert proc.returncode == 0
         record = _log(project)[-1]
         assert record["applied"] is True and record["guard"]["method"] == method
+        assert "support_end_shell" not in record["guard"]  # no other half's support asked for
     proc = _run(project, H1, "--guard-method", "nope")
     assert "nope" in _one_error_line(proc, "guard method", code=2)
