@@ -227,6 +227,19 @@ def test_guard_v2_is_the_default():
     assert GuardSettings().method == "bounded" and not GuardSettings().cross_half_support
 
 
+def test_hook_options_default_to_the_hook_guard():
+    """``cryoprior-extrec``'s guard options left out are HOOK_GUARD (guard v2 with cross-half
+    support); guard v1 never asks for the other half."""
+    from cryoprior.cli.extrec import build_config
+    from cryoprior.regularizers.guard import HOOK_GUARD
+
+    assert build_config({}, None).guard_settings == HOOK_GUARD
+    v1 = build_config({"guard_method": "trailing"}, None).guard_settings
+    assert v1.method == "trailing" and not v1.cross_half_support
+    alone = build_config({"guard_cross_half": False}, None).guard_settings
+    assert alone == GuardSettings()
+
+
 def test_guard_settings_reject_unknown_method():
     with pytest.raises(ValueError, match="unknown guard method"):
         GuardSettings(method="magic")

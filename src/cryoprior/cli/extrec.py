@@ -192,9 +192,7 @@ _DEFAULTS: dict[str, object] = {
     "no-map": False,
     "skip-gridding": False,
     "guard": None,
-    "guard-fsc-threshold": 1.0 / 7.0,
-    "guard-edge-shells": 3.0,
-    "guard-method": "bounded",
+    # guard-fsc-threshold, -edge-shells and -method: regularizers.guard.HOOK_GUARD's
     "guard-cross-half": None,  # on with guard v2 (bounded), off with v1
     "write-fsc-star": False,
     "device": "auto",
@@ -277,12 +275,17 @@ def build_config(given: dict[str, object], config_path: Path | None):
     from cryoprior.extrec.run import ExtrecConfig
     from cryoprior.extrec.schedule import parse_schedule
     from cryoprior.reconstruct.relion_map import ReconstructionOptions
-    from cryoprior.regularizers.guard import GuardSettings
+    from cryoprior.regularizers.guard import HOOK_GUARD, GuardSettings
 
     file_options = read_config_file(config_path) if config_path is not None else {}
     command_line = {k.replace("_", "-"): v for k, v in given.items()}
-
-    options = with_precedence(command_line, file_options, _DEFAULTS)
+    defaults = {
+        **_DEFAULTS,
+        "guard-fsc-threshold": HOOK_GUARD.fsc_threshold,
+        "guard-edge-shells": HOOK_GUARD.edge_width_shells,
+        "guard-method": HOOK_GUARD.method,
+    }
+    options = with_precedence(command_line, file_options, defaults)
 
     def get(key: str) -> Any:
         return options[key]
@@ -298,8 +301,8 @@ def build_config(given: dict[str, object], config_path: Path | None):
     cross_half = get("guard-cross-half")
     if cross_half and not bounded:
         raise ValueError("--guard-cross-half needs --guard-method bounded (guard v2)")
-    if cross_half is None:
-        cross_half = bounded
+    if cross_half is None:  # the default guard's, with guard v2 only
+        cross_half = bounded and HOOK_GUARD.cross_half_support
     mask = get("mask")
     log_file = get("log-file")
     return ExtrecConfig(
