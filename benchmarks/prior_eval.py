@@ -717,7 +717,8 @@ def find_relion_runs(root: Path) -> tuple[list[dict], list[dict]]:
         if record is None or record.get("mode") != "relion" or "case" not in record:
             skipped.append({"key": run_dir.name, "reason": "no complete run.json of mode relion"})
             continue
-        case = case_from_dict(record["case"])
+        # the case's other modes do not matter here (and an older run names renamed ones)
+        case = case_from_dict({**record["case"], "modes": ["relion"]})
         if case.pure_noise:
             skipped.append({"key": run_dir.name, "reason": f"{case.name}: pure noise"})
             continue
