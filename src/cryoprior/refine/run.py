@@ -378,6 +378,9 @@ def case_controls(
             reached_local_searches=refine.get("reached_local_searches"),
             regularized_calls=refine.get("regularized_calls"),
             truth_correlation=summary.get("truth_correlation"),
+            gold_standard_fsc_0143_angstrom=summary.get("fsc_0143_angstrom"),
+            box_size=case.simulation.box_size,
+            voxel_size_angstrom=case.simulation.voxel_size_angstrom,
         ).to_dict()
     return controls
 

@@ -272,8 +272,9 @@ def build_report(
             + " The correlation with the truth measures how much of the initial map survived."
         )
         doc.table(
-            ["case", "mode", "initial map (A)", "RELION final (A)", "reached local searches",
-             "regularized calls", "CC with truth", "result"],
+            ["case", "mode", "initial map (A)", "finest accepted (A)", "RELION final (A)",
+             "gold-standard 0.143 (A)", "reached local searches", "regularized calls",
+             "CC with truth", "result"],
             pure_rows,
         )  # fmt: skip
     results_json["calibration"] = calibration_section(doc, calibration)
@@ -534,7 +535,9 @@ def _control_rows(
                     name + repeat,
                     labels.get(m, m),
                     _fmt(c.get("ini_high_angstrom"), 1),
+                    _fmt(c.get("one_shell_finer_angstrom")),
                     _fmt(c.get("relion_final_angstrom")),
+                    _fmt(c.get("gold_standard_fsc_0143_angstrom")),
                     _fmt(c.get("reached_local_searches")),
                     str(c.get("regularized_calls")),
                     _fmt(c.get("truth_correlation"), 3),

@@ -39,8 +39,10 @@ CUTOFF_RULE = (
     "shells' signal into the next."
 )
 PURE_NOISE_RULE = (
-    "PASS when RELION's final resolution is no finer than the initial reference's low-pass "
-    "(no structure emerged beyond what the reference held)."
+    "PASS when RELION's final resolution and the gold-standard FSC 0.143 are at or coarser "
+    "than the initial reference's low-pass, within one Fourier shell (no structure emerged "
+    "beyond what the reference held; RELION reports resolutions on the box's shell grid, so a "
+    "low-pass between two shells is reported as the finer one)."
 )
 
 SCALE_RULE = (
@@ -183,7 +185,11 @@ class PureNoiseControl:
     ini_high_angstrom: the initial reference's low-pass.
     relion_final_angstrom: RELION's final resolution (None when the run reported none).
     reached_local_searches, regularized_calls, truth_correlation: context, not judged.
-    passed: RELION's final resolution is None or no finer than ``ini_high_angstrom``.
+    passed: every measured resolution (RELION's final one, the gold-standard FSC 0.143) is at
+        or coarser than ``one_shell_finer_angstrom``.
+    one_shell_finer_angstrom: the finest resolution still accepted (``ini_high_angstrom``
+        itself when the box is not known).
+    gold_standard_fsc_0143_angstrom: the final half-maps' FSC 0.143 (None when not measured).
     """
 
     ini_high_angstrom: float
@@ -193,6 +199,8 @@ class PureNoiseControl:
     truth_correlation: float | None
     passed: bool
     rule: str = PURE_NOISE_RULE
+    one_shell_finer_angstrom: float | None = None
+    gold_standard_fsc_0143_angstrom: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -206,8 +214,14 @@ def pure_noise_control(
     reached_local_searches: bool | None = None,
     regularized_calls: int | None = None,
     truth_correlation: float | None = None,
+    gold_standard_fsc_0143_angstrom: float | None = None,
+    box_size: int | None = None,
+    voxel_size_angstrom: float | None = None,
 ) -> PureNoiseControl:
     """Judge a refinement of pure-noise particles (see :data:`PURE_NOISE_RULE`).
+
+    Without ``box_size`` and ``voxel_size_angstrom`` the tolerance is zero (the low-pass
+    itself).
 
     Examples
     --------
@@ -215,8 +229,20 @@ def pure_noise_control(
     True
     >>> pure_noise_control(ini_high_angstrom=30.0, relion_final_angstrom=12.0).passed
     False
+    >>> c = pure_noise_control(ini_high_angstrom=30.0, relion_final_angstrom=200 / 7,
+    ...     box_size=80, voxel_size_angstrom=2.5)  # 30 A lies between shells 6 and 7
+    >>> c.passed, round(c.one_shell_finer_angstrom, 2)  # 200 / (200 / 30 + 1)
+    (True, 26.09)
     """
-    passed = relion_final_angstrom is None or relion_final_angstrom >= ini_high_angstrom
+    finest = float(ini_high_angstrom)
+    if box_size is not None and voxel_size_angstrom is not None:
+        finest = one_shell_finer_angstrom(
+            finest, box_size=box_size, voxel_size_angstrom=voxel_size_angstrom
+        )
+    measured = [
+        v for v in (relion_final_angstrom, gold_standard_fsc_0143_angstrom) if v is not None
+    ]
+    passed = all(v >= finest for v in measured)
     return PureNoiseControl(
         float(ini_high_angstrom),
         relion_final_angstrom,
@@ -224,6 +250,8 @@ def pure_noise_control(
         regularized_calls,
         truth_correlation,
         passed,
+        one_shell_finer_angstrom=finest,
+        gold_standard_fsc_0143_angstrom=gold_standard_fsc_0143_angstrom,
     )
 
 
