@@ -139,6 +139,21 @@ def test_v2_keeps_below_the_edge_and_caps_each_shell_beyond_at_sqrt_fsc():
     assert 0.0 < report.power_removed_fraction < 1.0
 
 
+def test_v2_ignores_the_fsc_of_the_dc_term():
+    """Zero-mean half-maps (normalised by some pipelines) can have any FSC at the DC term,
+    which is no shell: a negative one must not move the cut-off to 0 and drop the map."""
+    rng = np.random.default_rng(5)
+    plain = rng.normal(size=(N, N, N))
+    regularized = 2.0 * rng.normal(size=(N, N, N))
+    fsc = np.clip(_fsc_crossing_at(10.3), 0.1, 1.0)
+    zero_mean = fsc.copy()
+    zero_mean[0] = -0.3
+    out, report = apply_guard(regularized, plain, fsc=fsc, settings=V2)
+    out0, report0 = apply_guard(regularized, plain, fsc=zero_mean, settings=V2)
+    assert report0.cutoff_shell == report.cutoff_shell > 9
+    np.testing.assert_allclose(out0, out, atol=1e-12 * np.abs(out).max())
+
+
 def test_v2_never_raises_a_shell():
     """A regularized map weaker than the data allow passes unchanged (the cap only lowers)."""
     rng = np.random.default_rng(4)

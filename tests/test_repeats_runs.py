@@ -24,9 +24,10 @@ from cryoprior.refine.cases import (
     repeat_cases,
 )
 from cryoprior.refine.config import suite
-from cryoprior.refine.derived import pose_difference, postprocess_half_maps, run_postprocess
+from cryoprior.refine.derived import pose_difference, run_postprocess
 from cryoprior.refine.run import run_key, write_manifest
 from cryoprior.regularizers.guard import GuardSettings
+from cryoprior.regularizers.postprocess import postprocess_half_maps
 from cryoprior.simulate.config import SimulationConfig
 from cryoprior.validate.summary import ValidationInputs, ValidationSettings, validate_maps
 

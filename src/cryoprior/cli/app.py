@@ -9,6 +9,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def _register_commands() -> None:
     """Commands that live in their own modules (each a thin shell over one library call)."""
+    from cryoprior.cli.enhance import enhance
     from cryoprior.cli.experiments import benchmark, demo, refine, report
     from cryoprior.cli.simulate import simulate
     from cryoprior.cli.train_prior import train_prior
@@ -18,6 +19,7 @@ def _register_commands() -> None:
     app.command()(simulate)
     app.command()(refine)
     app.command()(validate)
+    app.command()(enhance)
     app.command()(benchmark)
     app.command()(report)
     app.command("train-prior")(train_prior)

@@ -49,14 +49,13 @@ from cryoprior.refine.run import (
     rejudge_controls,
     run_key,
 )
-from cryoprior.regularizers.guard import HOOK_GUARD, GuardSettings, apply_guard
-from cryoprior.validate.fsc import fourier_shell_correlation
+from cryoprior.regularizers.guard import HOOK_GUARD, GuardSettings
+from cryoprior.regularizers.postprocess import postprocess_half_maps, prior_enhancer
 
 __all__ = [
     "MODE_POSTPROCESS_VARIANTS",
     "POSTPROCESS_VARIANTS",
     "pose_difference",
-    "postprocess_half_maps",
     "postprocess_label",
     "postprocess_variants",
     "run_postprocess",
@@ -112,52 +111,6 @@ def postprocess_label(mode: str, variant: str) -> str:
     return f"{spec.label if spec else mode}, then {POSTPROCESS_VARIANTS[variant][0]}"
 
 
-def postprocess_half_maps(
-    half_map_1: np.ndarray,
-    half_map_2: np.ndarray,
-    enhance: Callable[[np.ndarray], np.ndarray],
-    *,
-    guard: GuardSettings | None,
-    enhanced: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Apply a regularizer once to each final half-map, optionally through the guard.
-
-    Parameters
-    ----------
-    half_map_1, half_map_2: (N, N, N) plain RELION's final unfiltered half-maps.
-    enhance: one half-map -> its regularized (N, N, N) map (each half independently, as in
-        the refinement).
-    guard: the guard's settings, or None for the map as ``enhance`` returns it. The guard's
-        FSC is the unmasked FSC of the two half-maps (as RELION's gold-standard FSC that the
-        hook's guard receives).
-    enhanced: the two regularized half-maps when already computed (``enhance`` is not called).
-
-    Returns
-    -------
-    (processed half 1, processed half 2, info): float64 (N, N, N) maps; ``info`` holds the
-    guard's cut-off shells and power removed per half (empty without the guard).
-    """
-    h1 = np.asarray(half_map_1, dtype=np.float64)
-    h2 = np.asarray(half_map_2, dtype=np.float64)
-    if enhanced is None:
-        enhanced = (enhance(h1), enhance(h2))
-    e1, e2 = (np.asarray(e, dtype=np.float64) for e in enhanced)
-    if guard is None:
-        return e1, e2, {}
-    fsc = fourier_shell_correlation(h1, h2)
-    # cross-half support correlates each half's prior map with the other half's plain map
-    g1, r1 = apply_guard(e1, h1, fsc=fsc, settings=guard, other_plain=h2)
-    g2, r2 = apply_guard(e2, h2, fsc=fsc, settings=guard, other_plain=h1)
-    info = {
-        "guard_method": guard.method,
-        "cutoff_shell": [r1.cutoff_shell, r2.cutoff_shell],
-        "power_removed_fraction": [r1.power_removed_fraction, r2.power_removed_fraction],
-    }
-    if guard.cross_half_support:
-        info["support_end_shell"] = [r1.support_end_shell, r2.support_end_shell]
-    return g1, g2, info
-
-
 def _guard_record(variant: str) -> dict[str, Any] | None:
     """Return the guard settings of a variant as an arm's result records them (None: none)."""
     guard = POSTPROCESS_VARIANTS[variant][1]
@@ -177,15 +130,12 @@ def _arm_judged(summary: dict[str, Any]) -> dict[str, Any]:
 def _prior_enhancer(case: ExperimentCase, voxel_size_angstrom: float):
     """Return the hook's prior as a function of one half-map (the case's weights, diameter)."""
     from cryoprior.refine.cases import prior_weights_name
-    from cryoprior.regularizers.base import RegularizationContext
-    from cryoprior.regularizers.prior import PriorRegularizer
 
-    regularizer = PriorRegularizer(prior_weights_name(case, "prior") or "default")
-    context = RegularizationContext(
+    return prior_enhancer(
+        prior_weights_name(case, "prior") or "default",
         voxel_size_angstrom=voxel_size_angstrom,
         particle_diameter_angstrom=case.refine.particle_diameter_angstrom,
     )
-    return lambda half: regularizer.regularize(half, context=context)
 
 
 def run_postprocess(

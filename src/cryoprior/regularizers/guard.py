@@ -295,7 +295,8 @@ def apply_guard(
     pln_ft = scipy.fft.rfftn(pln)
     if settings.method == "bounded":
         # the edge ends at the lower face of the first rounded shell below the threshold
-        below = np.flatnonzero(fsc < settings.fsc_threshold)
+        # (the DC term is no shell: two zero-mean half-maps can have any FSC there)
+        below = np.flatnonzero(fsc[1:] < settings.fsc_threshold) + 1
         if below.size:
             cutoff = min(cutoff, max(float(below[0]) - 0.5, 0.0))
         w = trailing_weights(n, cutoff_shell=cutoff, edge_width_shells=settings.edge_width_shells)

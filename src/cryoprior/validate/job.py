@@ -29,7 +29,9 @@ from cryoprior.validate.symmetry import validate_symmetry_name
 
 __all__ = [
     "LoadedInputs",
+    "common_header_voxel_size",
     "load_validation_inputs",
+    "read_checked_map",
 ]
 
 logger = logging.getLogger(__name__)
@@ -110,7 +112,7 @@ def load_validation_inputs(
         warnings.append(message)
 
     maps = [h1_path, h2_path, full_path, mask, truth_map, model_map]
-    header_voxel = _common_header_voxel_size([Path(p) for p in maps if p is not None])
+    header_voxel = common_header_voxel_size([Path(p) for p in maps if p is not None])
     voxel = voxel_size_angstrom
     if voxel is None and files is not None and files.model_star is not None:
         voxel = read_model_star(files.model_star).pixel_size_angstrom
@@ -132,18 +134,7 @@ def load_validation_inputs(
     sym = sym or "C1"
 
     def load(path, *, constant_ok: bool = True):
-        if path is None:
-            return None
-        array = read_map(path, dtype=np.float64)
-        finite = np.isfinite(array)
-        if not finite.all():
-            bad = int(array.size - np.count_nonzero(finite))
-            raise InputFileError(path, f"{bad} voxel(s) are not finite (NaN or infinite)")
-        if not constant_ok and array.size and array.min() == array.max():
-            raise InputFileError(
-                path, f"the map is constant (every voxel {array.flat[0]:g}): no FSC can be computed"
-            )
-        return array
+        return None if path is None else read_checked_map(path, constant_ok=constant_ok)
 
     def poses(path):
         if path is None:
@@ -202,7 +193,24 @@ def load_validation_inputs(
 _VOXEL_TOLERANCE = 1e-3  # relative; RELION writes the pixel size as a float32
 
 
-def _common_header_voxel_size(paths: list[Path]) -> float | None:
+def read_checked_map(path: str | Path, *, constant_ok: bool = True) -> np.ndarray:
+    """Read a map as float64, refusing NaN or infinite voxels.
+
+    And a constant map unless ``constant_ok`` (no FSC can be computed from one). Raises InputFileError naming the file.
+    """
+    array = read_map(path, dtype=np.float64)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(array.size - np.count_nonzero(finite))
+        raise InputFileError(path, f"{bad} voxel(s) are not finite (NaN or infinite)")
+    if not constant_ok and array.size and array.min() == array.max():
+        raise InputFileError(
+            path, f"the map is constant (every voxel {array.flat[0]:g}): no FSC can be computed"
+        )
+    return array
+
+
+def common_header_voxel_size(paths: list[Path]) -> float | None:
     """Return the voxel size the maps' headers agree on (headers without one skipped), or None.
 
     Raises InputFileError for a missing or unreadable file, or a header whose voxel size
