@@ -307,6 +307,12 @@ def refine(
     )
     if validate:
         _validate_job(console, output, truth_map, truth_star, mask, seed)
+    console.print(
+        f"the final half-maps are RELION's, unregularized: `cryoprior enhance {output}` applies "
+        "the prior once to them, through the guard",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _validate_job(console, job: Path, truth_map, truth_star, mask, seed: int) -> None:
