@@ -9,11 +9,20 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
+
+#: The inputs of the commands that read a finished refinement: a job, or its two half-maps.
+JobArgument = Annotated[
+    Path | None,
+    typer.Argument(help="a finished RELION auto-refine: its folder or --o root (Refine3D/job001)"),
+]
+HalfMap1Option = Annotated[Path | None, typer.Option("--half1", help="half-map 1 (MRC)")]
+HalfMap2Option = Annotated[Path | None, typer.Option("--half2", help="half-map 2 (MRC)")]
 
 
 def setup_logging(verbose: int = 0, *, default_level: int = logging.WARNING) -> None:

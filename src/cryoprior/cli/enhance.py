@@ -8,18 +8,15 @@ from typing import Annotated
 
 import typer
 
+from cryoprior.cli._common import HalfMap1Option, HalfMap2Option, JobArgument
+
 __all__ = ["enhance"]
 
 
 def enhance(
-    job: Annotated[
-        Path | None,
-        typer.Argument(
-            help="a finished RELION auto-refine: its folder or --o root (Refine3D/job001)"
-        ),
-    ] = None,
-    half_map_1: Annotated[Path | None, typer.Option("--half1", help="half-map 1 (MRC)")] = None,
-    half_map_2: Annotated[Path | None, typer.Option("--half2", help="half-map 2 (MRC)")] = None,
+    job: JobArgument = None,
+    half_map_1: HalfMap1Option = None,
+    half_map_2: HalfMap2Option = None,
     out: Annotated[
         Path | None,
         typer.Option(
