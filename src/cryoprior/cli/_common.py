@@ -25,6 +25,15 @@ HalfMap1Option = Annotated[Path | None, typer.Option("--half1", help="half-map 1
 HalfMap2Option = Annotated[Path | None, typer.Option("--half2", help="half-map 2 (MRC)")]
 
 
+def error_exit(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` as one line on stderr; return the Exit to raise."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
 def setup_logging(verbose: int = 0, *, default_level: int = logging.WARNING) -> None:
     """Log to stderr; -v gives INFO, -vv DEBUG."""
     level = default_level

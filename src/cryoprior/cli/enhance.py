@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cryoprior.cli._common import HalfMap1Option, HalfMap2Option, JobArgument
+from cryoprior.cli._common import HalfMap1Option, HalfMap2Option, JobArgument, error_exit
 
 __all__ = ["enhance"]
 
@@ -55,7 +55,6 @@ def enhance(
     Example: cryoprior enhance Refine3D/job001
     """
     from rich.console import Console
-    from rich.markup import escape
 
     from cryoprior.cli._common import setup_logging
     from cryoprior.errors import InputFileError
@@ -73,11 +72,7 @@ def enhance(
 
     setup_logging(verbose)
     console = Console()
-    errors = Console(stderr=True)
-
-    def fail(message: str) -> typer.Exit:
-        errors.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-        return typer.Exit(1)
+    fail = error_exit
 
     for flag, value in (("--angpix", voxel_size), ("--diameter", diameter)):
         if value is not None and not (math.isfinite(value) and value > 0):

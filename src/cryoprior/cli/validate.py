@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from cryoprior.cli._common import HalfMap1Option, HalfMap2Option, JobArgument
+from cryoprior.cli._common import HalfMap1Option, HalfMap2Option, JobArgument, error_exit
 
 __all__ = ["validate"]
 
@@ -85,11 +85,7 @@ def validate(
 
     setup_logging(verbose)
     console = Console()
-    errors = Console(stderr=True)
-
-    def fail(message: str) -> typer.Exit:
-        errors.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-        return typer.Exit(1)
+    fail = error_exit
 
     if voxel_size is not None and not (math.isfinite(voxel_size) and voxel_size > 0):
         raise fail(f"--angpix {voxel_size:g}: not a valid voxel size (give a positive number, A)")
