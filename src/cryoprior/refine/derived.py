@@ -41,13 +41,13 @@ from cryoprior.io.relion import find_relion_job_files
 from cryoprior.refine.cases import MODES, ExperimentCase
 from cryoprior.refine.run import (
     RESULT_VERSION,
-    _summary,
     _validate_run,
     case_controls,
     ensure_dataset,
     prior_weights,
     rejudge_controls,
     run_key,
+    validation_summary,
 )
 from cryoprior.regularizers.guard import HOOK_GUARD, GuardSettings
 from cryoprior.regularizers.postprocess import postprocess_half_maps, prior_enhancer
@@ -213,7 +213,7 @@ def run_postprocess(
             return dataclasses.replace(inputs, half_map_1=p1, half_map_2=p2, full_map=None)
 
         validation = _validate_run(case, dataset_dir, job_dir, out_dir, maps=processed)
-        summary = _summary(validation)
+        summary = validation_summary(validation)
         data = {
             "version": RESULT_VERSION,
             "case": case.name,

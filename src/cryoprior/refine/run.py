@@ -70,6 +70,7 @@ __all__ = [
     "run_key",
     "run_mode",
     "stopped_at_iteration_cap",
+    "validation_summary",
     "write_manifest",
 ]
 
@@ -257,7 +258,7 @@ def _validate_run(
     return data
 
 
-def _summary(validation: dict[str, Any]) -> dict[str, Any]:
+def validation_summary(validation: dict[str, Any]) -> dict[str, Any]:
     """Return the numbers of the paper-style table, from a validation.json."""
     gold = validation["gold_standard_fsc"]
     out: dict[str, Any] = {
@@ -588,7 +589,7 @@ def run_mode(
                 f"{refine_failure_message(result.output_root)}"
             )
     validation = _validate_run(case, dataset_dir, job_dir, run_dir / "validation")
-    summary = _summary(validation)
+    summary = validation_summary(validation)
     data = {
         "version": RESULT_VERSION,
         "case": case_to_dict(case),
