@@ -124,3 +124,15 @@ def test_enhance_bad_inputs_give_one_line(tmp_path, args, expected):
     assert expected in result.output
     assert result.output.strip().startswith("error:")
     assert "Traceback" not in result.output
+
+
+def test_enhance_warns_when_the_guard_leaves_nothing(tmp_path):
+    # white-noise "half-maps" sharing white noise: nothing protein-like, so the prior's output
+    # does not correlate with the other half in any shell and the guard removes all of it
+    h1, h2 = _half_maps(tmp_path)
+    result = _invoke("--half1", h1, "--half2", h2, "--out", tmp_path / "x")
+    assert result.exit_code == 0, result.output
+    assert "warning: the guard removed almost all" in result.output
+    record = json.loads((tmp_path / "x.json").read_text())
+    assert min(record["guard"]["power_removed_fraction"]) > 0.99
+    assert read_map(tmp_path / "x.mrc").shape == (24, 24, 24)

@@ -146,3 +146,11 @@ def enhance(
             highlight=False,
             soft_wrap=True,
         )
+        if max(info["power_removed_fraction"]) > 0.99:
+            console.print(
+                "warning: the guard removed almost all of the prior's map (the other half-map "
+                "does not support it): the output holds next to nothing; are these two "
+                "half-maps of one particle, on one grid?",
+                highlight=False,
+                soft_wrap=True,
+            )
