@@ -67,6 +67,22 @@ def one_shell_finer_angstrom(
     return edge / max(edge / float(resolution_angstrom) + 1.0, 1.0)
 
 
+def _finest_accepted(
+    held_angstrom: float, box_size: int | None, voxel_size_angstrom: float | None
+) -> float:
+    """One Fourier shell finer than what the data hold; the held resolution without a box."""
+    if box_size and voxel_size_angstrom:
+        return one_shell_finer_angstrom(
+            held_angstrom, box_size=box_size, voxel_size_angstrom=voxel_size_angstrom
+        )
+    return held_angstrom
+
+
+def _none_finer(values, limit_angstrom: float) -> bool:
+    """Whether every measured resolution (None: not measured) is at or coarser than the limit."""
+    return all(v is None or v >= limit_angstrom for v in values)
+
+
 @dataclass(frozen=True)
 class CutoffControl:
     """The cut-off control of one run.
@@ -123,18 +139,13 @@ def cutoff_control(
     held = float(cutoff_angstrom)
     if reference_angstrom is not None and math.isfinite(reference_angstrom):
         held = min(held, float(reference_angstrom))
-    if box_size and voxel_size_angstrom:
-        limit = one_shell_finer_angstrom(
-            held, box_size=box_size, voxel_size_angstrom=voxel_size_angstrom
-        )
-    else:
-        limit = held
+    limit = _finest_accepted(held, box_size, voxel_size_angstrom)
     values = {
         "relion_final_angstrom": relion_final_angstrom,
         "gold_standard_fsc_0143_angstrom": gold_standard_fsc_0143_angstrom,
         "truth_fsc_0143_angstrom": truth_fsc_0143_angstrom,
     }
-    passed = all(v is None or v >= limit for v in values.values())
+    passed = _none_finer(values.values(), limit)
     return CutoffControl(
         float(cutoff_angstrom), limit, values, passed, reference_angstrom=reference_angstrom
     )
@@ -234,15 +245,8 @@ def pure_noise_control(
     >>> c.passed, round(c.one_shell_finer_angstrom, 2)  # 200 / (200 / 30 + 1)
     (True, 26.09)
     """
-    finest = float(ini_high_angstrom)
-    if box_size is not None and voxel_size_angstrom is not None:
-        finest = one_shell_finer_angstrom(
-            finest, box_size=box_size, voxel_size_angstrom=voxel_size_angstrom
-        )
-    measured = [
-        v for v in (relion_final_angstrom, gold_standard_fsc_0143_angstrom) if v is not None
-    ]
-    passed = all(v >= finest for v in measured)
+    finest = _finest_accepted(float(ini_high_angstrom), box_size, voxel_size_angstrom)
+    passed = _none_finer((relion_final_angstrom, gold_standard_fsc_0143_angstrom), finest)
     return PureNoiseControl(
         float(ini_high_angstrom),
         relion_final_angstrom,
