@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,8 @@ import typer
 from cryoprior.cli._common import HalfMap1Option, HalfMap2Option, JobArgument, error_exit
 
 __all__ = ["enhance"]
+
+logger = logging.getLogger(__name__)
 
 
 def enhance(
@@ -47,10 +50,11 @@ def enhance(
 ) -> None:
     """Apply the learned prior once to each final half-map, through the guard.
 
-    Writes both processed halves and their average. RELION makes an auto-refine's final half-maps itself, so they are unregularized whatever
-    ran in the loop; this is the prior's post-processing of them, each half independently (the
-    realistic benchmark's "then prior + guard once"). The FSC of the processed halves is no
-    resolution estimate: take the resolution from the unprocessed ones.
+    Writes both processed halves and their average. RELION makes an auto-refine's final
+    half-maps itself, so they are unregularized whatever ran in the loop; this is the prior's
+    post-processing of them, each half independently (the realistic benchmark's "then prior +
+    guard once"). The FSC of the processed halves is no resolution estimate: take the
+    resolution from the unprocessed ones.
 
     Example: cryoprior enhance Refine3D/job001
     """
@@ -63,12 +67,11 @@ def enhance(
     from cryoprior.io.relion import (
         find_relion_job_files,
         latest_optimiser_star,
-        read_model_star,
         read_optimiser_star,
     )
     from cryoprior.regularizers.guard import HOOK_GUARD
     from cryoprior.regularizers.postprocess import postprocess_half_maps, prior_enhancer
-    from cryoprior.validate.job import common_header_voxel_size, read_checked_map
+    from cryoprior.validate.job import maps_voxel_size, read_checked_map
 
     setup_logging(verbose)
     console = Console()
@@ -83,13 +86,9 @@ def enhance(
         h2_path = half_map_2 or (files.half_map_2 if files else None)
         if h1_path is None or h2_path is None:
             raise fail("give a RELION job, or both --half1 and --half2")
-        voxel = voxel_size
-        if voxel is None and files is not None and files.model_star is not None:
-            voxel = read_model_star(files.model_star).pixel_size_angstrom
-        if voxel is None:
-            voxel = common_header_voxel_size([Path(h1_path), Path(h2_path)])
-        if not voxel or not math.isfinite(voxel) or voxel <= 0:
-            raise fail(f"{h1_path}: no voxel size in its header: give --angpix")
+        voxel, mismatch = maps_voxel_size([Path(h1_path), Path(h2_path)], voxel_size, files)
+        if mismatch:
+            logger.warning("%s", mismatch)
         if diameter is None and files is not None:
             latest = latest_optimiser_star(files.output_root)
             if latest is not None:

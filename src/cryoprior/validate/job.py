@@ -19,6 +19,7 @@ from cryoprior.io.atomic_model import read_atomic_model
 from cryoprior.io.model_map import model_to_map
 from cryoprior.io.mrc import read_map, read_map_header
 from cryoprior.io.relion import (
+    RelionJobFiles,
     find_relion_job_files,
     poses_from_star,
     read_model_star,
@@ -29,8 +30,8 @@ from cryoprior.validate.symmetry import validate_symmetry_name
 
 __all__ = [
     "LoadedInputs",
-    "common_header_voxel_size",
     "load_validation_inputs",
+    "maps_voxel_size",
     "read_checked_map",
 ]
 
@@ -112,16 +113,11 @@ def load_validation_inputs(
         warnings.append(message)
 
     maps = [h1_path, h2_path, full_path, mask, truth_map, model_map]
-    header_voxel = common_header_voxel_size([Path(p) for p in maps if p is not None])
-    voxel = voxel_size_angstrom
-    if voxel is None and files is not None and files.model_star is not None:
-        voxel = read_model_star(files.model_star).pixel_size_angstrom
-    if voxel is None:
-        voxel = header_voxel
-    elif header_voxel and abs(voxel - header_voxel) > _VOXEL_TOLERANCE * header_voxel:
-        warn(f"using {voxel:g} A per voxel although the map headers give {header_voxel:g} A")
-    if not voxel or not math.isfinite(voxel) or voxel <= 0:
-        raise ValueError(f"{h1_path} has no voxel size in its header: give the voxel size")
+    voxel, mismatch = maps_voxel_size(
+        [Path(p) for p in maps if p is not None], voxel_size_angstrom, files
+    )
+    if mismatch:
+        warn(mismatch)
     sym = given_symmetry
     if sym is None and files is not None and files.sampling_star is not None:
         sym = read_sampling_star(files.sampling_star).symmetry_group
@@ -193,6 +189,31 @@ def load_validation_inputs(
 _VOXEL_TOLERANCE = 1e-3  # relative; RELION writes the pixel size as a float32
 
 
+def maps_voxel_size(
+    paths: list[Path], given_angstrom: float | None, files: RelionJobFiles | None
+) -> tuple[float, str | None]:
+    """Return the voxel size of a job's maps: as given, else its model STAR, else the headers.
+
+    Returns it with a warning (None when there is none) when a given or STAR value differs
+    from what the headers agree on.
+
+    Raises InputFileError for maps whose headers differ (:func:`_common_header_voxel_size`),
+    ValueError when no voxel size is found anywhere.
+    """
+    header_voxel = _common_header_voxel_size(paths)
+    voxel = given_angstrom
+    if voxel is None and files is not None and files.model_star is not None:
+        voxel = read_model_star(files.model_star).pixel_size_angstrom
+    warning = None
+    if voxel is None:
+        voxel = header_voxel
+    elif header_voxel and abs(voxel - header_voxel) > _VOXEL_TOLERANCE * header_voxel:
+        warning = f"using {voxel:g} A per voxel although the map headers give {header_voxel:g} A"
+    if not voxel or not math.isfinite(voxel) or voxel <= 0:
+        raise ValueError(f"{paths[0]} has no voxel size in its header: give the voxel size")
+    return float(voxel), warning
+
+
 def read_checked_map(path: str | Path, *, constant_ok: bool = True) -> np.ndarray:
     """Read a map as float64, refusing NaN or infinite voxels.
 
@@ -210,7 +231,7 @@ def read_checked_map(path: str | Path, *, constant_ok: bool = True) -> np.ndarra
     return array
 
 
-def common_header_voxel_size(paths: list[Path]) -> float | None:
+def _common_header_voxel_size(paths: list[Path]) -> float | None:
     """Return the voxel size the maps' headers agree on (headers without one skipped), or None.
 
     Raises InputFileError for a missing or unreadable file, or a header whose voxel size
