@@ -7,6 +7,7 @@ correlation inside the molecule): classical (FSC filter + mask), prior, prior + 
 prior + guard v2, the plain half-map. Prints one line per seed; writes nothing.
 
 Usage: python benchmarks/guard_small_box.py [--resolution 6 --b-factor 80] [--seeds 0 1 2 3]
+    [--weights default]
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--b-factor", type=float, default=80.0, help="blur of the half-maps")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--weights", default="default", help="prior weights (name or file)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     bench = _prior_eval()
@@ -61,7 +63,7 @@ def main() -> None:
     s2 = (bench.rfft_freq(n, voxel) ** 2).sum(-1)
     blur = np.exp(-args.b_factor * s2 / 4.0)
     blurred = scipy.fft.irfftn(scipy.fft.rfftn(truth) * blur, s=truth.shape)
-    prior = load_prior("default")
+    prior = load_prior(args.weights)
     for seed in args.seeds:
         rng = np.random.default_rng(seed)
         noises = [
@@ -79,7 +81,9 @@ def main() -> None:
         maps = {
             "classical": bench.classical(half, fsc, voxel),
             "prior": enhanced,
-            "guard v1": apply_guard(enhanced, half, fsc=fsc)[0],
+            "guard v1": apply_guard(
+                enhanced, half, fsc=fsc, settings=GuardSettings(method="trailing")
+            )[0],
             "guard v2": apply_guard(
                 enhanced, half, fsc=fsc, settings=GuardSettings(method="bounded")
             )[0],

@@ -4,7 +4,7 @@
 # benchmarks/training/prior_v3 after each chunk (the checkpoints the next chunk builds on: a
 # machine's files do not outlive it). Finished chunks are skipped; a stopped chunk resumes from
 # its partial prior.pt. THREADS (default 2), MINUTES per chunk (default 25) and CHUNKS (default 3;
-# session 6 went on to 6, each chunk starting from the last) can be set.
+# the shipped v3 is chunk 8, each chunk starting from the last) can be set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=benchmarks/training/prior_v3

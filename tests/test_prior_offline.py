@@ -8,9 +8,10 @@ size); half-map 1 = the map blurred by B = 80 A^2 plus noise shaped so that the 
 noise - level d6 of ``benchmarks/prior_eval.py``, whose ``classical`` (half-map FSC filter +
 solvent mask) is the reference.
 
-Measured (seed 0, 2 threads; ``python benchmarks/guard_small_box.py`` prints it for seeds 0-3):
+Measured (seed 0, 2 threads; ``python benchmarks/guard_small_box.py`` prints it for seeds 0-3;
+the weights v2 and v3 give the same figures to the digits below, 2026-12-03):
 FSC 0.5 against the truth 4.10 A for the classical filter, 3.94 A for prior + guard v2 (4.0 %
-finer; seeds 1-3: 2.9, 5.2, 8.7 %; guard v1: 4.84 A, 18 % coarser); real-space
+finer; seeds 1-3: 2.9, 5.1, 8.7 %; guard v1: 4.84 A, 18 % coarser); real-space
 correlation inside the molecule 0.569 and 0.705 (+0.136). The margins asserted are half of
 the seed-0 gains (factor 2), and the same criterion applied to the plain half-map - what a
 guard that hands back the plain map gives - fails (5.08 A, cc 0.662).

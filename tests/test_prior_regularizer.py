@@ -72,9 +72,15 @@ def test_shipped_weights_load_offline_by_name():
     assert files and all(p.stat().st_size < 8e6 for p in files)
     for name in available_weights():  # every shipped file loads by its name
         assert load_prior(name).network.config.voxel_size_angstrom == 1.5
-    # the default is fine-tuned from the first weights: the chain is recorded
+    # the default is fine-tuned from earlier shipped weights (v3: eight chunks from v2, which
+    # was fine-tuned from v1): the chain is recorded, every link with its steps and time
+    chain = []
     parent = meta.get("parent")
-    assert parent is None or parent["weights"] in {f.name for f in files}
+    while parent is not None:
+        assert parent["steps"] > 0 and parent["training_seconds"] > 0, parent["weights"]
+        chain.append(parent["weights"])
+        parent = parent.get("parent")
+    assert not chain or {"cryoprior-prior-v1.pt", "cryoprior-prior-v2.pt"} & set(chain), chain
 
 
 def test_train_prior_cli(tmp_path):

@@ -64,7 +64,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = "default"
-_ALIASES = {"default": "cryoprior-prior-v2"}
+_ALIASES = {"default": "cryoprior-prior-v3"}
 
 #: Where the network's group normalisation takes its statistics (InferenceSettings.normalisation).
 NORMALISATIONS = ("tile", "map", "particle")
