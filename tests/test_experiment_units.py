@@ -272,7 +272,12 @@ def test_report_from_cached_runs(tmp_path):
     rng = np.random.default_rng(0)
     sim = SimulationConfig(box_size=24, voxel_size_angstrom=4.0, lowpass_resolution_angstrom=16.0)
     case = ExperimentCase(
-        "cut16", "cut-off 16 A", "cutoff", sim, modes=("relion", "prior"), cutoff_angstrom=16.0
+        "cut16",
+        "cut-off 16 A",
+        "cutoff",
+        sim,
+        modes=("relion", "prior", "prior-noguard"),
+        cutoff_angstrom=16.0,
     )
     _fake_run(tmp_path, case, "relion", rng, final_resolution=19.2)  # passes
     _fake_run(tmp_path, case, "prior", rng, final_resolution=9.6)  # passes the cut-off: FAIL
@@ -283,6 +288,8 @@ def test_report_from_cached_runs(tmp_path):
     assert len(rows) == 2
     assert rows[0].endswith("| PASS |") and rows[1].endswith("| **FAIL** |")
     assert "| RELION | 19.20 |" in md and "| prior + guard | 9.60 |" in md
+    # a mode without a run of these weights is named, not silently left out
+    assert "the current prior weights (a run's key holds both): `prior-noguard`." in md
     # a prior run without the record is from before weights were recorded: the first weights
     assert "Prior weights used by the runs: `cryoprior-prior-v1.pt` (1 run)." in md
     html = (tmp_path / "report" / "report.html").read_text()

@@ -403,7 +403,10 @@ def _case_section(
     doc.para(_case_description(case))
     missing = [m for m in case["modes"] if m not in runs]
     if missing:
-        doc.para("Not run yet: " + ", ".join(f"`{m}`" for m in missing) + ".")
+        doc.para(
+            "Not run yet with this configuration and the current prior weights (a run's key "
+            "holds both): " + ", ".join(f"`{m}`" for m in missing) + "."
+        )
     if not runs:
         return None
     doc.table(list(TABLE_COLUMNS), comparison_rows(runs, labels))
