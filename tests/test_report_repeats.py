@@ -155,6 +155,39 @@ def test_each_mode_post_processed_is_judged_against_relion_post_processed(tmp_pa
     assert cc["verdict"] == "no difference"
 
 
+def test_an_arm_made_with_other_prior_weights_is_not_mixed_with_the_current_ones(tmp_path):
+    # RELION's arms were made with old weights (their maps gone, they could not be redone);
+    # the prior run's arm with the current ones: the old arms get their own, labelled row and
+    # the in-loop-then-once comparison (which needs RELION's arm with the same weights) is left
+    # out rather than made across weights
+    old, new = {"file": "old.pt", "sha256": "a" * 64}, {"file": "new.pt", "sha256": "b" * 64}
+    entry = _experiment(
+        tmp_path,
+        relion=[_result(6.0, 0.80), _result(6.2, 0.81), _result(6.4, 0.82)],
+        prior=[_result(5.6, 0.81), _result(5.7, 0.81)],
+        arm=[{"prior": {"truth_fsc_05_angstrom": v, "truth_correlation": 0.8}} for v in (5, 5, 5)],
+        prior_arm=[{"prior": {"truth_fsc_05_angstrom": 4.0, "truth_correlation": 0.9}}] * 2,
+    )
+    entry["prior_weights"] = new
+    for rel, weights in [(r, old) for r in entry["repeats"]["relion"]] + [
+        (r, new) for r in entry["repeats"]["prior"]
+    ]:
+        path = tmp_path / rel / "postprocess" / "prior" / "result.json"
+        _write(path, {**json.loads(path.read_text()), "prior_weights": weights})
+    repeats = load_case_repeats(tmp_path, entry)
+    assert set(repeats.postprocess) == {f"post:prior@{'a' * 12}", "post:prior:prior"}
+    assert repeats.postprocess_labels[f"post:prior@{'a' * 12}"] == (
+        "RELION, then prior + guard once (weights old.pt)"
+    )
+    doc = Document()
+    data = repeats_section(doc, repeats, LABELS)
+    assert "| RELION, then prior + guard once (weights old.pt) | " in doc.markdown()
+    assert data["postprocess_verdict"] is None
+    # without the manifest's record (older manifests) every arm keeps its row, as before
+    del entry["prior_weights"]
+    assert set(load_case_repeats(tmp_path, entry).postprocess) == {"post:prior", "post:prior:prior"}
+
+
 def test_one_repeat_makes_no_call(tmp_path):
     entry = _experiment(tmp_path, relion=[_result(6.0, 0.8)], prior=[_result(4.0, 0.9)])
     doc = Document()

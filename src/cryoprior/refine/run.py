@@ -634,8 +634,10 @@ def write_manifest(
     """Write ``root/benchmark.json``: the cases, the run folder of each mode, the modes.
 
     ``runs`` names the run folder of each mode's first repeat; ``repeats`` those of every
-    repeat (:func:`~cryoprior.refine.cases.repeat_cases`), first included. The report
-    (``cryoprior report``) reads only this file and the run folders it names.
+    repeat (:func:`~cryoprior.refine.cases.repeat_cases`), first included; ``prior_weights``
+    the weights the case's prior runs and post-processing arms use now (:func:`prior_weights`;
+    the report names an arm made with other weights). The report (``cryoprior report``) reads
+    only this file and the run folders it names.
     """
     root = Path(root)
     data = {
@@ -658,6 +660,7 @@ def write_manifest(
                     mode: [f"runs/{run_key(r, mode)}" for r in repeat_cases(case)]
                     for mode in case.modes
                 },
+                "prior_weights": prior_weights(case, "prior"),
             }
             for case in cases
         ],

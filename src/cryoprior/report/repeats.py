@@ -61,7 +61,9 @@ class CaseRepeats:
         is ``post:<variant>`` for plain RELION's run, ``post:<mode>:<variant>`` for another
         mode's (:func:`postprocess_row`).
     postprocess_numbers: row -> the repeat (0-based) of each of ``postprocess``' results.
-    postprocess_labels: row -> its label (as the arm's ``result.json`` names it).
+    postprocess_labels: row -> its label (as the arm's ``result.json`` names it; an arm made
+        with other prior weights than the manifest entry's ``prior_weights`` has a row of its
+        own, labelled with the weights' file).
     pose_differences: mode -> ``pose_difference.json``'s summary per repeat that has one.
     expected: mode -> the number of repeats the suite asks for.
     """
@@ -89,6 +91,7 @@ def load_case_repeats(root: str | Path, entry: Mapping[str, Any]) -> CaseRepeats
     """Read a manifest entry's repeats (``repeats``, else its single ``runs``) under ``root``."""
     root = Path(root)
     folders = entry.get("repeats") or {m: [rel] for m, rel in entry.get("runs", {}).items()}
+    current = (entry.get("prior_weights") or {}).get("sha256")
     out = CaseRepeats()
     for mode, rels in folders.items():
         out.expected[mode] = len(rels)
@@ -107,9 +110,15 @@ def load_case_repeats(root: str | Path, entry: Mapping[str, Any]) -> CaseRepeats
                 if arm is None:
                     continue
                 row = postprocess_row(mode, variant_dir.name)
+                label = arm.get("label") or row
+                weights = arm.get("prior_weights") or {}
+                if current and weights.get("sha256") not in (None, current):
+                    # made before the weights changed (its maps were not here to redo it)
+                    row = f"{row}@{weights['sha256'][:12]}"
+                    label = f"{label} (weights {weights.get('file')})"
                 out.postprocess.setdefault(row, []).append(arm)
                 out.postprocess_numbers.setdefault(row, []).append(number)
-                out.postprocess_labels[row] = arm.get("label") or row
+                out.postprocess_labels[row] = label
     return out
 
 
