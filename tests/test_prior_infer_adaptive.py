@@ -110,30 +110,14 @@ def test_region_statistics_ignore_what_lies_outside_the_region():
 
 
 def _protein_half_map() -> np.ndarray:
-    """A 64^3 half-map of a held-out protein at 1.5 A/voxel (6bdf chain A, as the prior's
-    unit test tests/test_prior_offline.py makes it: B 15 truth blurred by B 80, noise shaped to
-    a half-map FSC of 0.5 at 6 A plus 10 % white noise, seed 0)."""
-    from pathlib import Path
+    """A 64^3 half-map of a held-out protein at 1.5 A/voxel: half-map 1 of the prior's unit test
+    (tests/test_prior_offline.py; 6bdf chain A, B 15 truth blurred by B 80, noise shaped to a
+    half-map FSC of 0.5 at 6 A plus 10 % white noise, seed 0)."""
+    from benchmark_scripts import load_benchmark
 
-    from cryoprior.fourier.filters import apply_filter, bfactor_filter
-    from cryoprior.io.atomic_model import read_atomic_model
-    from cryoprior.prior.data import fsc_shaped_noise, target_map
-
-    n, voxel = 64, 1.5
-    path = Path(__file__).resolve().parents[1] / "src/cryoprior/data/6bdf_chainA.pdb.gz"
-    model = read_atomic_model(path, remove_ligands=True).centred()
-    truth = target_map(
-        model,
-        box_size=n,
-        voxel_size_angstrom=voxel,
-        b_factor_angstrom2=15,
-        origin_angstrom=(-n * voxel / 2,) * 3,
-    )
-    blur = bfactor_filter(n, b_factor_angstrom2=80.0, voxel_size_angstrom=voxel)
-    blurred = apply_filter(truth, blur)
-    rng = np.random.default_rng(0)
-    noise = fsc_shaped_noise(blurred, voxel_size_angstrom=voxel, resolution_angstrom=6.0, rng=rng)
-    return blurred + noise + 0.1 * blurred.std() * rng.standard_normal(truth.shape)
+    small_box = load_benchmark("guard_small_box")
+    case = small_box.heldout_truth(b_factor_angstrom2=80.0)
+    return small_box.heldout_half_maps(case, seed=0, resolution_angstrom=6.0)[0]
 
 
 @pytest.mark.parametrize("normalisation", ["map", "particle"])

@@ -19,15 +19,10 @@ guard that hands back the plain map gives - fails (5.08 A, cc 0.662).
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
-import scipy.fft
 
 from benchmark_scripts import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 FSC05_GAIN_MARGIN = 0.020  # half the measured 4.0 %
 CC_GAIN_MARGIN = 0.068  # half the measured +0.136
 
@@ -38,38 +33,12 @@ def _benchmark():
 
 @pytest.fixture(scope="module")
 def case():
-    from cryoprior.io.atomic_model import read_atomic_model
-    from cryoprior.prior.data import fsc_shaped_noise, model_envelope, target_map
     from cryoprior.validate.fsc import fourier_shell_correlation
 
-    n, voxel = 64, 1.5
-    path = ROOT / "src/cryoprior/data/6bdf_chainA.pdb.gz"
-    model = read_atomic_model(path, remove_ligands=True).centred()
-    pos = model.positions_angstrom
-    truth = target_map(
-        model,
-        box_size=n,
-        voxel_size_angstrom=voxel,
-        b_factor_angstrom2=15,
-        origin_angstrom=(-n * voxel / 2,) * 3,
-    )
-    s2 = (_benchmark().rfft_freq(n, voxel) ** 2).sum(-1)
-    blurred = scipy.fft.irfftn(scipy.fft.rfftn(truth) * np.exp(-80.0 * s2 / 4.0), s=truth.shape)
-    rng = np.random.default_rng(0)
-    noises = [
-        fsc_shaped_noise(blurred, voxel_size_angstrom=voxel, resolution_angstrom=6.0, rng=rng)
-        + 0.1 * blurred.std() * rng.standard_normal(truth.shape)
-        for _ in range(2)
-    ]
-    half_1, half_2 = blurred + noises[0], blurred + noises[1]
-    return {
-        "voxel": voxel,
-        "truth": truth,
-        "envelope": model_envelope(truth, voxel_size_angstrom=voxel),
-        "half_1": half_1,
-        "fsc": fourier_shell_correlation(half_1, half_2),
-        "diameter": 2 * float(np.sqrt((pos**2).sum(1)).max()) + 10.0,
-    }
+    small_box = load_benchmark("guard_small_box")
+    case = small_box.heldout_truth(b_factor_angstrom2=80.0)
+    half_1, half_2 = small_box.heldout_half_maps(case, seed=0, resolution_angstrom=6.0)
+    return {**case, "half_1": half_1, "fsc": fourier_shell_correlation(half_1, half_2)}
 
 
 def _beats(scores: dict, reference: dict) -> bool:
